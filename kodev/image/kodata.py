@@ -1,0 +1,94 @@
+"""The kodata layer: a command's `kodata/` tree at `/var/run/ko`, as ko lays it out.
+
+Symlinks are dereferenced (the image gets the target's content) when the target stays inside the module
+root or the enclosing git worktree; a link that escapes, dangles or loops is an error naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kodev.errors import ImageError
+from kodev.image.layers import Layer, LayerWriter
+
+KODATA_DIR = "kodata"
+KODATA_PATH = "/var/run/ko"
+_MODE = 0o555  # every kodata file and directory, as ko does: readable and executable, never writable
+
+
+@dataclass(frozen=True)
+class KodataEntry:
+    """One entry of the layer: `name` relative to /var/run/ko; `source` is None for a directory."""
+
+    name: str
+    source: Path | None
+
+
+def _resolve_link(link: Path, allowed_root: Path) -> Path:
+    try:
+        target = link.resolve(strict=True)
+    except (RuntimeError, OSError) as exc:
+        looping = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40  # ELOOP
+        if looping:
+            raise ImageError(f"kodata symlink {link} is part of a symlink loop. Point it at a real file "
+                             "or directory.") from None
+        raise ImageError(f"kodata symlink {link} points to {os.readlink(link)!r}, which does not exist. "
+                         "Fix or remove the link.") from None
+    if not target.is_relative_to(allowed_root):
+        raise ImageError(f"kodata symlink {link} points to {target}, outside {allowed_root}. kodev only "
+                         "follows links that stay inside the module (or its git worktree), so that an "
+                         "image never picks up files from elsewhere on this machine; copy the file in "
+                         "instead.")
+    return target
+
+
+def walk(kodata: Path, allowed_root: Path) -> Iterator[KodataEntry]:
+    """Entries of the tree under `kodata`, depth first, names sorted, symlinks dereferenced."""
+    root = kodata
+    if kodata.is_symlink():
+        root = _resolve_link(kodata, allowed_root)
+    if not root.is_dir():
+        raise ImageError(f"{kodata} is not a directory. kodev puts a command's kodata/ directory at "
+                         f"{KODATA_PATH}; rename the file or make kodata a directory.")
+    yield from _walk_dir(root, "", allowed_root.resolve(), frozenset({root.resolve()}))
+
+
+def _walk_dir(directory: Path, prefix: str, allowed_root: Path, active: frozenset[Path]) -> Iterator[KodataEntry]:
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise ImageError(f"cannot read kodata directory {directory}: {exc.strerror}. Fix its permissions.") from None
+    for name in names:
+        path = directory / name
+        rel = f"{prefix}{name}"
+        target = _resolve_link(path, allowed_root) if path.is_symlink() else path
+        if target.is_dir():
+            real = target.resolve()
+            if real in active:
+                raise ImageError(f"kodata symlink {path} points back to {real}, which contains it: a symlink "
+                                 "loop. Point it somewhere else.")
+            yield KodataEntry(rel, None)
+            yield from _walk_dir(target, f"{rel}/", allowed_root, active | {real})
+        elif target.is_file():
+            yield KodataEntry(rel, target)
+        else:
+            raise ImageError(f"kodata entry {path} is neither a regular file nor a directory; remove it.")
+
+
+def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int) -> Layer:
+    """The layer for `kodata` (None or missing: just the empty /var/run/ko directory)."""
+    root = KODATA_PATH.lstrip("/")
+    entries = list(walk(kodata, allowed_root)) if kodata is not None and (
+        kodata.exists() or kodata.is_symlink()) else []
+    with LayerWriter(f"kodev: kodata at {KODATA_PATH}", mtime) as writer:
+        writer.directory(root, _MODE)
+        for entry in entries:
+            name = f"{root}/{entry.name}"
+            if entry.source is None:
+                writer.directory(name, _MODE)
+            else:
+                writer.file(name, entry.source, _MODE)
+        return writer.finish()

@@ -1,0 +1,70 @@
+"""The one place output is written. Progress and timings go to stderr; stdout holds results only."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from kodev.errors import CompileError, KodevError
+
+# Per-service log prefix colors, in the order docker compose cycles through them.
+SERVICE_COLORS = ("cyan", "yellow", "green", "magenta", "blue", "bright_cyan", "bright_yellow",
+                  "bright_green", "bright_magenta", "bright_blue")
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{count} B"
+
+
+class UI:
+    """Rich, calm output: one line per stage with its time; errors that say what to do."""
+
+    def __init__(self, debug: bool = False, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        self.debug = debug
+        self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        self._stdout = stdout or sys.stdout
+
+    def result(self, line: str) -> None:
+        """A result for scripts (an image reference): stdout, plain, one per line."""
+        print(line, file=self._stdout, flush=True)
+
+    def stage(self, subject: str, what: str, seconds: float, detail: str = "") -> None:
+        line = Text("  ")
+        line.append(f"{subject:<10}", style="bold")
+        line.append(f" {what} ")
+        line.append(f"{seconds:.2f}s", style="green")
+        if detail:
+            line.append(f"  {detail}", style="dim")
+        self.err.print(line)
+
+    def info(self, message: str) -> None:
+        self.err.print(Text(message, style="dim"))
+
+    def note(self, message: str) -> None:
+        self.err.print(Text(message))
+
+    def warn(self, message: str) -> None:
+        self.err.print(Text("warning: ", style="bold yellow") + Text(message))
+
+    def error(self, exc: KodevError) -> None:
+        self.err.print(Text("error: ", style="bold red") + Text(str(exc)))
+        if isinstance(exc, CompileError) and exc.output:
+            # The compiler's own words, unstyled, exactly as it printed them.
+            self.err.file.write(exc.output if exc.output.endswith("\n") else exc.output + "\n")
+            self.err.file.flush()
+
+    def service_line(self, service: str, color: str, width: int, line: str) -> None:
+        prefix = Text(f"{service:<{width}} | ", style=color)
+        self.err.print(prefix + Text(line), markup=False)
+
+    def markup(self, message: str) -> None:
+        self.err.print(escape(message))
