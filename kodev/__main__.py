@@ -1,0 +1,3 @@
+from kodev.cli import main
+
+main()

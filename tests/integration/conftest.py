@@ -1,0 +1,81 @@
+"""Fixtures for tests against the real parts: the `go` on PATH and the Docker daemon kodev would use.
+
+Without them these tests skip on a developer's machine, but with KODEV_REQUIRE_REAL=1 (set by .ci/run
+and by scripts/test under CI) a missing toolchain or daemon is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+REQUIRE_REAL = os.environ.get("KODEV_REQUIRE_REAL") == "1"
+
+
+def _missing(what: str) -> None:
+    if REQUIRE_REAL:
+        pytest.fail(f"{what} is required (KODEV_REQUIRE_REAL=1) but missing", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def go_binary() -> str:
+    found = shutil.which(os.environ.get("KODEV_GO", "go"))
+    if found is None:
+        _missing("a Go toolchain (`go` on PATH)")
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    from kodev.daemon import connect
+    from kodev.errors import DaemonError
+
+    try:
+        daemon = connect()
+    except DaemonError as exc:
+        _missing(f"a Docker daemon ({exc})")
+        raise
+    yield daemon.client
+    daemon.client.close()
+
+
+@pytest.fixture
+def hello(tmp_path: Path, go_binary: str, docker_client: Any) -> Path:
+    """A private copy of examples/hello (symlinks kept as symlinks)."""
+    target = tmp_path / "hello"
+    shutil.copytree(EXAMPLES / "hello", target, symlinks=True)
+    return target
+
+
+def run_kodev(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+              ) -> subprocess.CompletedProcess[str]:
+    """`kodev ARGS` as a user runs it: a separate process, its own stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "kodev", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout, check=False)
+
+
+def run_container(client: Any, image: str, *args: str, **kwargs: Any) -> tuple[int, str]:
+    """Run `image` to completion on the host network; its exit code and combined output."""
+    container = client.containers.run(image, list(args) or None, detach=True, network_mode="host", **kwargs)
+    try:
+        status = container.wait(timeout=60)
+        return int(status["StatusCode"]), container.logs().decode()
+    finally:
+        container.remove(force=True)
