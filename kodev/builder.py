@@ -19,7 +19,7 @@ from kodev.gotool import GoTool
 from kodev.image import base as base_images
 from kodev.image.assemble import REVISION_LABEL, SOURCE_LABEL, Image, ImageSpec, assemble
 from kodev.image.kodata import KODATA_DIR, kodata_layer
-from kodev.image.layers import binary_layer
+from kodev.image.layers import Layer, binary_layer
 from kodev.platform import Platform
 from kodev.templates import GitInfo, TemplateContext, expand, git_info
 from kodev.ui import UI, human_bytes
@@ -95,11 +95,16 @@ def plan_commands(config: Config, commands: Sequence[MainPackage], git: dict[Pat
         prefix = f'{where_file}: commands."{key}"' if key else where_file
         settings = table.build.over(config.build)
         context = TemplateContext.current(command.module_dir, git.get(command.module_dir))
+
+        def where(setting: str, own: tuple[str, ...] | None, key: str | None = key) -> str:
+            """The key a setting came from: the command's own table, or [build]."""
+            return f'{where_file}: commands."{key}".{setting}' if own is not None else f"{where_file}: build.{setting}"
+
         request = BuildRequest(
             command=command,
             env=settings.env or (),
-            flags=tuple(expand(f, context, f"{prefix}.flags") for f in settings.flags or ()),
-            ldflags=tuple(expand(f, context, f"{prefix}.ldflags") for f in settings.ldflags or ()),
+            flags=tuple(expand(f, context, where("flags", table.build.flags)) for f in settings.flags or ()),
+            ldflags=tuple(expand(f, context, where("ldflags", table.build.ldflags)) for f in settings.ldflags or ()),
         )
         name = table.image or command.app_name
         repository = name if "/" in name else f"{config.repo}/{name}"
@@ -132,21 +137,27 @@ class Builder:
     def git(self, commands: Sequence[MainPackage]) -> dict[Path, GitInfo | None]:
         return {c.module_dir: git_info(c.module_dir) for c in commands}
 
-    def compile(self, plans: Sequence[CommandPlan], scratch: Path) -> list[Binary]:
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path) -> tuple[list[Binary], float]:
+        """One `go build` for all plans (as few as their settings allow); the binaries and the time taken."""
         started = time.monotonic()
         binaries = compile_commands(self.go, [p.request for p in plans], scratch)
-        names = ", ".join(p.name for p in plans)
-        self.ui.stage("go build", names, time.monotonic() - started)
-        return binaries
+        return binaries, time.monotonic() - started
 
     def base(self, plan: CommandPlan) -> base_images.BaseImage:
         if plan.base not in self._bases:
             self._bases[plan.base] = base_images.resolve(plan.base, plan.base_where)
         return self._bases[plan.base]
 
-    def image(self, plan: CommandPlan, binary: Binary, git: GitInfo | None) -> Image:
+    def allowed_root(self, command: MainPackage, git: GitInfo | None) -> Path:
+        """Where kodata symlinks may point: the enclosing git worktree, else the module."""
+        return git.root if git is not None else command.module_dir
+
+    def binary_layer(self, plan: CommandPlan, binary: Binary) -> Layer:
+        return binary_layer(binary.path, binary.digest, plan.command.app_name, _epoch("SOURCE_DATE_EPOCH"))
+
+    def image(self, plan: CommandPlan, top: Layer, git: GitInfo | None) -> Image:
+        """Base + kodata (read now) + the given binary layer, with ko's config."""
         command = plan.command
-        allowed = git.root if git is not None else command.module_dir
         labels = {}
         if git is not None:
             labels[REVISION_LABEL] = git.full_commit
@@ -154,9 +165,8 @@ class Builder:
                 labels[SOURCE_LABEL] = git.remote_url
         spec = ImageSpec(import_path=command.import_path, app_name=command.app_name, platform=self.platform,
                          created=_epoch("SOURCE_DATE_EPOCH"), labels=labels)
-        kodata = kodata_layer(command.dir / KODATA_DIR, allowed,
+        kodata = kodata_layer(command.dir / KODATA_DIR, self.allowed_root(command, git),
                               _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"))
-        top = binary_layer(binary.path, binary.digest, command.app_name, _epoch("SOURCE_DATE_EPOCH"))
         return assemble(self.base(plan), kodata, top, spec)
 
     def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]:
@@ -164,12 +174,11 @@ class Builder:
         git = self.git([p.command for p in plans])
         built: list[BuiltImage] = []
         with tempfile.TemporaryDirectory(prefix="build-", dir=cache.subdir("tmp")) as scratch:
-            started = time.monotonic()
-            binaries = self.compile(plans, Path(scratch))
-            go_seconds = time.monotonic() - started
+            binaries, go_seconds = self.compile(plans, Path(scratch))
+            self.ui.stage("go build", ", ".join(p.name for p in plans), go_seconds)
             for plan, binary in zip(plans, binaries, strict=True):
                 started = time.monotonic()
-                image = self.image(plan, binary, git.get(plan.command.module_dir))
+                image = self.image(plan, self.binary_layer(plan, binary), git.get(plan.command.module_dir))
                 image_seconds = time.monotonic() - started
                 loaded = self.daemon.load(image, [plan.ref])
                 self.ui.stage(plan.name, "image", image_seconds,

@@ -82,6 +82,94 @@ def build(
     guarded(run)
 
 
+ListOption = Optional[list[str]]  # noqa: UP045
+
+
+def _after_separator(args: list[str] | None) -> tuple[str, ...]:
+    """ARGS after `--`; click hands the separator through when interspersed arguments are off."""
+    items = list(args or ())
+    return tuple(items[1:] if items[:1] == ["--"] else items)
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    path: Annotated[str, typer.Argument(help="The command to run: ./cmd/server or its import path.",
+                                        show_default=False)],
+    args: Annotated[ListOption, typer.Argument(help="Arguments for the command (after --).",
+                                               show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Container name (default: the command's name).",  # noqa: UP045
+                                                show_default=False)] = None,
+    env: Annotated[ListOption, typer.Option("--env", "-e", help="KEY=VALUE for the container (repeatable).",
+                                            show_default=False)] = None,
+    env_file: Annotated[Optional[Path], typer.Option("--env-file", help="File of KEY=VALUE lines.",  # noqa: UP045
+                                                     show_default=False)] = None,
+    publish: Annotated[ListOption, typer.Option(
+        "--publish", "-p", help="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/proto] (repeatable).", show_default=False)] = None,
+    network: Annotated[Optional[str], typer.Option("--network", help="Network to connect to (e.g. host).",  # noqa: UP045
+                                                   show_default=False)] = None,
+    volume: Annotated[ListOption, typer.Option("--volume", "-v", help="SRC:DST[:ro] (repeatable).",
+                                               show_default=False)] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="User to run as (default: the image's).",  # noqa: UP045
+                                                show_default=False)] = None,
+    stop_timeout: Annotated[int, typer.Option("--stop-timeout", min=0,
+                                              help="Seconds between SIGTERM and SIGKILL.")] = 10,
+    rm: Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the container when it exits.")] = True,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")
+                     ] = False,
+    config: ConfigOption = None,
+    go: GoOption = None,
+    platform: PlatformOption = None,
+) -> None:
+    """Build a command, run it in a container in the foreground; with --watch, keep it up to date."""
+    from kodev.config import ServiceConfig
+    from kodev.services import container_spec
+    from kodev.session import Session
+
+    def start() -> int:
+        with Session.open(config, go, platform, debug=State.debug) as session:
+            plan = session.plan([path])
+            if len(plan) != 1:
+                from kodev.errors import GoError
+
+                raise GoError(f"{path}: names {len(plan)} commands; kodev run runs one.")
+            target_plan = plan[0]
+            service = ServiceConfig(
+                name=name or target_plan.name, command=path, args=_after_separator(args), env=tuple(env or ()),
+                env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
+                volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
+            spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=rm)
+            from kodev.watch import DevLoop, Target
+
+            target = Target(plan=target_plan, specs=[spec])
+            if watch:
+                return DevLoop(session, [target], prefix_logs=False).run()
+            from kodev.run import run_once
+
+            return run_once(session, target, spec)
+
+    raise typer.Exit(guarded(start))
+
+
+@app.command("watch")
+def watch_command(
+    paths: Annotated[ListOption, typer.Argument(
+        help="Commands to watch (default: the services and commands in kodev.toml).", show_default=False)] = None,
+    config: ConfigOption = None,
+    go: GoOption = None,
+    platform: PlatformOption = None,
+) -> None:
+    """Watch the module; rebuild only what a change affects and recreate the containers running it."""
+    from kodev.session import Session
+    from kodev.watch import DevLoop
+
+    def start() -> int:
+        with Session.open(config, go, platform, debug=State.debug) as session:
+            targets = session.watch_targets(paths or [])
+            return DevLoop(session, targets, prefix_logs=True).run()
+
+    raise typer.Exit(guarded(start))
+
+
 def main() -> None:
     try:
         app()

@@ -6,6 +6,7 @@ file and the dotted key at fault, before anything is built or any container is t
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -194,7 +195,7 @@ def parse(text: str, path: Path) -> Config:
         if "image" in table and not _valid_image_name(table["image"]):
             raise reader.fail(_join(_join("commands", key), "image"),
                               f"'{table['image']}' is not a valid image name (lowercase letters, digits, "
-                              "'.', '_', '-' and '/')")
+                              "'.', '_', '-', components joined by '/'; no tag)")
         commands[key] = CommandConfig(path=key, base=table.get("base"), image=table.get("image"),
                                       build=_build_settings(table))
 
@@ -227,9 +228,18 @@ def parse(text: str, path: Path) -> Config:
                   watch=watch)
 
 
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_REGISTRY = re.compile(r"^[a-zA-Z0-9.-]+(?::[0-9]+)?$")
+
+
 def _valid_image_name(name: str) -> bool:
-    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789._-/:")
-    return bool(name) and set(name) <= allowed and not name.startswith(("/", "-", ".")) and "//" not in name
+    """A repository name docker accepts: lowercase components joined by '/', maybe a registry host:port."""
+    parts = name.split("/")
+    if len(parts) > 1 and (":" in parts[0] or "." in parts[0] or parts[0] == "localhost"):
+        if not _REGISTRY.match(parts[0]):
+            return False
+        parts = parts[1:]
+    return bool(name) and all(_COMPONENT.match(part) for part in parts)
 
 
 def find(start: Path) -> Path | None:

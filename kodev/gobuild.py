@@ -66,8 +66,10 @@ def _env(pairs: Sequence[str]) -> dict[str, str]:
 def build_args(group: Sequence[BuildRequest], out_dir: Path) -> list[str]:
     head = group[0]
     args = ["build", "-trimpath", *head.flags]
-    if head.ldflags:
-        args.append("-ldflags=" + " ".join(head.ldflags))
+    # An empty build ID keeps the binary a function of the compiled code alone: Go's default ID hashes
+    # the source files, so a comment-only edit would otherwise change the image and restart containers.
+    ldflags = head.ldflags if any("-buildid" in flag for flag in head.ldflags) else ("-buildid=", *head.ldflags)
+    args.append("-ldflags=" + " ".join(ldflags))
     return [*args, "-o", f"{out_dir}{os.sep}", *(r.command.import_path for r in group)]
 
 

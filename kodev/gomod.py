@@ -80,7 +80,8 @@ def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path) -> list[MainPac
             target = str(path) + ("/..." if target.endswith("/...") else "")
         patterns.append(target)
 
-    run_dir = first_local or cwd
+    # The module kodev runs in decides; only outside any module does the first path name one.
+    run_dir = cwd if enclosing(cwd, "go.mod") or enclosing(cwd, "go.work") else (first_local or cwd)
     root = enclosing(run_dir, "go.work") or enclosing(run_dir, "go.mod")
     if root is None:
         raise GoError(f"{run_dir} is not inside a Go module (no go.mod here or above). Run kodev inside your "
@@ -134,3 +135,91 @@ def _main_package(arg: str, package: dict[str, Any], wildcard: bool) -> MainPack
                       "module it runs in.")
     return MainPackage(import_path=package["ImportPath"], dir=Path(package["Dir"]),
                        module_path=module["Path"], module_dir=Path(module["Dir"]))
+
+
+# --- the package graph, for deciding what a file change affects ------------------------------------
+
+_GRAPH_FIELDS = ("ImportPath,Name,Dir,Module,Error,Standard,Deps,Imports,GoFiles,CgoFiles,EmbedFiles,"
+                 "EmbedPatterns,IgnoredGoFiles,IgnoredOtherFiles,TestGoFiles,XTestGoFiles")
+MODULE_FILES = ("go.mod", "go.sum", "go.work", "go.work.sum")
+
+
+@dataclass(frozen=True)
+class GoPackage:
+    """A non-standard package some command is built from. File names are relative to `dir`."""
+
+    import_path: str
+    dir: Path
+    build_files: frozenset[str]  # GoFiles + CgoFiles: a change here changes the binary
+    embed_files: frozenset[str]  # EmbedFiles, relative paths such as "static/site.css"
+    embed_dirs: frozenset[str]  # embed patterns naming a directory: a new file under it is embedded
+    excluded_files: frozenset[str]  # tests and files excluded by build constraints for the target
+    imports: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ModuleGraph:
+    """What each command is built from, for the target platform. `roots` are the directories to watch."""
+
+    packages: dict[str, GoPackage]
+    deps: dict[str, frozenset[str]]  # command import path -> non-standard packages it is built from
+    roots: tuple[Path, ...]
+
+    def package_in(self, directory: Path) -> GoPackage | None:
+        for package in self.packages.values():
+            if package.dir == directory:
+                return package
+        return None
+
+    def dependents(self, import_path: str) -> set[str]:
+        return {command for command, deps in self.deps.items() if import_path in deps}
+
+
+def _watch_root(module: dict[str, Any]) -> Path | None:
+    """The main module, go.work members and local `replace` targets are watched; the module cache is not."""
+    if module.get("Main"):
+        return Path(module["Dir"])
+    replace = module.get("Replace") or {}
+    if str(replace.get("Path", "")).startswith((".", "/")) and replace.get("Dir"):
+        return Path(replace["Dir"])
+    return None
+
+
+def load_graph(go: GoTool, commands: Sequence[MainPackage], cwd: Path) -> ModuleGraph:
+    """`go list -deps -json` of the commands (with GOOS/GOARCH of the target) into a `ModuleGraph`."""
+    done = go.run(["list", "-e", "-deps", f"-json={_GRAPH_FIELDS}", "--", *(c.import_path for c in commands)],
+                  cwd=cwd)
+    if done.returncode != 0 and not done.stdout.strip():
+        raise GoError(f"`go list` failed in {cwd}:\n{done.stderr.strip()}")
+    packages: dict[str, GoPackage] = {}
+    deps: dict[str, frozenset[str]] = {}
+    roots: dict[Path, None] = {c.module_dir: None for c in commands}
+    wanted = {c.import_path for c in commands}
+    for raw in decode_json_stream(done.stdout):
+        if raw.get("Standard") or not raw.get("Dir"):
+            continue
+        root = _watch_root(raw.get("Module") or {})
+        if root is None:
+            continue  # module cache: read-only, nothing to watch
+        roots.setdefault(root, None)
+        packages[raw["ImportPath"]] = _package(raw)
+        if raw["ImportPath"] in wanted:
+            deps[raw["ImportPath"]] = frozenset([raw["ImportPath"], *raw.get("Deps", ())])
+    for command in deps:
+        deps[command] = frozenset(p for p in deps[command] if p in packages)
+    return ModuleGraph(packages=packages, deps=deps, roots=tuple(roots))
+
+
+def _package(raw: dict[str, Any]) -> GoPackage:
+    def names(*keys: str) -> frozenset[str]:
+        return frozenset(name for key in keys for name in raw.get(key) or ())
+
+    directory = Path(raw["Dir"])
+    embed_dirs = frozenset(p.removeprefix("all:").rstrip("/") for p in raw.get("EmbedPatterns") or ()
+                           if (directory / p.removeprefix("all:")).is_dir())
+    return GoPackage(
+        import_path=raw["ImportPath"], dir=directory,
+        build_files=names("GoFiles", "CgoFiles"), embed_files=names("EmbedFiles"), embed_dirs=embed_dirs,
+        excluded_files=names("IgnoredGoFiles", "IgnoredOtherFiles", "TestGoFiles", "XTestGoFiles"),
+        imports=names("Imports"),
+    )

@@ -6,7 +6,6 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from kodev.errors import CompileError, KodevError
@@ -32,6 +31,7 @@ class UI:
         self.debug = debug
         self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
         self._stdout = stdout or sys.stdout
+        self.out = Console(file=self._stdout, highlight=False, soft_wrap=True)
 
     def result(self, line: str) -> None:
         """A result for scripts (an image reference): stdout, plain, one per line."""
@@ -63,8 +63,12 @@ class UI:
             self.err.file.flush()
 
     def service_line(self, service: str, color: str, width: int, line: str) -> None:
+        """A service's log line, prefixed with its name in its color (as docker compose does), on stdout."""
         prefix = Text(f"{service:<{width}} | ", style=color)
-        self.err.print(prefix + Text(line), markup=False)
+        self.out.print(prefix + Text(line))
 
-    def markup(self, message: str) -> None:
-        self.err.print(escape(message))
+    def raw(self, stream: str, line: str) -> None:
+        """A container's own output line, unprefixed, to our stdout or stderr as the container wrote it."""
+        target = self._stdout if stream == "stdout" else self.err.file
+        target.write(line + "\n")
+        target.flush()

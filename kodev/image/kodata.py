@@ -7,7 +7,7 @@ root or the enclosing git worktree; a link that escapes, dangles or loops is an 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,18 +45,26 @@ def _resolve_link(link: Path, allowed_root: Path) -> Path:
     return target
 
 
-def walk(kodata: Path, allowed_root: Path) -> Iterator[KodataEntry]:
-    """Entries of the tree under `kodata`, depth first, names sorted, symlinks dereferenced."""
+def walk(kodata: Path, allowed_root: Path, on_link: Callable[[Path], None] | None = None
+         ) -> Iterator[KodataEntry]:
+    """Entries of the tree under `kodata`, depth first, names sorted, symlinks dereferenced.
+
+    `on_link` is called with the resolved target of every symlink followed (the watcher watches those).
+    """
+    allowed_root = allowed_root.resolve()
     root = kodata
     if kodata.is_symlink():
         root = _resolve_link(kodata, allowed_root)
+        if on_link:
+            on_link(root)
     if not root.is_dir():
         raise ImageError(f"{kodata} is not a directory. kodev puts a command's kodata/ directory at "
                          f"{KODATA_PATH}; rename the file or make kodata a directory.")
-    yield from _walk_dir(root, "", allowed_root.resolve(), frozenset({root.resolve()}))
+    yield from _walk_dir(root, "", allowed_root, frozenset({root.resolve()}), on_link)
 
 
-def _walk_dir(directory: Path, prefix: str, allowed_root: Path, active: frozenset[Path]) -> Iterator[KodataEntry]:
+def _walk_dir(directory: Path, prefix: str, allowed_root: Path, active: frozenset[Path],
+              on_link: Callable[[Path], None] | None) -> Iterator[KodataEntry]:
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
@@ -64,14 +72,18 @@ def _walk_dir(directory: Path, prefix: str, allowed_root: Path, active: frozense
     for name in names:
         path = directory / name
         rel = f"{prefix}{name}"
-        target = _resolve_link(path, allowed_root) if path.is_symlink() else path
+        target = path
+        if path.is_symlink():
+            target = _resolve_link(path, allowed_root)
+            if on_link:
+                on_link(target)
         if target.is_dir():
             real = target.resolve()
             if real in active:
                 raise ImageError(f"kodata symlink {path} points back to {real}, which contains it: a symlink "
                                  "loop. Point it somewhere else.")
             yield KodataEntry(rel, None)
-            yield from _walk_dir(target, f"{rel}/", allowed_root, active | {real})
+            yield from _walk_dir(target, f"{rel}/", allowed_root, active | {real}, on_link)
         elif target.is_file():
             yield KodataEntry(rel, target)
         else:
@@ -92,3 +104,12 @@ def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int) -> Layer:
             else:
                 writer.file(name, entry.source, _MODE)
         return writer.finish()
+
+
+def sources(kodata: Path, allowed_root: Path) -> frozenset[Path]:
+    """The paths a change under which changes the kodata layer: the directory and every link target."""
+    found = {kodata.absolute()}
+    if kodata.exists() or kodata.is_symlink():
+        for _ in walk(kodata, allowed_root, found.add):
+            pass
+    return frozenset(found)

@@ -1,0 +1,147 @@
+"""Container settings, from `kodev run` flags or a `[services.NAME]` table, parsed as the docker CLI does.
+
+Pure: every spec string is validated here, with an error naming the flag or key, before any container
+is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kodev.config import ServiceConfig
+from kodev.errors import ConfigError
+
+_PORT = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?:(?P<host>\d*):)?(?P<container>\d+)"
+                   r"(?:/(?P<proto>tcp|udp|sctp))?$")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_ENV_KEY = re.compile(r"^[^=\s]+$")
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: int
+    protocol: str
+    host_ip: str | None
+    host_port: int | None  # None: the daemon picks one
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # an absolute host path, or a named volume
+    target: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to (re)create one service's container on a new image with the same settings."""
+
+    service: str
+    name: str
+    command: str  # the command path it runs, as configured
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    ports: tuple[PortBinding, ...] = ()
+    network: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    user: str | None = None
+    stop_timeout: int = 10
+    remove_on_exit: bool = True  # --rm
+    restart: bool = True  # false: started once, never recreated nor removed by kodev
+
+
+def parse_port(spec: str, where: str) -> PortBinding:
+    match = _PORT.match(spec.strip())
+    if not match:
+        raise ConfigError(f"{where}: port {spec!r} is not of the form [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], "
+                          "e.g. 127.0.0.1:8080:8080 or 8080:80/tcp.")
+    ports = [int(p) for p in (match["host"], match["container"]) if p]
+    if any(not 0 < p < 65536 for p in ports):
+        raise ConfigError(f"{where}: port {spec!r}: port numbers must be between 1 and 65535.")
+    host_port = int(match["host"]) if match["host"] else None
+    if match["ip"] is None and match["host"] is None and ":" in spec:
+        raise ConfigError(f"{where}: port {spec!r} is not of the form [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO].")
+    ip = match["ip"].strip("[]") if match["ip"] else None
+    if ip and ":" not in ip and any(not part.isdigit() or int(part) > 255 for part in ip.split(".")):
+        raise ConfigError(f"{where}: port {spec!r}: {ip!r} is not an IP address.")
+    return PortBinding(int(match["container"]), match["proto"] or "tcp", ip, host_port)
+
+
+def parse_volume(spec: str, base_dir: Path, where: str) -> Mount:
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ConfigError(f"{where}: volume {spec!r} is not of the form SRC:DST[:ro|rw].")
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise ConfigError(f"{where}: volume {spec!r}: mode {mode!r} must be ro or rw.")
+    if not target.startswith("/"):
+        raise ConfigError(f"{where}: volume {spec!r}: the container path {target!r} must be absolute.")
+    if source.startswith((".", "/", "~")):
+        source = str((base_dir / os.path.expanduser(source)).resolve())
+    elif not _NAME.match(source):
+        raise ConfigError(f"{where}: volume {spec!r}: {source!r} is neither a path nor a volume name.")
+    return Mount(source, target, mode == "ro")
+
+
+def parse_env(items: Sequence[str], where: str) -> tuple[str, ...]:
+    """`KEY=VALUE`, or `KEY` alone to pass the variable through from kodev's environment (as docker does)."""
+    result = []
+    for item in items:
+        key = item.split("=", 1)[0]
+        if not key or not _ENV_KEY.match(key):
+            raise ConfigError(f"{where}: env {item!r} is not of the form KEY=VALUE.")
+        if "=" in item:
+            result.append(item)
+        elif key in os.environ:
+            result.append(f"{key}={os.environ[key]}")
+    return tuple(result)
+
+
+def read_env_file(path: Path, where: str) -> tuple[str, ...]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read env file {path}: {exc.strerror or exc}.") from None
+    items = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return parse_env(items, f"{where} ({path})")
+
+
+def parse_network(value: str | None, where: str) -> str | None:
+    if value is not None and not _NAME.match(value):
+        raise ConfigError(f"{where}: network {value!r} is not a valid network name.")
+    return value
+
+
+def container_name(value: str, where: str) -> str:
+    if not _NAME.match(value):
+        raise ConfigError(f"{where}: container name {value!r} may only hold letters, digits, '_', '.' and '-' "
+                          "and must start with a letter or digit.")
+    return value
+
+
+def container_spec(service: ServiceConfig, base_dir: Path, where: str, name: str | None = None,
+                   remove_on_exit: bool = True) -> ContainerSpec:
+    """The container for `service` (a `[services.X]` table, or `kodev run` flags shaped as one)."""
+    env: tuple[str, ...] = ()
+    if service.env_file:
+        env += read_env_file(base_dir / service.env_file, where)
+    env += parse_env(service.env, where)
+    return ContainerSpec(
+        service=service.name,
+        name=container_name(name or service.name, where),
+        command=service.command,
+        args=service.args,
+        env=env,
+        ports=tuple(parse_port(p, where) for p in service.ports),
+        network=parse_network(service.network, where),
+        mounts=tuple(parse_volume(v, base_dir, where) for v in service.volumes),
+        user=service.user,
+        stop_timeout=service.stop_timeout,
+        remove_on_exit=remove_on_exit,
+        restart=service.restart,
+    )
