@@ -188,8 +188,11 @@ class DevLoop:
         if self.running.get(service) != container_id:
             return  # a container we replaced or removed ourselves
         self.exited.add(service)
-        tail = f"; last output: {lines[-1]!r}" if lines and code != 0 else ""
-        self.ui.warn(f"{service} exited with code {code}{tail}. The next good build starts it again.")
+        if code == 0:
+            self.ui.info(f"{service} exited with code 0; the next good build starts it again.")
+            return
+        tail = f" Its last output: {lines[-1]!r}." if lines else ""
+        self.ui.warn(f"{service} exited with code {code}.{tail} The next good build starts it again.")
 
     # --- decide ----------------------------------------------------------------------------------
 
@@ -204,11 +207,16 @@ class DevLoop:
                 if self.graph.roots != old_roots:
                     self._restart_watcher(self.graph.roots)
         if decision.rebuild or decision.reimage:
-            shown = sorted({str(c.path.relative_to(self.session.config.root)) if c.path.is_relative_to(
-                self.session.config.root) else str(c.path) for c in changes})
-            more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
-            self.ui.info(f"changed: {', '.join(shown[:3])}{more}")
+            self.ui.info(f"changed: {self._describe(changes)}")
             self._rebuild(set(decision.rebuild), set(decision.reimage))
+
+    def _describe(self, changes: list[FileChange]) -> str:
+        """The changed files worth naming: not an editor's temp file that came and went."""
+        root = self.session.config.root
+        shown = sorted({str(c.path.relative_to(root)) if c.path.is_relative_to(root) else str(c.path)
+                        for c in changes if c.change != "deleted" or c.path.suffix == ".go"})
+        more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
+        return f"{', '.join(shown[:3])}{more}" if shown else "files were removed"
 
     def _normalize(self, raw: set[tuple[str, str]], graph: ModuleGraph) -> Iterator[FileChange]:
         """One change per path from its final state: atomic saves and delete-then-create are 'modified'."""
