@@ -17,17 +17,18 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts hold docker syntax like [HOST_IP:]PORT, not markup
 )
 
 T = TypeVar("T")
 
 ConfigOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045 - typer needs Optional on 3.9 syntax
-    "--config", "-c", help="kodev.toml to use (default: the nearest one, up to the module root).",
+    "--config", "-c", metavar="FILE", help="kodev.toml to use (default: the nearest one, up to the module root).",
     show_default=False)]
 GoOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--go", help="The go command to use (default: KODEV_GO, else `go` on PATH).", show_default=False)]
+    "--go", metavar="PATH", help="The go command to use (default: KODEV_GO, else `go` on PATH).", show_default=False)]
 PlatformOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--platform", help="Target OS/ARCH[/VARIANT] (default: the config's, else the daemon's).",
+    "--platform", metavar="OS/ARCH", help="Target OS/ARCH[/VARIANT] (default: the config's, else the daemon's).",
     show_default=False)]
 
 
@@ -65,7 +66,7 @@ def guarded(action: Callable[[], T]) -> T:
 @app.command()
 def build(
     paths: Annotated[list[str], typer.Argument(
-        help="Commands to build: ./cmd/server, example.com/m/cmd/server or ko://example.com/m/cmd/server.",
+        metavar="PATH...", help="Commands to build: ./cmd/server, example.com/m/cmd/server or ko://example.com/m/cmd/server.",
         show_default=False)],
     config: ConfigOption = None,
     go: GoOption = None,
@@ -91,31 +92,44 @@ def _after_separator(args: list[str] | None) -> tuple[str, ...]:
     return tuple(items[1:] if items[:1] == ["--"] else items)
 
 
+Str = Optional[str]  # noqa: UP045 - typer reads these annotations at runtime
+NameOption = Annotated[Str, typer.Option("--name", metavar="NAME", show_default=False,
+                                         help="Container name (default: the command's name).")]
+EnvOption = Annotated[ListOption, typer.Option("--env", "-e", metavar="KEY=VALUE", show_default=False,
+                                               help="Environment variable for the container (repeatable).")]
+EnvFileOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--env-file", metavar="FILE", show_default=False, help="File of KEY=VALUE lines for the container.")]
+PublishOption = Annotated[ListOption, typer.Option(
+    "--publish", "-p", metavar="[IP:]HOST:CONTAINER[/proto]", show_default=False,
+    help="Publish a container port on the host (repeatable).")]
+NetworkOption = Annotated[Str, typer.Option("--network", metavar="NETWORK", show_default=False,
+                                            help="Network to connect to, e.g. host.")]
+VolumeOption = Annotated[ListOption, typer.Option("--volume", "-v", metavar="SRC:DST[:ro]", show_default=False,
+                                                  help="Bind mount or named volume (repeatable).")]
+UserOption = Annotated[Str, typer.Option("--user", metavar="USER", show_default=False,
+                                         help="User to run as (default: the image's).")]
+StopTimeoutOption = Annotated[int, typer.Option("--stop-timeout", min=0, metavar="SECONDS",
+                                                help="Seconds between SIGTERM and SIGKILL.")]
+RmOption = Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the container when it exits.")]
+WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")]
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
 def run(
-    path: Annotated[str, typer.Argument(help="The command to run: ./cmd/server or its import path.",
-                                        show_default=False)],
-    args: Annotated[ListOption, typer.Argument(help="Arguments for the command (after --).",
-                                               show_default=False)] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Container name (default: the command's name).",  # noqa: UP045
-                                                show_default=False)] = None,
-    env: Annotated[ListOption, typer.Option("--env", "-e", help="KEY=VALUE for the container (repeatable).",
-                                            show_default=False)] = None,
-    env_file: Annotated[Optional[Path], typer.Option("--env-file", help="File of KEY=VALUE lines.",  # noqa: UP045
-                                                     show_default=False)] = None,
-    publish: Annotated[ListOption, typer.Option(
-        "--publish", "-p", help="[HOST_IP:]HOST_PORT:CONTAINER_PORT[/proto] (repeatable).", show_default=False)] = None,
-    network: Annotated[Optional[str], typer.Option("--network", help="Network to connect to (e.g. host).",  # noqa: UP045
-                                                   show_default=False)] = None,
-    volume: Annotated[ListOption, typer.Option("--volume", "-v", help="SRC:DST[:ro] (repeatable).",
-                                               show_default=False)] = None,
-    user: Annotated[Optional[str], typer.Option("--user", help="User to run as (default: the image's).",  # noqa: UP045
-                                                show_default=False)] = None,
-    stop_timeout: Annotated[int, typer.Option("--stop-timeout", min=0,
-                                              help="Seconds between SIGTERM and SIGKILL.")] = 10,
-    rm: Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the container when it exits.")] = True,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")
-                     ] = False,
+    path: Annotated[str, typer.Argument(metavar="PATH", show_default=False,
+                                        help="The command to run: ./cmd/server or its import path.")],
+    args: Annotated[ListOption, typer.Argument(metavar="[-- ARGS...]", show_default=False,
+                                               help="Arguments for the command.")] = None,
+    name: NameOption = None,
+    env: EnvOption = None,
+    env_file: EnvFileOption = None,
+    publish: PublishOption = None,
+    network: NetworkOption = None,
+    volume: VolumeOption = None,
+    user: UserOption = None,
+    stop_timeout: StopTimeoutOption = 10,
+    rm: RmOption = True,
+    watch: WatchOption = False,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -153,7 +167,7 @@ def run(
 @app.command("watch")
 def watch_command(
     paths: Annotated[ListOption, typer.Argument(
-        help="Commands to watch (default: the services and commands in kodev.toml).", show_default=False)] = None,
+        metavar="[PATH...]", help="Commands to watch (default: the services and commands in kodev.toml).", show_default=False)] = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,

@@ -207,6 +207,11 @@ def load_graph(go: GoTool, commands: Sequence[MainPackage], cwd: Path) -> Module
             deps[raw["ImportPath"]] = frozenset([raw["ImportPath"], *raw.get("Deps", ())])
     for command in deps:
         deps[command] = frozenset(p for p in deps[command] if p in packages)
+    workspace = enclosing(cwd, "go.work")
+    if workspace is not None:  # go.work may sit above every module: watch the file itself
+        for name in ("go.work", "go.work.sum"):
+            if (workspace / name).is_file() and not any(workspace.is_relative_to(r) for r in roots):
+                roots.setdefault(workspace / name, None)
     return ModuleGraph(packages=packages, deps=deps, roots=tuple(roots))
 
 

@@ -30,6 +30,7 @@ from kodev.image.layers import Layer
 from kodev.services import ContainerSpec
 from kodev.session import Session
 from kodev.signals import interrupts_as_keyboard, shielded
+from kodev.templates import GitInfo
 from kodev.ui import SERVICE_COLORS, human_bytes
 
 _IMPORT = re.compile(r'^\s*(?:import\s+)?(?:[\w.]+\s+)?"([^"]+)"', re.M)
@@ -237,14 +238,14 @@ class DevLoop:
         except KodevError as exc:
             self.ui.error(exc)
             return False
+        git = self.builder.git(commands)
         for target in self.targets:
-            self._update_sources(target)
+            self._update_sources(target, git.get(target.plan.command.module_dir))
         self.ui.info(f"package graph: {len(self.graph.packages)} packages ({time.monotonic() - started:.2f}s)")
         return True
 
-    def _update_sources(self, target: Target) -> None:
+    def _update_sources(self, target: Target, git: GitInfo | None) -> None:
         command = target.plan.command
-        git = self.builder.git([command]).get(command.module_dir)
         with contextlib.suppress(KodevError):  # a broken link is reported by the build itself
             target.sources = kodata.sources(command.dir / kodata.KODATA_DIR,
                                             self.builder.allowed_root(command, git))
@@ -269,23 +270,23 @@ class DevLoop:
             else:
                 for target, binary in zip(compiling, binaries, strict=True):
                     tops[target.plan.command.import_path] = self.builder.binary_layer(target.plan, binary)
+        git = self.builder.git([t.plan.command for t in self.targets])  # once per round: HEAD may move
         done = {t.plan.command.import_path for t in compiling}
         others = [by_path[p] for p in sorted(reimage_these - done) if p in by_path and by_path[p].top]
         for target in [*compiling, *others]:
             top = tops.get(target.plan.command.import_path) or target.top
             assert top is not None
             try:
-                self._publish(target, top, go_seconds if target in compiling else None)
+                self._publish(target, top, go_seconds if target in compiling else None,
+                              git.get(target.plan.command.module_dir))
             except KodevError as exc:
                 self.ui.error(exc)
 
-    def _publish(self, target: Target, top: Layer, go_seconds: float | None) -> None:
+    def _publish(self, target: Target, top: Layer, go_seconds: float | None, git: GitInfo | None) -> None:
         plan = target.plan
-        command = plan.command
         started = time.monotonic()
-        git = self.builder.git([command]).get(command.module_dir)
         image = self.builder.image(plan, top, git)
-        self._update_sources(target)
+        self._update_sources(target, git)
         image_seconds = time.monotonic() - started
         go_part = f"go {go_seconds:.2f}s, " if go_seconds is not None else ""
         stopped = [s for s in target.specs if s.service in self.exited or s.service not in self.running]
