@@ -20,6 +20,7 @@ from kodev.image import base as base_images
 from kodev.image.assemble import REVISION_LABEL, SOURCE_LABEL, Image, ImageSpec, assemble
 from kodev.image.kodata import KODATA_DIR, kodata_layer
 from kodev.image.layers import Layer, binary_layer
+from kodev.image.resolve import resolve as resolve_base
 from kodev.platform import Platform
 from kodev.templates import GitInfo, TemplateContext, expand, git_info
 from kodev.ui import UI, human_bytes
@@ -126,8 +127,10 @@ def plan_commands(config: Config, commands: Sequence[MainPackage], git: dict[Pat
 class Builder:
     """Runs the pipeline for a set of plans. Holds what is worth reusing between builds (base images)."""
 
-    def __init__(self, config: Config, go: GoTool, daemon: Daemon, platform: Platform, ui: UI) -> None:
+    def __init__(self, config: Config, go: GoTool, daemon: Daemon, platform: Platform, ui: UI,
+                 pull: bool = False) -> None:
         self.config = config
+        self.pull = pull  # refresh tagged bases from their registry once per session
         self.go = go
         self.daemon = daemon
         self.platform = platform
@@ -145,7 +148,8 @@ class Builder:
 
     def base(self, plan: CommandPlan) -> base_images.BaseImage:
         if plan.base not in self._bases:
-            self._bases[plan.base] = base_images.resolve(plan.base, plan.base_where)
+            self._bases[plan.base] = resolve_base(plan.base, plan.base_where, self.platform, self.daemon,
+                                                  self.pull, self.config.root, self.ui.info)
         return self._bases[plan.base]
 
     def allowed_root(self, command: MainPackage, git: GitInfo | None) -> Path:
@@ -169,6 +173,11 @@ class Builder:
                               _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"))
         return assemble(self.base(plan), kodata, top, spec)
 
+    def load(self, plan: CommandPlan, image: Image) -> LoadResult:
+        """Load into the daemon; a base that came from the daemon tells it which layers it already has."""
+        in_daemon = self.base(plan).in_daemon
+        return self.daemon.load(image, [plan.ref], hints=[in_daemon] if in_daemon else [])
+
     def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]:
         """Compile all plans in one `go build`, then assemble and load each image; print a line per stage."""
         git = self.git([p.command for p in plans])
@@ -180,9 +189,9 @@ class Builder:
                 started = time.monotonic()
                 image = self.image(plan, self.binary_layer(plan, binary), git.get(plan.command.module_dir))
                 image_seconds = time.monotonic() - started
-                loaded = self.daemon.load(image, [plan.ref])
+                loaded = self.load(plan, image)
                 self.ui.stage(plan.name, "image", image_seconds,
-                              f"load {loaded.seconds:.2f}s ({human_bytes(loaded.bytes_sent)})  {plan.ref}  "
+                              f"load {loaded.seconds:.2f}s ({human_bytes(loaded.bytes_sent)} sent)  {plan.ref}  "
                               f"{loaded.image_id[:19]}")
                 built.append(BuiltImage(plan, binary, image, loaded,
                                         StageTimes(go_seconds, image_seconds, loaded.seconds)))

@@ -71,12 +71,14 @@ def build(
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
+    pull: Annotated[bool, typer.Option("--pull", help="Pull tagged base images again, even if the daemon has them.")
+                    ] = False,
 ) -> None:
     """Build each command into an image, load it into the Docker daemon, print its reference."""
     from kodev.session import Session
 
     def run() -> None:
-        with Session.open(config, go, platform, debug=State.debug) as session:
+        with Session.open(config, go, platform, debug=State.debug, pull=pull) as session:
             for built in session.build_paths(paths):
                 session.ui.result(built.plan.ref)
 
@@ -167,7 +169,8 @@ def run(
 @app.command("watch")
 def watch_command(
     paths: Annotated[ListOption, typer.Argument(
-        metavar="[PATH...]", help="Commands to watch (default: the services and commands in kodev.toml).", show_default=False)] = None,
+        metavar="[PATH...]", show_default=False,
+        help="Commands to watch (default: the services and commands in kodev.toml).")] = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,

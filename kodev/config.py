@@ -91,6 +91,7 @@ class Config:
     commands: Mapping[str, CommandConfig] = field(default_factory=dict)
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     watch: WatchSettings = WatchSettings()
+    warnings: tuple[str, ...] = ()  # things the file says that kodev ignores (e.g. unsupported .ko.yaml keys)
 
     def describe(self) -> str:
         return str(self.path) if self.path else "the built-in defaults"
@@ -242,10 +243,10 @@ def _valid_image_name(name: str) -> bool:
     return bool(name) and all(_COMPONENT.match(part) for part in parts)
 
 
-def find(start: Path) -> Path | None:
-    """The kodev.toml in `start` or the nearest parent, stopping at the module root (go.mod) or repo root."""
+def find(start: Path, name: str = CONFIG_NAME) -> Path | None:
+    """The file `name` in `start` or the nearest parent, stopping at the module root (go.mod) or repo root."""
     for directory in (start, *start.parents):
-        candidate = directory / CONFIG_NAME
+        candidate = directory / name
         if candidate.is_file():
             return candidate
         if (directory / "go.mod").exists() or (directory / ".git").exists():
@@ -254,9 +255,14 @@ def find(start: Path) -> Path | None:
 
 
 def load(explicit: Path | None, cwd: Path) -> Config:
-    """Load `--config PATH` if given, else the nearest kodev.toml, else defaults rooted at `cwd`."""
+    """`--config PATH` if given, else the nearest kodev.toml, else ko's .ko.yaml, else defaults at `cwd`."""
     path = explicit if explicit is not None else find(cwd)
-    if path is None:
+    if path is None or path.suffix in (".yaml", ".yml"):
+        from kodev import koyaml
+
+        ko_config = path or koyaml.find(cwd)
+        if ko_config is not None:
+            return koyaml.load(ko_config if ko_config.is_absolute() else cwd / ko_config)
         return Config(root=cwd)
     path = path if path.is_absolute() else cwd / path
     try:

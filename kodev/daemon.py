@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kodev.errors import DaemonError
@@ -22,6 +25,7 @@ class LoadResult:
     image_id: str
     bytes_sent: int
     seconds: float
+    slim: bool = False  # only the layers the daemon lacked were sent
 
 
 def _hint(endpoint: str) -> str:
@@ -82,6 +86,8 @@ class Daemon:
         self.client = client
         self.endpoint = endpoint
         self._platform: Platform | None = None
+        self._slim: bool | None = None
+        self._known: list[list[str]] = []  # layer lists of images loaded by this process
 
     @property
     def api(self) -> Any:
@@ -92,12 +98,29 @@ class Daemon:
             self._platform = from_daemon(self.api.version(), self.api.info())
         return self._platform
 
-    def load(self, image: Image, tags: list[str]) -> LoadResult:
-        """Stream `image` as a docker-save archive, check the daemon has exactly its layers, tag it."""
+    def load(self, image: Image, tags: list[str], hints: Sequence[str] = ()) -> LoadResult:
+        """Load `image`, sending only the layer files the daemon lacks; verify; fall back to everything.
+
+        `hints` name images in the daemon likely to share a bottom run of layers (the base); the image
+        currently under `tags[0]` is always asked. On any error with a slim archive kodev sends the full
+        one and remembers, for this daemon, to send full archives from then on.
+        """
+        started = time.monotonic()
+        omit = self._present(image, [tags[0], *hints]) if self._slim_allowed() else frozenset()
+        sent = 0
+        if omit:
+            try:
+                image_id, sent = self._send(image, tags, omit)
+                return LoadResult(image_id, sent, time.monotonic() - started, slim=True)
+            except DaemonError as exc:
+                self._refuse_slim(str(exc))
+        image_id, full = self._send(image, tags, frozenset())
+        return LoadResult(image_id, sent + full, time.monotonic() - started, slim=False)
+
+    def _send(self, image: Image, tags: list[str], omit: frozenset[str]) -> tuple[str, int]:
         import docker.errors
 
-        started = time.monotonic()
-        sent = _Counter(docker_save_stream([(image, tags)]))
+        sent = _Counter(docker_save_stream([(image, tags)], omit))
         try:
             for message in self.api.load_image(sent):
                 detail = message.get("errorDetail") or ({"message": message["error"]} if "error" in message
@@ -116,8 +139,93 @@ class Daemon:
         if layers != image.diff_ids:
             raise DaemonError(f"the Docker daemon at {self.endpoint} loaded {tags[0]} with layers {layers}, "
                               f"not the {len(image.diff_ids)} layers kodev sent; the load did not take.")
-        return LoadResult(image_id=inspected["Id"], bytes_sent=sent.count,
-                          seconds=time.monotonic() - started)
+        self._known.append(list(layers))
+        return str(inspected["Id"]), sent.count
+
+    def _present(self, image: Image, refs: Sequence[str]) -> frozenset[str]:
+        """Diff IDs of the longest bottom run of `image`'s layers the daemon is known to hold."""
+        candidates = list(self._known)
+        for ref in refs:
+            inspected = self.inspect(ref)
+            if inspected is not None:
+                candidates.append((inspected.get("RootFS") or {}).get("Layers") or [])
+        wanted = image.diff_ids
+        best = 0
+        for layers in candidates:
+            shared = 0
+            while shared < min(len(layers), len(wanted)) and layers[shared] == wanted[shared]:
+                shared += 1
+            best = max(best, shared)
+        return frozenset(wanted[:best]) - frozenset(wanted[best:])
+
+    def store(self) -> str:
+        """'classic' (graph drivers), 'containerd' (the containerd image store) or 'podman'."""
+        info = self.api.info()
+        components = " ".join(c.get("Name", "") for c in (self.api.version().get("Components") or []))
+        if "Podman" in components:
+            return "podman"
+        status = dict((pair[0], pair[1]) for pair in info.get("DriverStatus") or [] if len(pair) == 2)
+        if "containerd" in status.get("driver-type", "") or str(info.get("Driver", "")).startswith("overlayfs"):
+            return "containerd"
+        return "classic"
+
+    def _fallback_file(self) -> Path:
+        from kodev import cache
+
+        daemon_id = str(self.api.info().get("ID", ""))
+        key = hashlib.sha256(f"{self.endpoint}\0{daemon_id}".encode()).hexdigest()[:16]
+        return cache.subdir("daemons") / f"{key}.full-archives"
+
+    def _slim_allowed(self) -> bool:
+        if self._slim is None:
+            # Slim archives rely on the classic store skipping layers it has; the containerd store and
+            # Podman get the full archive (see README).
+            self._slim = self.store() == "classic" and not self._fallback_file().exists()
+        return self._slim
+
+    def _refuse_slim(self, reason: str) -> None:
+        self._slim = False
+        with contextlib.suppress(OSError):
+            self._fallback_file().write_text(reason + "\n")
+
+    # --- images already in the daemon (bases) ----------------------------------------------------
+
+    def inspect(self, ref: str) -> dict[str, Any] | None:
+        """The daemon's inspect document of `ref`, or None when it has no such image."""
+        import docker.errors
+
+        try:
+            return dict(self.api.inspect_image(ref))
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise DaemonError(f"the Docker daemon at {self.endpoint} cannot inspect {ref}: "
+                              f"{exc.explanation or exc}") from None
+
+    def pull(self, ref: str, platform: Platform, progress: Callable[[str], None]) -> None:
+        """Pull `ref` for `platform` through the daemon (its credentials, its mirrors), reporting progress."""
+        import docker.errors
+
+        repository, tag = _split_tag(ref)
+        try:
+            for message in self.api.pull(repository, tag=tag, stream=True, decode=True, platform=str(platform)):
+                if "error" in message:
+                    raise DaemonError(str(message.get("error")))
+                status = message.get("status")
+                if status and ("Downloaded" in status or "Pulling from" in status or "Digest" in status):
+                    progress(f"{status} {message.get('id', '')}".strip())
+        except (docker.errors.APIError, DaemonError) as exc:
+            reason = exc.explanation if isinstance(exc, docker.errors.APIError) else str(exc)
+            raise DaemonError(f"base image {ref!r} is not in the Docker daemon and pulling it failed: {reason}. "
+                              "Check the name and tag, your network, and `docker login` for private "
+                              "registries.") from None
+
+    def export(self, image_id: str) -> Iterator[bytes]:
+        """`docker save` of one image, as a stream of chunks."""
+        chunks: Iterator[bytes] = self.api.get_image(image_id, chunk_size=1 << 20)
+        return chunks
 
 
 class _Counter:
@@ -131,3 +239,14 @@ class _Counter:
         for chunk in self.chunks:
             self.count += len(chunk)
             yield chunk
+
+
+def _split_tag(ref: str) -> tuple[str, str | None]:
+    """("repo", "tag") of a reference; a digest reference keeps its digest as the tag part."""
+    if "@" in ref:
+        repository, digest = ref.split("@", 1)
+        return repository, digest
+    name, _, tag = ref.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return ref, "latest"

@@ -23,6 +23,11 @@ class Platform:
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.arch, self.variant) if p)
 
+    def accepts(self, found: Platform) -> bool:
+        """Whether an image for `found` runs as this target (a variant only matters when both name one)."""
+        same = (found.os, found.arch) == (self.os, self.arch)
+        return same and (not self.variant or not found.variant or found.variant == self.variant)
+
     def go_env(self) -> dict[str, str]:
         """GOOS/GOARCH, plus GOARM or GOAMD64 when a variant says which."""
         env = {"GOOS": self.os, "GOARCH": self.arch}

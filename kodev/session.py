@@ -37,10 +37,12 @@ class Session:
     @classmethod
     @contextmanager
     def open(cls, config_path: Path | None, go_override: str | None, platform_flag: str | None,
-             debug: bool = False, ui: UI | None = None) -> Iterator[Session]:
+             debug: bool = False, ui: UI | None = None, pull: bool = False) -> Iterator[Session]:
         ui = ui or UI(debug=debug)
         cwd = Path.cwd()
         config = config_stage.load(config_path, cwd)
+        for warning in config.warnings:
+            ui.warn(warning)
         if platform_flag:
             platforms.parse(platform_flag, "--platform")
         elif config.platform:
@@ -55,7 +57,7 @@ class Session:
             else:
                 target = daemon.platform()
             go = dataclasses.replace(go, env={**go.env, **target.go_env()})
-            builder = Builder(config, go, daemon, target, ui)
+            builder = Builder(config, go, daemon, target, ui, pull=pull)
             yield cls(cwd=cwd, ui=ui, config=config, go=go, daemon=daemon, platform=target, builder=builder)
         finally:
             daemon.client.close()

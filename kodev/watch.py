@@ -298,7 +298,7 @@ class DevLoop:
         first = target.loaded is None
         previous = target.image_id
         if image.config_digest != target.loaded:
-            loaded = self.session.daemon.load(image, [plan.ref])
+            loaded = self.builder.load(plan, image)
             target.image_id = loaded.image_id
             target.top, target.loaded = top, image.config_digest
         restart_started = time.monotonic()

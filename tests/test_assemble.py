@@ -274,7 +274,13 @@ def test_static_is_cached_and_stable(static: BaseImage) -> None:
 
 
 def test_resolve(static: BaseImage) -> None:
-    assert base_images.resolve("static", "x").layers[0].diff_id == static.layers[0].diff_id
-    scratch = base_images.resolve("scratch", "x")
+    from kodev.image.resolve import resolve
+    from kodev.platform import Platform
+
+    def by_name(name: str) -> BaseImage:
+        return resolve(name, "x", Platform("linux", "amd64"), None, False, Path("."), print)  # type: ignore[arg-type]
+
+    assert by_name("static").layers[0].diff_id == static.layers[0].diff_id
+    scratch = by_name("scratch")
     assert scratch.layers == ()
     assert dict(scratch.config) == {}

@@ -30,10 +30,15 @@ def _member(name: str, data: bytes) -> Iterator[bytes]:
     yield _padding(len(data))
 
 
-def docker_save_stream(images: Iterable[tuple[Image, list[str]]]) -> Iterator[bytes]:
-    """A docker-save archive of `images` (each with its tags): manifest.json, configs, layer files."""
+def docker_save_stream(images: Iterable[tuple[Image, list[str]]], omit: frozenset[str] = frozenset()
+                       ) -> Iterator[bytes]:
+    """A docker-save archive of `images` (each with its tags): manifest.json, configs, layer files.
+
+    Layers whose diff ID is in `omit` are listed in the manifest but their files are left out: Docker's
+    classic store never opens the file of a layer whose chain ID it already has.
+    """
     manifest = []
-    written: set[str] = set()
+    written: set[str] = {diff_id.removeprefix("sha256:") for diff_id in omit}
     for image, tags in images:
         config_name = f"{image.config_digest.removeprefix('sha256:')}.json"
         manifest.append({"Config": config_name, "RepoTags": tags,

@@ -1,8 +1,9 @@
 """Base images: what the command's layers are stacked on.
 
-A `BaseImage` is its layers (tar files on disk) and the `config` section of its image config. This issue
-knows the embedded `static` base, built here from Python packages so it works offline, and `scratch`;
-other sources (the daemon, `docker save` archives, OCI layouts) produce the same `BaseImage`.
+A `BaseImage` is its layers (tar files on disk) and the `config` section of its image config. This module
+holds the embedded `static` base, built here from Python packages so it works offline, and `scratch`;
+`imported` reads the others (the daemon, `docker save` archives, OCI layouts) into the same shape, and
+`resolve` decides which a name means.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kodev.errors import ConfigError
 from kodev.image.layers import Layer, LayerWriter, cache_key, cached_layer, remember_layer
+from kodev.platform import Platform
 
 STATIC = "static"
 SCRATCH = "scratch"
@@ -40,16 +41,13 @@ class BaseImage:
     layers: tuple[Layer, ...]
     config: Mapping[str, Any] = field(default_factory=dict)
     history: tuple[Mapping[str, Any], ...] = ()
+    platform: Platform | None = None  # None: fits any platform (static, scratch)
+    in_daemon: str | None = None  # the daemon's image ID when the base came from the daemon
 
 
-def resolve(name: str, where: str) -> BaseImage:
-    """The base image called `name`; `where` names the file and key it was configured in."""
-    if name == STATIC:
-        return static()
-    if name == SCRATCH:
-        return BaseImage(name=SCRATCH, layers=())
-    raise ConfigError(f"{where}: base image '{name}' is not supported: use '{STATIC}' (the default: CA "
-                      f"certificates, zoneinfo, a nonroot user) or '{SCRATCH}' (empty).")
+def scratch() -> BaseImage:
+    """The empty base: no layers, no config; the app runs as root with PATH=/ko-app."""
+    return BaseImage(name=SCRATCH, layers=())
 
 
 def static() -> BaseImage:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kodev.errors import ImageError
-from kodev.image.layers import Layer, LayerWriter
+from kodev.image.layers import Layer, LayerWriter, cache_key, cached_layer, remember_layer
 
 KODATA_DIR = "kodata"
 KODATA_PATH = "/var/run/ko"
@@ -95,7 +95,13 @@ def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int) -> Layer:
     root = KODATA_PATH.lstrip("/")
     entries = list(walk(kodata, allowed_root)) if kodata is not None and (
         kodata.exists() or kodata.is_symlink()) else []
-    with LayerWriter(f"kodev: kodata at {KODATA_PATH}", mtime) as writer:
+    # An unchanged tree (same names, same files by size, mtime and inode) is not tarred again.
+    key = cache_key("kodata", str(mtime), *(_fingerprint(entry) for entry in entries))
+    created_by = f"kodev: kodata at {KODATA_PATH}"
+    found = cached_layer(key, created_by)
+    if found is not None:
+        return found
+    with LayerWriter(created_by, mtime) as writer:
         writer.directory(root, _MODE)
         for entry in entries:
             name = f"{root}/{entry.name}"
@@ -103,7 +109,19 @@ def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int) -> Layer:
                 writer.directory(name, _MODE)
             else:
                 writer.file(name, entry.source, _MODE)
-        return writer.finish()
+        layer = writer.finish()
+    remember_layer(key, layer)
+    return layer
+
+
+def _fingerprint(entry: KodataEntry) -> str:
+    if entry.source is None:
+        return f"d:{entry.name}"
+    try:
+        info = entry.source.stat()
+    except OSError:
+        return f"f:{entry.name}:gone"  # the build itself reports the unreadable file
+    return f"f:{entry.name}:{entry.source}:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}:{info.st_ctime_ns}"
 
 
 def sources(kodata: Path, allowed_root: Path) -> frozenset[Path]:

@@ -170,3 +170,79 @@ def binary_layer(binary: Path, binary_digest: str, app_name: str, mtime: int) ->
         layer = writer.finish()
     remember_layer(key, layer)
     return layer
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def layer_path(diff_id: str) -> Path:
+    return cache.subdir("layers") / f"{diff_id.removeprefix('sha256:')}.tar"
+
+
+def known_layer(diff_id: str, created_by: str) -> Layer | None:
+    """The cached file of layer `diff_id`, if kodev has it."""
+    path = layer_path(diff_id)
+    try:
+        return Layer(diff_id=diff_id, path=path, size=path.stat().st_size, created_by=created_by)
+    except OSError:
+        return None
+
+
+def store_layer(stream: BinaryIO, created_by: str, expected: str | None = None) -> Layer:
+    """Copy a layer from `stream` (plain or gzip tar) into the cache, uncompressed, named by its diff ID.
+
+    Streams in chunks, never holding the layer in memory. With `expected`, a different digest is an
+    error (a corrupt or mislabelled archive) and nothing is kept.
+    """
+    import gzip
+    import zlib
+
+    head = stream.read(2)
+    source: BinaryIO = stream
+    if head == _GZIP_MAGIC:
+        source = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[call-overload]
+        head = b""
+    directory = cache.subdir("layers")
+    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-", suffix=".tar", delete=False)  # noqa: SIM115
+    sha = hashlib.sha256(head)
+    size = len(head)
+    try:
+        with tmp:
+            tmp.write(head)
+            for chunk in iter(lambda: source.read(_COPY_CHUNK), b""):
+                sha.update(chunk)
+                size += len(chunk)
+                tmp.write(chunk)
+        diff_id = f"sha256:{sha.hexdigest()}"
+        if expected is not None and diff_id != expected:
+            raise ImageError(f"layer data does not match its recorded digest {expected} (got {diff_id}): the "
+                             "archive is corrupt or incomplete. Export or download it again.")
+        final = layer_path(diff_id)
+        os.replace(tmp.name, final)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise ImageError(f"cannot read a layer of the base image: {exc}. The archive is corrupt or "
+                         "incomplete.") from None
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    return Layer(diff_id=diff_id, path=final, size=size, created_by=created_by)
+
+
+class _Prefixed:
+    """A read-only stream that first returns bytes already read from `rest`."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+        self.prefix = prefix
+        self.rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if self.prefix:
+            if size < 0:
+                data, self.prefix = self.prefix + self.rest.read(), b""
+                return data
+            data, self.prefix = self.prefix[:size], self.prefix[size:]
+            if len(data) < size:
+                data += self.rest.read(size - len(data))
+            return data
+        return self.rest.read(size)
