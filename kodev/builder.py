@@ -176,7 +176,10 @@ class Builder:
     def load(self, plan: CommandPlan, image: Image) -> LoadResult:
         """Load into the daemon; a base that came from the daemon tells it which layers it already has."""
         in_daemon = self.base(plan).in_daemon
-        return self.daemon.load(image, [plan.ref], hints=[in_daemon] if in_daemon else [])
+        loaded = self.daemon.load(image, [plan.ref], hints=[in_daemon] if in_daemon else [])
+        if loaded.replaced:
+            self.daemon.forget(loaded.replaced)  # keeps the daemon's disk bounded; in-use images stay
+        return loaded
 
     def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]:
         """Compile all plans in one `go build`, then assemble and load each image; print a line per stage."""
@@ -195,4 +198,10 @@ class Builder:
                               f"{loaded.image_id[:19]}")
                 built.append(BuiltImage(plan, binary, image, loaded,
                                         StageTimes(go_seconds, image_seconds, loaded.seconds)))
+        self.prune({layer.path for b in built for layer in b.image.layers})
         return built
+
+    def prune(self, in_use: set[Path]) -> None:
+        """Keep the layer cache within its budget; layers of the images just built and of bases stay."""
+        keep = in_use | {layer.path for base in self._bases.values() for layer in base.layers}
+        cache.prune_layers(keep)

@@ -13,7 +13,7 @@ from typing import Any
 
 from kodev.errors import DaemonError
 from kodev.image.archive import docker_save_stream
-from kodev.image.assemble import Image
+from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.platform import Platform, from_daemon
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -26,6 +26,7 @@ class LoadResult:
     bytes_sent: int
     seconds: float
     slim: bool = False  # only the layers the daemon lacked were sent
+    replaced: str | None = None  # the image the tag pointed at before, if it was another
 
 
 def _hint(endpoint: str) -> str:
@@ -106,16 +107,44 @@ class Daemon:
         one and remembers, for this daemon, to send full archives from then on.
         """
         started = time.monotonic()
-        omit = self._present(image, [tags[0], *hints]) if self._slim_allowed() else frozenset()
+        current = self.inspect(tags[0])
+        layer_lists = [self._layers(current)] if current else []
+        layer_lists += [self._layers(found) for found in map(self.inspect, hints) if found]
+        omit = self._present(image, layer_lists) if self._slim_allowed() else frozenset()
         sent = 0
+        image_id = ""
         if omit:
             try:
                 image_id, sent = self._send(image, tags, omit)
-                return LoadResult(image_id, sent, time.monotonic() - started, slim=True)
             except DaemonError as exc:
                 self._refuse_slim(str(exc))
-        image_id, full = self._send(image, tags, frozenset())
-        return LoadResult(image_id, sent + full, time.monotonic() - started, slim=False)
+        slim = bool(image_id)
+        if not image_id:
+            image_id, full = self._send(image, tags, frozenset())
+            sent += full
+        replaced = str(current["Id"]) if current and current["Id"] != image_id else None
+        return LoadResult(image_id, sent, time.monotonic() - started, slim=slim, replaced=replaced)
+
+    @staticmethod
+    def _layers(inspected: dict[str, Any]) -> list[str]:
+        return list((inspected.get("RootFS") or {}).get("Layers") or [])
+
+    def forget(self, image_id: str) -> bool:
+        """Remove an image kodev made that a newer build replaced, unless a container or another tag uses it.
+
+        Only images with kodev's command label are touched, and never forcibly: the daemon refuses while
+        anything still uses the image, and that refusal is the answer.
+        """
+        import docker.errors
+
+        found = self.inspect(image_id)
+        if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
+            return False
+        try:
+            self.api.remove_image(image_id, noprune=False)
+        except docker.errors.APIError:
+            return False
+        return True
 
     def _send(self, image: Image, tags: list[str], omit: frozenset[str]) -> tuple[str, int]:
         import docker.errors
@@ -142,16 +171,11 @@ class Daemon:
         self._known.append(list(layers))
         return str(inspected["Id"]), sent.count
 
-    def _present(self, image: Image, refs: Sequence[str]) -> frozenset[str]:
+    def _present(self, image: Image, layer_lists: Sequence[Sequence[str]]) -> frozenset[str]:
         """Diff IDs of the longest bottom run of `image`'s layers the daemon is known to hold."""
-        candidates = list(self._known)
-        for ref in refs:
-            inspected = self.inspect(ref)
-            if inspected is not None:
-                candidates.append((inspected.get("RootFS") or {}).get("Layers") or [])
         wanted = image.diff_ids
         best = 0
-        for layers in candidates:
+        for layers in [*self._known, *layer_lists]:
             shared = 0
             while shared < min(len(layers), len(wanted)) and layers[shared] == wanted[shared]:
                 shared += 1

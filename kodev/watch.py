@@ -48,6 +48,7 @@ class Target:
     top: Layer | None = None  # the last good binary layer
     loaded: str | None = None  # config digest of the image last loaded
     image_id: str | None = None
+    layers: tuple[Layer, ...] = ()  # of the image last loaded: kept in the cache
     sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
 
 
@@ -281,6 +282,7 @@ class DevLoop:
                               git.get(target.plan.command.module_dir))
             except KodevError as exc:
                 self.ui.error(exc)
+        self.builder.prune({layer.path for t in self.targets for layer in t.layers})
 
     def _publish(self, target: Target, top: Layer, go_seconds: float | None, git: GitInfo | None) -> None:
         plan = target.plan
@@ -300,11 +302,11 @@ class DevLoop:
         if image.config_digest != target.loaded:
             loaded = self.builder.load(plan, image)
             target.image_id = loaded.image_id
-            target.top, target.loaded = top, image.config_digest
+            target.top, target.loaded, target.layers = top, image.config_digest, image.layers
         restart_started = time.monotonic()
         self._restart(target)
         if loaded is not None and previous and previous != target.image_id:
-            self._forget_image(previous)
+            self.session.daemon.forget(previous)  # its container is gone now
         restart_seconds = time.monotonic() - restart_started
         total = time.monotonic() - started + (go_seconds or 0)
         load_part = f", load {loaded.seconds:.2f}s" if loaded else ""
@@ -325,9 +327,3 @@ class DevLoop:
             self.running[spec.service] = container_id
             self.exited.discard(spec.service)
             LogFollower(self.client, spec.service, container_id, self._on_line, self._on_exit).start()
-
-    def _forget_image(self, image_id: str) -> None:
-        """Drop the image this build replaced, if nothing uses it any more (keeps the daemon's disk bounded)."""
-        with contextlib.suppress(Exception):
-            self.client.api.remove_image(image_id, noprune=False)
-

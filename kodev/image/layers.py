@@ -138,6 +138,7 @@ def cached_layer(key: str, created_by: str) -> Layer | None:
     path = cache.subdir("layers") / f"{digest}.tar"
     try:
         size = path.stat().st_size
+        os.utime(path)  # recently used: the last to be pruned
     except OSError:
         return None
     return Layer(diff_id=f"sha256:{digest}", path=path, size=size, created_by=created_by)
@@ -183,9 +184,11 @@ def known_layer(diff_id: str, created_by: str) -> Layer | None:
     """The cached file of layer `diff_id`, if kodev has it."""
     path = layer_path(diff_id)
     try:
-        return Layer(diff_id=diff_id, path=path, size=path.stat().st_size, created_by=created_by)
+        size = path.stat().st_size
+        os.utime(path)  # recently used: the last to be pruned
     except OSError:
         return None
+    return Layer(diff_id=diff_id, path=path, size=size, created_by=created_by)
 
 
 def store_layer(stream: BinaryIO, created_by: str, expected: str | None = None) -> Layer:
