@@ -137,6 +137,11 @@ class Builder:
         self.ui = ui
         self._bases: dict[str, base_images.BaseImage] = {}
 
+    def use_config(self, config: Config) -> None:
+        """A changed kodev.toml (watch): bases are resolved again, as they may have changed too."""
+        self.config = config
+        self._bases.clear()
+
     def git(self, commands: Sequence[MainPackage]) -> dict[Path, GitInfo | None]:
         return {c.module_dir: git_info(c.module_dir) for c in commands}
 

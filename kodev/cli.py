@@ -182,7 +182,7 @@ def watch_command(
     def start() -> int:
         with Session.open(config, go, platform, debug=State.debug) as session:
             targets = session.watch_targets(paths or [])
-            return DevLoop(session, targets, prefix_logs=True).run()
+            return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or [])).run()
 
     raise typer.Exit(guarded(start))
 

@@ -202,7 +202,8 @@ class Containers:
 
 
 LineSink = Callable[[str, str, str], None]  # (service, "stdout" | "stderr", line)
-ExitSink = Callable[[str, str, int, list[str]], None]  # (service, container id, exit code, last lines)
+# (service, container id, exit code or None when the stream broke without one, last lines)
+ExitSink = Callable[[str, str, int | None, list[str]], None]
 
 
 class LogFollower(threading.Thread):
@@ -224,10 +225,11 @@ class LogFollower(threading.Thread):
         errors.start()
         self._pump("stdout")
         errors.join()
+        code: int | None
         try:
             code = int(self.client.api.wait(self.container_id).get("StatusCode", 0))
         except Exception:
-            return  # removed under us, or the daemon went away: nothing left to report
+            code = None  # removed under us, or the daemon went away
         self.on_exit(self.service, self.container_id, code, list(self.last_lines))
 
     def _pump(self, name: str) -> None:

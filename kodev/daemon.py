@@ -94,6 +94,13 @@ class Daemon:
     def api(self) -> Any:
         return self.client.api
 
+    def reachable(self) -> bool:
+        """Whether the daemon answers a ping right now."""
+        try:
+            return bool(self.api.ping())
+        except Exception:
+            return False
+
     def platform(self) -> Platform:
         if self._platform is None:
             self._platform = from_daemon(self.api.version(), self.api.info())

@@ -18,8 +18,9 @@ def run_once(session: Session, target: Target, spec: ContainerSpec) -> int:
     finished = threading.Event()
     exit_codes: list[int] = []
 
-    def on_exit(_service: str, _container_id: str, code: int, _lines: list[str]) -> None:
-        exit_codes.append(code)
+    def on_exit(_service: str, _container_id: str, code: int | None, _lines: list[str]) -> None:
+        if code is not None:
+            exit_codes.append(code)
         finished.set()
 
     with interrupts_as_keyboard():

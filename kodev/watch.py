@@ -1,29 +1,29 @@
 """Stage 'loop': file events -> batch -> decide -> build -> load -> restart, until Ctrl-C or SIGTERM.
 
-One main thread does all the work; a watcher thread and one log thread per container only put messages on
-a queue. Changes that arrive during a build wait in the queue and are merged into one follow-up build,
-so the result always reflects the last save.
+One main thread does all the work; the file watcher and one log thread per container only put messages
+on a queue. Changes that arrive during a build wait in the queue and are merged into one follow-up build,
+so the result always reflects the last save. If the Docker daemon goes away, the loop says so once,
+keeps watching, retries with backoff, and rebuilds and restarts everything when it is back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import tempfile
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from kodev import cache
-from kodev.affected import Change, FileChange, decide, is_noise
+from kodev import config as config_stage
+from kodev.affected import FileChange, decide
 from kodev.builder import CommandPlan
 from kodev.containers import Containers, LogFollower, Owner
-from kodev.errors import CompileError, KodevError
+from kodev.errors import CompileError, DaemonError, KodevError
+from kodev.events import FileWatcher, describe, imports_of, normalize
 from kodev.gomod import ModuleGraph, load_graph
 from kodev.image import kodata
 from kodev.image.layers import Layer
@@ -33,10 +33,8 @@ from kodev.signals import interrupts_as_keyboard, shielded
 from kodev.templates import GitInfo
 from kodev.ui import SERVICE_COLORS, human_bytes
 
-_IMPORT = re.compile(r'^\s*(?:import\s+)?(?:[\w.]+\s+)?"([^"]+)"', re.M)
-_IMPORT_BLOCK = re.compile(r"^import\s*\((.*?)\)", re.M | re.S)
-_IMPORT_SINGLE = re.compile(r'^import\s+(?:[\w.]+\s+)?"([^"]+)"', re.M)
-_CHANGE_NAMES = {1: "added", 2: "modified", 3: "deleted"}
+__all__ = ["DevLoop", "Target", "imports_of"]
+_RETRY_MAX_SECONDS = 10.0
 
 
 @dataclass
@@ -52,33 +50,35 @@ class Target:
     sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
 
 
-def imports_of(path: Path) -> set[str]:
-    """The import paths a Go file names (a quick scan, enough to notice a new import)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    found = set(_IMPORT_SINGLE.findall(text))
-    for block in _IMPORT_BLOCK.findall(text):
-        found.update(_IMPORT.findall(block))
-    return found
-
-
 class DevLoop:
-    def __init__(self, session: Session, targets: list[Target], prefix_logs: bool) -> None:
+    """The watch loop for `kodev watch` and `kodev run --watch`.
+
+    `watch_paths` are the command-line paths of `kodev watch` (re-read with kodev.toml when it changes);
+    None for `kodev run --watch`, whose container settings come from flags.
+    """
+
+    def __init__(self, session: Session, targets: list[Target], prefix_logs: bool,
+                 watch_paths: list[str] | None = None) -> None:
         self.session = session
         self.ui = session.ui
         self.builder = session.builder
         self.targets = targets
         self.prefix_logs = prefix_logs
+        self.watch_paths = watch_paths
         self.client = session.daemon.client
         self.containers = Containers(self.client, Owner.current())
         self.messages: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.watcher = FileWatcher(self.messages, session.config.watch, session.config.root)
         self.running: dict[str, str] = {}  # service -> container id
         self.exited: set[str] = set()
         self.graph: ModuleGraph | None = None
-        self._watcher: tuple[threading.Thread, threading.Event] | None = None
-        names = [s.service for t in targets for s in t.specs]
+        self.daemon_down = False
+        self._retry_at = 0.0
+        self._retry_delay = 0.5
+        self._name_services()
+
+    def _name_services(self) -> None:
+        names = [s.service for t in self.targets for s in t.specs]
         self.width = max((len(n) for n in names), default=0)
         self.colors = {name: SERVICE_COLORS[i % len(SERVICE_COLORS)] for i, name in enumerate(names)}
 
@@ -106,16 +106,25 @@ class DevLoop:
         for target in self.targets:
             for spec in target.specs:
                 self.containers.claim_name(spec)  # a name taken by someone else fails before any build
-        self._refresh_graph()
+        if not self._refresh_graph():
+            raise KodevError("cannot load the package graph (see above); fix it and start kodev again.")
         self._rebuild({t.plan.command.import_path for t in self.targets}, set())
+        self._watch_roots()
         assert self.graph is not None
-        self._restart_watcher(self.graph.roots)
         self.ui.note(f"watching {', '.join(str(r) for r in self.graph.roots)} — save a file to rebuild; "
                      "Ctrl-C to stop")
 
+    def _watch_roots(self) -> None:
+        assert self.graph is not None
+        roots = list(self.graph.roots)
+        config_file = self.session.config.path
+        if config_file is not None and not any(config_file.is_relative_to(root) for root in roots):
+            roots.append(config_file)  # kodev.toml outside the module: watch the file itself
+        if tuple(roots) != self.watcher.roots:
+            self.watcher.start(roots)
+
     def _shutdown(self) -> None:
-        if self._watcher:
-            self._watcher[1].set()
+        self.watcher.stop()
         timeouts = {s.service: s.stop_timeout for t in self.targets for s in t.specs}
         try:
             removed = self.containers.cleanup(timeouts)
@@ -125,37 +134,7 @@ class DevLoop:
         if removed:
             self.ui.info(f"removed {', '.join(removed)}")
 
-    # --- events ----------------------------------------------------------------------------------
-
-    def _restart_watcher(self, roots: Iterable[Path]) -> None:
-        if self._watcher:
-            self._watcher[1].set()
-            self._watcher[0].join(timeout=5)
-        stop = threading.Event()
-        thread = threading.Thread(target=self._watch, args=(tuple(roots), stop), name="watcher", daemon=True)
-        self._watcher = (thread, stop)
-        thread.start()
-
-    def _watch(self, roots: tuple[Path, ...], stop: threading.Event) -> None:
-        import watchfiles
-
-        settings = self.session.config.watch
-        try:
-            for changes in watchfiles.watch(
-                *roots, watch_filter=self._wanted, debounce=1600, step=max(settings.debounce_ms, 1),
-                stop_event=stop, force_polling=True if settings.poll else None,
-                poll_delay_ms=settings.poll_interval_ms, raise_interrupt=False,
-            ):
-                self.messages.put(("files", {(_CHANGE_NAMES[int(c)], p) for c, p in changes}))
-        except Exception as exc:  # a root vanished, inotify limits: say so, keep the containers
-            self.messages.put(("watch-error", exc))
-
-    def _wanted(self, _change: Any, path: str) -> bool:
-        if is_noise(Path(path)):
-            return False
-        root = self.session.config.root
-        rel = Path(path).relative_to(root).as_posix() if Path(path).is_relative_to(root) else path
-        return not any(fnmatch(rel, pattern) for pattern in self.session.config.watch.ignore)
+    # --- messages --------------------------------------------------------------------------------
 
     def _on_line(self, service: str, stream: str, line: str) -> None:
         if self.prefix_logs:
@@ -163,13 +142,15 @@ class DevLoop:
         else:
             self.ui.raw(stream, line)
 
-    def _on_exit(self, service: str, container_id: str, code: int, lines: list[str]) -> None:
+    def _on_exit(self, service: str, container_id: str, code: int | None, lines: list[str]) -> None:
         self.messages.put(("exit", (service, container_id, code, lines)))
 
     def _step(self) -> None:
         try:
             kind, payload = self.messages.get(timeout=0.5)
         except queue.Empty:
+            if self.daemon_down:
+                self._retry_daemon()
             return
         pending: set[tuple[str, str]] = set()
         while True:
@@ -183,12 +164,16 @@ class DevLoop:
                 kind, payload = self.messages.get_nowait()  # coalesce everything that is waiting
             except queue.Empty:
                 break
-        if pending:
+        if pending and not self.daemon_down:  # while it is down, the rebuild on its return covers them
             self._on_changes(pending)
 
-    def _report_exit(self, service: str, container_id: str, code: int, lines: list[str]) -> None:
+    def _report_exit(self, service: str, container_id: str, code: int | None, lines: list[str]) -> None:
         if self.running.get(service) != container_id:
             return  # a container we replaced or removed ourselves
+        if code is None:  # its log stream broke without an exit code: is the daemon still there?
+            if not self.session.daemon.reachable():
+                self._daemon_lost()
+            return
         self.exited.add(service)
         if code == 0:
             self.ui.info(f"{service} exited with code 0; the next good build starts it again.")
@@ -200,36 +185,80 @@ class DevLoop:
 
     def _on_changes(self, raw: set[tuple[str, str]]) -> None:
         assert self.graph is not None
-        changes = list(self._normalize(raw, self.graph))
+        config_file = self.session.config.path
+        if config_file is not None and any(Path(p) == config_file for _, p in raw) and self._reload_config():
+            return  # the new configuration was applied with a full rebuild
+        changes = list(normalize(raw, self.graph))
         decision = decide(changes, self.graph, {t.plan.command.import_path: t.sources for t in self.targets})
-        if decision.refresh_graph:
-            old_roots = self.graph.roots
-            if self._refresh_graph():
-                decision = decision.merge(decide(changes, self.graph, {}))
-                if self.graph.roots != old_roots:
-                    self._restart_watcher(self.graph.roots)
+        if decision.refresh_graph and self._refresh_graph():
+            decision = decision.merge(decide(changes, self.graph, {}))
+            self._watch_roots()
         if decision.rebuild or decision.reimage:
-            self.ui.info(f"changed: {self._describe(changes)}")
+            self.ui.info(f"changed: {describe(changes, self.session.config.root)}")
             self._rebuild(set(decision.rebuild), set(decision.reimage))
 
-    def _describe(self, changes: list[FileChange]) -> str:
-        """The changed files worth naming: not an editor's temp file that came and went."""
-        root = self.session.config.root
-        shown = sorted({str(c.path.relative_to(root)) if c.path.is_relative_to(root) else str(c.path)
-                        for c in changes if c.change != "deleted" or c.path.suffix == ".go"})
-        more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
-        return f"{', '.join(shown[:3])}{more}" if shown else "files were removed"
+    def _reload_config(self) -> bool:
+        """Apply a changed kodev.toml; a broken one is reported and the last good one kept."""
+        if self.watch_paths is None or self.session.config.path is None:
+            return False
+        old = self.session.config
+        try:
+            new = config_stage.load(old.path, self.session.cwd)
+            if new == old:
+                return False
+            self._use_config(new)
+            targets = self.session.watch_targets(self.watch_paths)
+        except KodevError as exc:
+            self._use_config(old)
+            self.ui.error(exc)
+            self.ui.warn(f"kodev keeps running with the last good {old.path.name if old.path else 'config'}; "
+                         "fix it and save again.")
+            return True
+        self.ui.note(f"{old.path} changed: applying it (services are recreated)")
+        self._shutdown()
+        self.running.clear()
+        self.exited.clear()
+        self.targets = targets
+        self._name_services()
+        self.watcher.settings = new.watch
+        self.watcher.roots = ()  # restart with the new settings
+        if self._refresh_graph():
+            self._rebuild({t.plan.command.import_path for t in self.targets}, set())
+            self._watch_roots()
+        return True
+
+    def _use_config(self, config: config_stage.Config) -> None:
+        self.session.config = config
+        self.builder.use_config(config)
+
+    # --- the daemon going away and coming back ------------------------------------------------------
+
+    def _daemon_lost(self) -> None:
+        if self.daemon_down:
+            return
+        self.daemon_down = True
+        self._retry_delay = 0.5
+        self._retry_at = time.monotonic() + self._retry_delay
+        self.ui.warn(f"the Docker daemon at {self.session.daemon.endpoint} is not answering. kodev keeps "
+                     "watching and retries; when it is back, everything is rebuilt and restarted.")
+
+    def _retry_daemon(self) -> None:
+        if time.monotonic() < self._retry_at:
+            return
+        if not self.session.daemon.reachable():
+            self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX_SECONDS)  # back off, never spin
+            self._retry_at = time.monotonic() + self._retry_delay
+            return
+        self.daemon_down = False
+        self.ui.note("the Docker daemon is back: rebuilding and restarting")
+        for target in self.targets:
+            target.loaded = None  # the daemon may have lost the image: load it again
+        self.exited |= set(self.running)  # and may have lost the containers: recreate them
+        self._refresh_graph()  # files may have been added while it was away
+        self._rebuild({t.plan.command.import_path for t in self.targets}, set())
 
     def _normalize(self, raw: set[tuple[str, str]], graph: ModuleGraph) -> Iterator[FileChange]:
-        """One change per path from its final state: atomic saves and delete-then-create are 'modified'."""
-        for path in sorted({Path(p) for _, p in raw}):
-            package = graph.package_in(path.parent)
-            known = package is not None and path.name in package.build_files | package.excluded_files
-            change: Change = "deleted" if not path.exists() else ("modified" if known else "added")
-            new_imports = False
-            if change == "modified" and path.suffix == ".go" and package is not None:
-                new_imports = not imports_of(path) <= package.imports | {"C"}
-            yield FileChange(path, change, new_imports)
+        return normalize(raw, graph)
 
     def _refresh_graph(self) -> bool:
         commands = [t.plan.command for t in self.targets]
@@ -280,7 +309,12 @@ class DevLoop:
             try:
                 self._publish(target, top, go_seconds if target in compiling else None,
                               git.get(target.plan.command.module_dir))
-            except KodevError as exc:
+            except (KodevError, OSError) as exc:  # the SDK's errors are OSErrors (requests)
+                if not self.session.daemon.reachable():
+                    self._daemon_lost()
+                    return
+                if not isinstance(exc, KodevError):
+                    exc = DaemonError(f"the Docker daemon failed while publishing {target.plan.name}: {exc}")
                 self.ui.error(exc)
         self.builder.prune({layer.path for t in self.targets for layer in t.layers})
 

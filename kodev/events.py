@@ -1,0 +1,105 @@
+"""File events for the loop: a watcher thread that batches them, and their normalization into `FileChange`s.
+
+watchfiles groups a burst of events (until `debounce_ms` of quiet, at most 1.6 s); the loop merges every
+batch that waited while it was building. Normalizing looks at each path's final state, so an atomic save
+(write a temp file, rename it over) or a delete-then-create is one 'modified'.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from kodev.affected import Change, FileChange, is_noise
+from kodev.config import WatchSettings
+from kodev.gomod import ModuleGraph
+
+_IMPORT_BLOCK = re.compile(r"^import\s*\((.*?)^\)", re.M | re.S)
+_IMPORT_SINGLE = re.compile(r'^import\s+(?:[\w.]+\s+)?"([^"]+)"', re.M)
+_IMPORT_SPEC = re.compile(r'^\s*(?:[\w.]+\s+)?"([^"]+)"', re.M)
+_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+_CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
+
+
+def imports_of(path: Path) -> set[str]:
+    """The import paths a Go file names (a quick scan, enough to notice a new import)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    text = _COMMENTS.sub("", text)
+    found = set(_IMPORT_SINGLE.findall(text))
+    for block in _IMPORT_BLOCK.findall(text):
+        found.update(_IMPORT_SPEC.findall(block))
+    return found
+
+
+def normalize(raw: Iterable[tuple[str, str]], graph: ModuleGraph) -> Iterator[FileChange]:
+    """One change per path, from its final state; a modified .go file says whether it gained an import."""
+    for path in sorted({Path(p) for _, p in raw}):
+        package = graph.package_in(path.parent)
+        known = package is not None and path.name in package.build_files | package.excluded_files
+        change: Change = "deleted" if not path.exists() else ("modified" if known else "added")
+        new_imports = False
+        if change == "modified" and path.suffix == ".go" and package is not None:
+            new_imports = not imports_of(path) <= package.imports | {"C"}
+        yield FileChange(path, change, new_imports)
+
+
+def describe(changes: Iterable[FileChange], root: Path) -> str:
+    """The changed files worth naming: not an editor's temp file that came and went."""
+    shown = sorted({str(c.path.relative_to(root)) if c.path.is_relative_to(root) else str(c.path)
+                    for c in changes if c.change != "deleted" or c.path.suffix == ".go"})
+    more = f" (+{len(shown) - 3} more)" if len(shown) > 3 else ""
+    return f"{', '.join(shown[:3])}{more}" if shown else "files were removed"
+
+
+class FileWatcher:
+    """A thread that puts ("files", {(change, path), ...}) batches, or ("watch-error", exc), on `messages`."""
+
+    def __init__(self, messages: queue.Queue[tuple[str, Any]], settings: WatchSettings, root: Path) -> None:
+        self.messages = messages
+        self.settings = settings
+        self.root = root
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.roots: tuple[Path, ...] = ()
+
+    def start(self, roots: Iterable[Path]) -> None:
+        """Watch `roots` (directories, or single files such as a go.work above them); restarts if running."""
+        self.stop()
+        self.roots = tuple(roots)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self.roots, self._stop), name="watcher",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def wanted(self, _change: Any, path: str) -> bool:
+        if is_noise(Path(path)):
+            return False
+        rel = Path(path).relative_to(self.root).as_posix() if Path(path).is_relative_to(self.root) else path
+        return not any(fnmatch(rel, pattern) for pattern in self.settings.ignore)
+
+    def _run(self, roots: tuple[Path, ...], stop: threading.Event) -> None:
+        import watchfiles
+
+        try:
+            for changes in watchfiles.watch(
+                *roots, watch_filter=self.wanted, debounce=1600, step=max(self.settings.debounce_ms, 1),
+                stop_event=stop, force_polling=True if self.settings.poll else None,
+                poll_delay_ms=self.settings.poll_interval_ms, raise_interrupt=False,
+            ):
+                self.messages.put(("files", {(_CHANGE_NAMES[int(c)], p) for c, p in changes}))
+        except Exception as exc:  # a root vanished, inotify limits: say so, keep the containers
+            self.messages.put(("watch-error", exc))
