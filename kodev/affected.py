@@ -83,6 +83,10 @@ def decide(changes: Iterable[FileChange], graph: ModuleGraph,
                 refresh = refresh or stale
                 if hit:
                     rebuild.update(graph.dependents(package.import_path))
+            elif item.change != "modified" and any(_under(path, root) for root in graph.roots):
+                # A package the graph does not know (yet): a command may import it already, and a build
+                # that failed for want of it must be retried once it exists.
+                refresh = True
         for package in graph.packages.values():
             if _under(path, package.dir) and path != package.dir:
                 hit, stale = _embedded(item, package)

@@ -89,7 +89,7 @@ ListOption = Optional[list[str]]  # noqa: UP045
 
 
 def _after_separator(args: list[str] | None) -> tuple[str, ...]:
-    """ARGS after `--`; click hands the separator through when interspersed arguments are off."""
+    """ARGS after `--` (click may hand the separator itself through)."""
     items = list(args or ())
     return tuple(items[1:] if items[:1] == ["--"] else items)
 
@@ -116,7 +116,7 @@ RmOption = Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the contain
 WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")]
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command()
 def run(
     path: Annotated[str, typer.Argument(metavar="PATH", show_default=False,
                                         help="The command to run: ./cmd/server or its import path.")],

@@ -28,6 +28,7 @@ OWNER_HOST_LABEL = "dev.kodev.owner.host"
 OWNER_PID_LABEL = "dev.kodev.owner.pid"
 OWNER_START_LABEL = "dev.kodev.owner.start"
 KEEP_LABEL = "dev.kodev.keep"  # restart = false: left as it is when kodev exits
+NO_RM_LABEL = "dev.kodev.no-rm"  # kodev run --no-rm: kept after it exits on its own, for docker logs
 
 
 class ContainerError(KodevError):
@@ -99,6 +100,8 @@ class Containers:
             labels = container.labels or {}
             if labels.get(KEEP_LABEL) == "true" or owner_alive(labels):
                 continue
+            if labels.get(NO_RM_LABEL) == "true" and container.status == "exited":
+                continue  # kept on purpose (--no-rm); replaced when its name is next used
             with contextlib.suppress(Exception):
                 container.remove(force=True)
                 reaped.append(container.name)
@@ -140,6 +143,8 @@ class Containers:
         labels = {**self.owner.labels(), SERVICE_LABEL: spec.service}
         if not spec.restart:
             labels[KEEP_LABEL] = "true"
+        if not spec.remove_on_exit:
+            labels[NO_RM_LABEL] = "true"
         network: dict[str, Any] = {}
         if spec.network in ("host", "none", "bridge") or (spec.network or "").startswith("container:"):
             network["network_mode"] = spec.network

@@ -6,6 +6,7 @@ is touched.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Sequence
@@ -15,8 +16,6 @@ from pathlib import Path
 from kodev.config import ServiceConfig
 from kodev.errors import ConfigError
 
-_PORT = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?:(?P<host>\d*):)?(?P<container>\d+)"
-                   r"(?:/(?P<proto>tcp|udp|sctp))?$")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _ENV_KEY = re.compile(r"^[^=\s]+$")
 
@@ -55,20 +54,39 @@ class ContainerSpec:
 
 
 def parse_port(spec: str, where: str) -> PortBinding:
-    match = _PORT.match(spec.strip())
-    if not match:
-        raise ConfigError(f"{where}: port {spec!r} is not of the form [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], "
-                          "e.g. 127.0.0.1:8080:8080 or 8080:80/tcp.")
-    ports = [int(p) for p in (match["host"], match["container"]) if p]
-    if any(not 0 < p < 65536 for p in ports):
+    """`[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]` or `CONTAINER_PORT[/PROTO]`, as `docker run -p` reads it."""
+    text = spec.strip()
+    proto = "tcp"
+    if "/" in text:
+        text, proto = text.rsplit("/", 1)
+    host_ip = None
+    if text.startswith("["):  # [IPv6]:HOST:CONTAINER
+        closing = text.find("]:")
+        if closing < 0:
+            raise _bad_port(spec, where)
+        host_ip, text = text[1:closing], text[closing + 2:]
+    parts = text.split(":")
+    if host_ip is None and len(parts) == 3:
+        host_ip = parts.pop(0)
+    if proto not in ("tcp", "udp", "sctp") or len(parts) not in (1, 2) or (host_ip is not None and len(parts) != 2):
+        raise _bad_port(spec, where)
+    if host_ip is not None:
+        try:
+            ipaddress.ip_address(host_ip)
+        except ValueError:
+            raise ConfigError(f"{where}: port {spec!r}: {host_ip!r} is not an IP address.") from None
+    if not all(part.isdigit() for part in parts if part) or not parts[-1]:
+        raise _bad_port(spec, where)
+    numbers = [int(part) for part in parts if part]
+    if any(not 0 < number < 65536 for number in numbers):
         raise ConfigError(f"{where}: port {spec!r}: port numbers must be between 1 and 65535.")
-    host_port = int(match["host"]) if match["host"] else None
-    if match["ip"] is None and match["host"] is None and ":" in spec:
-        raise ConfigError(f"{where}: port {spec!r} is not of the form [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO].")
-    ip = match["ip"].strip("[]") if match["ip"] else None
-    if ip and ":" not in ip and any(not part.isdigit() or int(part) > 255 for part in ip.split(".")):
-        raise ConfigError(f"{where}: port {spec!r}: {ip!r} is not an IP address.")
-    return PortBinding(int(match["container"]), match["proto"] or "tcp", ip, host_port)
+    host_port = int(parts[0]) if len(parts) == 2 and parts[0] else None
+    return PortBinding(int(parts[-1]), proto, host_ip, host_port)
+
+
+def _bad_port(spec: str, where: str) -> ConfigError:
+    return ConfigError(f"{where}: port {spec!r} is not of the form [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], "
+                       "e.g. 127.0.0.1:8080:8080 or 8080:80/tcp.")
 
 
 def parse_volume(spec: str, base_dir: Path, where: str) -> Mount:

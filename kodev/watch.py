@@ -108,8 +108,8 @@ class DevLoop:
                 self.containers.claim_name(spec)  # a name taken by someone else fails before any build
         if not self._refresh_graph():
             raise KodevError("cannot load the package graph (see above); fix it and start kodev again.")
+        self._watch_roots()  # before the first build, so that a save during it is not missed
         self._rebuild({t.plan.command.import_path for t in self.targets}, set())
-        self._watch_roots()
         assert self.graph is not None
         self.ui.note(f"watching {', '.join(str(r) for r in self.graph.roots)} — save a file to rebuild; "
                      "Ctrl-C to stop")

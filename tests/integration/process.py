@@ -54,7 +54,7 @@ class KodevProcess:
         wait_until(lambda: self.count(pattern, stream) >= count, timeout,
                    lambda: f"{pattern!r} x{count} not seen; kodev exited={self.process.poll()}\n{self.output()}")
 
-    def signal(self, sig: int = signal.SIGINT) -> None:
+    def send(self, sig: int = signal.SIGINT) -> None:
         self.process.send_signal(sig)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
