@@ -187,6 +187,15 @@ class Containers:
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True)
 
+    def exists(self, container_id: str) -> bool:
+        import docker.errors
+
+        try:
+            self.client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return False
+        return True
+
     def exit_code(self, container_id: str) -> int | None:
         try:
             state = self.client.api.inspect_container(container_id)["State"]

@@ -173,7 +173,15 @@ class DevLoop:
         if code is None:  # its log stream broke without an exit code: is the daemon still there?
             if not self.session.daemon.reachable():
                 self._daemon_lost()
-            return
+                return
+            code = self.containers.exit_code(container_id)
+            if code is None and not self.containers.exists(container_id):
+                # The daemon restarted (or someone removed it): bring everything back as on reconnect.
+                self.ui.warn(f"the container of {service} is gone; recreating it")
+                self._recover()
+                return
+            if code is None:
+                return
         self.exited.add(service)
         if code == 0:
             self.ui.info(f"{service} exited with code 0; the next good build starts it again.")
@@ -251,6 +259,10 @@ class DevLoop:
             return
         self.daemon_down = False
         self.ui.note("the Docker daemon is back: rebuilding and restarting")
+        self._recover()
+
+    def _recover(self) -> None:
+        """After the daemon restarted: load every image again and recreate every container."""
         for target in self.targets:
             target.loaded = None  # the daemon may have lost the image: load it again
         self.exited |= set(self.running)  # and may have lost the containers: recreate them
