@@ -74,14 +74,20 @@ def _epoch(*names: str) -> int:
 
 
 def _command_config(config: Config, command: MainPackage) -> tuple[str, CommandConfig] | None:
+    """The settings for `command`: every table naming it (by path or import path), later keys winning."""
+    found: list[tuple[str, CommandConfig]] = []
     for key, table in config.commands.items():
         target = key.removeprefix(KO_SCHEME)
-        if target.startswith("."):
-            if (config.root / target).resolve() == command.dir:
-                return key, table
-        elif target == command.import_path:
-            return key, table
-    return None
+        local = target.startswith(".")
+        if (local and (config.root / target).resolve() == command.dir) or (not local and target == command.import_path):
+            found.append((key, table))
+    if not found:
+        return None
+    key, merged = found[0]
+    for _, table in found[1:]:
+        merged = CommandConfig(path=merged.path, base=table.base or merged.base, image=table.image or merged.image,
+                               build=table.build.over(merged.build))
+    return key, merged
 
 
 def plan_commands(config: Config, commands: Sequence[MainPackage], git: dict[Path, GitInfo | None]
@@ -188,6 +194,8 @@ class Builder:
 
     def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]:
         """Compile all plans in one `go build`, then assemble and load each image; print a line per stage."""
+        for plan in plans:
+            self.base(plan)  # a bad base is reported before anything is compiled
         git = self.git([p.command for p in plans])
         built: list[BuiltImage] = []
         with tempfile.TemporaryDirectory(prefix="build-", dir=cache.subdir("tmp")) as scratch:

@@ -262,7 +262,7 @@ def load(explicit: Path | None, cwd: Path) -> Config:
 
         ko_config = path or koyaml.find(cwd)
         if ko_config is not None:
-            return koyaml.load(ko_config if ko_config.is_absolute() else cwd / ko_config)
+            return koyaml.load(ko_config if ko_config.is_absolute() else cwd / ko_config, cwd)
         return Config(root=cwd)
     path = path if path.is_absolute() else cwd / path
     try:

@@ -235,7 +235,7 @@ class Daemon:
             raise DaemonError(f"the Docker daemon at {self.endpoint} cannot inspect {ref}: "
                               f"{exc.explanation or exc}") from None
 
-    def pull(self, ref: str, platform: Platform, progress: Callable[[str], None]) -> None:
+    def pull(self, ref: str, platform: Platform, progress: Callable[[str], None], present: bool = False) -> None:
         """Pull `ref` for `platform` through the daemon (its credentials, its mirrors), reporting progress."""
         import docker.errors
 
@@ -249,9 +249,10 @@ class Daemon:
                     progress(f"{status} {message.get('id', '')}".strip())
         except (docker.errors.APIError, DaemonError) as exc:
             reason = exc.explanation if isinstance(exc, docker.errors.APIError) else str(exc)
-            raise DaemonError(f"base image {ref!r} is not in the Docker daemon and pulling it failed: {reason}. "
-                              "Check the name and tag, your network, and `docker login` for private "
-                              "registries.") from None
+            situation = ("is in the Docker daemon, but pulling it again (--pull, or for another platform) failed"
+                         if present else "is not in the Docker daemon and pulling it failed")
+            raise DaemonError(f"base image {ref!r} {situation}: {reason}. Check the name and tag, your network, "
+                              "and `docker login` for private registries.") from None
 
     def export(self, image_id: str) -> Iterator[bytes]:
         """`docker save` of one image, as a stream of chunks."""

@@ -46,7 +46,9 @@ def _string(value: Any, key: str, path: Path) -> str:
     return value
 
 
-def load(path: Path) -> Config:
+def load(path: Path, cwd: Path) -> Config:
+    """Read `path`. As in ko, `builds[].dir`/`main` are relative to where kodev runs when KO_CONFIG_PATH
+    names the file; a .ko.yaml found in a directory is relative to that directory."""
     import yaml
 
     try:
@@ -92,4 +94,5 @@ def load(path: Path) -> Config:
         commands[key] = CommandConfig(path=key, base=_string(override, f"baseImageOverrides.{key}", path),
                                       image=existing.image, build=existing.build)
     warnings = (f"{path}: kodev ignores {', '.join(ignored)}.",) if ignored else ()
-    return Config(root=path.parent, path=path, base=base, build=defaults, commands=commands, warnings=warnings)
+    root = cwd if os.environ.get("KO_CONFIG_PATH") else path.parent
+    return Config(root=root, path=path, base=base, build=defaults, commands=commands, warnings=warnings)

@@ -59,7 +59,7 @@ def from_daemon(ref: str, target: Platform, daemon: Daemon, pull: bool, progress
                                                     inspected.get("Variant"))
     if inspected is None or pull or (found is not None and not target.accepts(found)):
         progress(f"pulling base image {ref} for {target} through the Docker daemon")
-        daemon.pull(ref, target, progress)
+        daemon.pull(ref, target, progress, present=inspected is not None)
         inspected = daemon.inspect(ref)
         if inspected is None:
             raise DaemonError(f"base image {ref!r} was pulled but the daemon cannot find it afterwards.")
