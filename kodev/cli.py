@@ -61,6 +61,15 @@ def guarded(action: Callable[[], T]) -> T:
     except KodevError as exc:
         UI(debug=State.debug).error(exc)
         raise typer.Exit(1) from None
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as exc:
+        if State.debug:
+            raise
+        # A bug or a failure kodev did not foresee: one paragraph; --debug shows the traceback.
+        UI().error(KodevError(f"unexpected {type(exc).__name__}: {exc}. Run again with --debug to see the "
+                              "traceback, and please report it."))
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -93,18 +93,23 @@ class Containers:
         self.client = client
         self.owner = owner
 
+    def _listed(self, label: str) -> list[dict[str, Any]]:
+        """Containers with `label`, as the list endpoint gives them (no per-container inspect, which races
+        with containers that are being removed)."""
+        return list(self.client.api.containers(all=True, filters={"label": label}))
+
     def reap_orphans(self) -> list[str]:
         """Remove containers left by a kodev that is no longer running (killed outright); their names."""
         reaped = []
-        for container in self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
-            labels = container.labels or {}
+        for found in self._listed(f"{MANAGED_LABEL}=true"):
+            labels = found.get("Labels") or {}
             if labels.get(KEEP_LABEL) == "true" or owner_alive(labels):
                 continue
-            if labels.get(NO_RM_LABEL) == "true" and container.status == "exited":
+            if labels.get(NO_RM_LABEL) == "true" and found.get("State") == "exited":
                 continue  # kept on purpose (--no-rm); replaced when its name is next used
             with contextlib.suppress(Exception):
-                container.remove(force=True)
-                reaped.append(container.name)
+                self.client.api.remove_container(found["Id"], force=True)
+                reaped.append(_name(found))
         return reaped
 
     def claim_name(self, spec: ContainerSpec) -> Any | None:
@@ -206,13 +211,22 @@ class Containers:
     def cleanup(self, timeouts: Mapping[str, int]) -> list[str]:
         """Stop and remove every container of this session, except kept ones; in parallel. Their names."""
         try:
-            found = self.client.containers.list(all=True, filters={"label": f"{SESSION_LABEL}={self.owner.session}"})
+            found = self._listed(f"{SESSION_LABEL}={self.owner.session}")
         except Exception as exc:
             raise DaemonError(f"cannot list kodev's containers to clean up: {exc}") from None
-        doomed = [c for c in found if (c.labels or {}).get(KEEP_LABEL) != "true"]
+        doomed = [c for c in found if (c.get("Labels") or {}).get(KEEP_LABEL) != "true"]
+
+        def remove(container: dict[str, Any]) -> None:
+            self.remove(container["Id"], timeouts.get((container.get("Labels") or {}).get(SERVICE_LABEL, ""), 10))
+
         with ThreadPoolExecutor(max_workers=max(1, len(doomed))) as pool:
-            list(pool.map(lambda c: self.remove(c.id, timeouts.get(c.labels.get(SERVICE_LABEL, ""), 10)), doomed))
-        return [c.name for c in doomed]
+            list(pool.map(remove, doomed))
+        return [_name(c) for c in doomed]
+
+
+def _name(listed: dict[str, Any]) -> str:
+    names = listed.get("Names") or [listed.get("Id", "")[:12]]
+    return str(names[0]).lstrip("/")
 
 
 LineSink = Callable[[str, str, str], None]  # (service, "stdout" | "stderr", line)
