@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kodev.errors import DaemonError
-from kodev.image.archive import docker_save_stream
+from kodev.image.archive import docker_save_stream, oci_archive_stream
 from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.platform import Platform, from_daemon
 
@@ -88,6 +88,7 @@ class Daemon:
         self.endpoint = endpoint
         self._platform: Platform | None = None
         self._slim: bool | None = None
+        self._store: str | None = None
         self._known: list[list[str]] = []  # layer lists of images loaded by this process
 
     @property
@@ -156,7 +157,10 @@ class Daemon:
     def _send(self, image: Image, tags: list[str], omit: frozenset[str]) -> tuple[str, int]:
         import docker.errors
 
-        sent = _Counter(docker_save_stream([(image, tags)], omit))
+        if self.store() == "containerd":
+            sent = _Counter(oci_archive_stream(image, tags, omit))
+        else:
+            sent = _Counter(docker_save_stream([(image, tags)], omit))
         try:
             for message in self.api.load_image(sent):
                 detail = message.get("errorDetail") or ({"message": message["error"]} if "error" in message
@@ -191,6 +195,11 @@ class Daemon:
 
     def store(self) -> str:
         """'classic' (graph drivers), 'containerd' (the containerd image store) or 'podman'."""
+        if self._store is None:
+            self._store = self._detect_store()
+        return self._store
+
+    def _detect_store(self) -> str:
         info = self.api.info()
         components = " ".join(c.get("Name", "") for c in (self.api.version().get("Components") or []))
         if "Podman" in components:
@@ -209,9 +218,9 @@ class Daemon:
 
     def _slim_allowed(self) -> bool:
         if self._slim is None:
-            # Slim archives rely on the classic store skipping layers it has; the containerd store and
-            # Podman get the full archive (see README).
-            self._slim = self.store() == "classic" and not self._fallback_file().exists()
+            # The classic store skips layer files it has, the containerd store blobs it has a snapshot
+            # for; Podman rejects partial archives, so it always gets the full one.
+            self._slim = self.store() != "podman" and not self._fallback_file().exists()
         return self._slim
 
     def _refuse_slim(self, reason: str) -> None:
