@@ -65,7 +65,7 @@ def _drop(ctr: list[str], namespace: str, ref: str) -> None:
 def test_slim_oci_archive_imports_only_where_containerd_has_the_layers(hello: Path, tmp_path: Path,
                                                                       ctr: list[str]) -> None:
     ref = f"kodev.test/ctr-{uuid.uuid4().hex[:8]}/hello:latest"
-    warm, cold = f"kodev-test-{uuid.uuid4().hex[:8]}", f"kodev-test-{uuid.uuid4().hex[:8]}"
+    warm, cold = "kodev-test-warm", "kodev-test-cold"  # fixed: containerd keeps namespaces until GC empties them
     first = _image(hello, tmp_path / "one")
     greeting = hello / "internal" / "greeting" / "greeting.go"
     greeting.write_text(greeting.read_text().replace('"Hello, "', '"Howdy, "'))
