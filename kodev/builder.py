@@ -180,9 +180,10 @@ class Builder:
                 labels[SOURCE_LABEL] = git.remote_url
         spec = ImageSpec(import_path=command.import_path, app_name=command.app_name, platform=self.platform,
                          created=_epoch("SOURCE_DATE_EPOCH"), labels=labels)
+        base = self.base(plan)
         kodata = kodata_layer(command.dir / KODATA_DIR, self.allowed_root(command, git),
-                              _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"))
-        return assemble(self.base(plan), kodata, top, spec)
+                              _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"), parents=not base.has_var_run)
+        return assemble(base, kodata, top, spec)
 
     def load(self, plan: CommandPlan, image: Image) -> LoadResult:
         """Load into the daemon; a base that came from the daemon tells it which layers it already has."""

@@ -163,7 +163,8 @@ def run(
                 env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
                 volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
             spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=rm)
-            from kodev.watch import DevLoop, Target
+            from kodev.session import Target
+            from kodev.watch import DevLoop
 
             target = Target(plan=target_plan, specs=[spec])
             if watch:

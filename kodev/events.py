@@ -1,8 +1,9 @@
 """File events for the loop: a watcher thread that batches them, and their normalization into `FileChange`s.
 
-watchfiles groups a burst of events (until `debounce_ms` of quiet, at most 1.6 s); the loop merges every
-batch that waited while it was building. Normalizing looks at each path's final state, so an atomic save
-(write a temp file, rename it over) or a delete-then-create is one 'modified'.
+watchfiles groups a burst of events (until `debounce_ms` of quiet, at most 200 ms); the loop merges every
+batch that waited while it was building, and waits for the end of a burst that began during a build.
+Normalizing looks at each path's final state, so an atomic save (write a temp file, rename it over) or a
+delete-then-create is one 'modified'.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _IMPORT_SINGLE = re.compile(r'^import\s+(?:[\w.]+\s+)?"([^"]+)"', re.M)
 _IMPORT_SPEC = re.compile(r'^\s*(?:[\w.]+\s+)?"([^"]+)"', re.M)
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
+# Batches flow at least this often during continuous writes, so the loop can tell a storm still going
+# (batches keep coming) from one that ended (a quiet gap) and build once at its end.
+_MAX_BATCH_MS = 200
 
 
 def imports_of(path: Path) -> set[str]:
@@ -96,7 +100,7 @@ class FileWatcher:
 
         try:
             for changes in watchfiles.watch(
-                *roots, watch_filter=self.wanted, debounce=1600, step=max(self.settings.debounce_ms, 1),
+                *roots, watch_filter=self.wanted, debounce=_MAX_BATCH_MS, step=max(self.settings.debounce_ms, 1),
                 stop_event=stop, force_polling=True if self.settings.poll else None,
                 poll_delay_ms=self.settings.poll_interval_ms, raise_interrupt=False,
             ):

@@ -6,9 +6,8 @@ import threading
 
 from kodev.containers import Containers, LogFollower, Owner
 from kodev.services import ContainerSpec
-from kodev.session import Session
+from kodev.session import Session, Target
 from kodev.signals import interrupts_as_keyboard, shielded
-from kodev.watch import Target
 
 
 def run_once(session: Session, target: Target, spec: ContainerSpec) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,21 @@ from kodev.platform import Platform
 from kodev.ui import UI
 
 if TYPE_CHECKING:
-    from kodev.watch import Target
+    from kodev.image.layers import Layer
+    from kodev.services import ContainerSpec
+
+
+@dataclass
+class Target:
+    """One command in the loop: its plan, the services running its image, and its last good build."""
+
+    plan: CommandPlan
+    specs: list[ContainerSpec]
+    top: Layer | None = None  # the last good binary layer
+    loaded: str | None = None  # config digest of the image last loaded
+    image_id: str | None = None
+    layers: tuple[Layer, ...] = ()  # of the image last loaded: kept in the cache
+    sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
 
 
 @dataclass
@@ -82,7 +96,6 @@ class Session:
         `[commands]` (so images used by compose or other tools stay fresh).
         """
         from kodev.services import container_spec
-        from kodev.watch import Target
 
         where = self.config.describe()
         specs = [(container_spec(service, self.config.root, f"{where}: services.{name}"),

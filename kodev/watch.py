@@ -12,42 +12,27 @@ import contextlib
 import queue
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kodev import cache
 from kodev import config as config_stage
-from kodev.affected import FileChange, decide
-from kodev.builder import CommandPlan
+from kodev.affected import decide
 from kodev.containers import Containers, LogFollower, Owner
 from kodev.errors import CompileError, DaemonError, KodevError
-from kodev.events import FileWatcher, describe, imports_of, normalize
+from kodev.events import FileWatcher, describe, normalize
 from kodev.gomod import ModuleGraph, load_graph
 from kodev.image import kodata
 from kodev.image.layers import Layer
-from kodev.services import ContainerSpec
-from kodev.session import Session
+from kodev.session import Session, Target
 from kodev.signals import interrupts_as_keyboard, shielded
 from kodev.templates import GitInfo
 from kodev.ui import SERVICE_COLORS, human_bytes
 
-__all__ = ["DevLoop", "Target", "imports_of"]
 _RETRY_MAX_SECONDS = 10.0
-
-
-@dataclass
-class Target:
-    """One command in the loop: its plan, the services running its image, and its last good build."""
-
-    plan: CommandPlan
-    specs: list[ContainerSpec]
-    top: Layer | None = None  # the last good binary layer
-    loaded: str | None = None  # config digest of the image last loaded
-    image_id: str | None = None
-    layers: tuple[Layer, ...] = ()  # of the image last loaded: kept in the cache
-    sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
+_HEALTH_SECONDS = 2.0  # how often an idle loop checks the daemon and its containers
+_SETTLE_SECONDS = 0.3  # quiet needed after a burst that arrived during a build
+_SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
 
 
 class DevLoop:
@@ -73,6 +58,7 @@ class DevLoop:
         self.exited: set[str] = set()
         self.graph: ModuleGraph | None = None
         self.daemon_down = False
+        self._next_health = 0.0
         self._retry_at = 0.0
         self._retry_delay = 0.5
         self._name_services()
@@ -146,13 +132,14 @@ class DevLoop:
         self.messages.put(("exit", (service, container_id, code, lines)))
 
     def _step(self) -> None:
+        backlog = not self.messages.empty()  # events piled up while we were busy: a storm, perhaps
         try:
             kind, payload = self.messages.get(timeout=0.5)
         except queue.Empty:
-            if self.daemon_down:
-                self._retry_daemon()
+            self._check_health()
             return
         pending: set[tuple[str, str]] = set()
+        settle_until = time.monotonic() + _SETTLE_MAX_SECONDS
         while True:
             if kind == "files":
                 pending |= payload
@@ -161,11 +148,37 @@ class DevLoop:
             elif kind == "watch-error":
                 self.ui.warn(f"file watching stopped: {payload}. Restart kodev to resume.")
             try:
-                kind, payload = self.messages.get_nowait()  # coalesce everything that is waiting
+                # Coalesce everything that is waiting; after a build, also wait for the burst to end, so
+                # that a storm of saves (a checkout, a formatter) costs one more build, not one per batch.
+                quiet = _SETTLE_SECONDS if backlog and pending and time.monotonic() < settle_until else 0
+                kind, payload = self.messages.get(timeout=quiet) if quiet else self.messages.get_nowait()
             except queue.Empty:
                 break
         if pending and not self.daemon_down:  # while it is down, the rebuild on its return covers them
             self._on_changes(pending)
+
+    def _check_health(self) -> None:
+        """Every few idle seconds: is the daemon there, and are our containers? (A ping: cheap.)"""
+        now = time.monotonic()
+        if self.daemon_down:
+            self._retry_daemon()
+            return
+        if now < self._next_health:
+            return
+        self._next_health = now + _HEALTH_SECONDS
+        if not self.session.daemon.reachable():
+            self._daemon_lost()
+            return
+        try:
+            vanished = [service for service, container_id in self.running.items()
+                        if not self.containers.exists(container_id)]
+        except OSError:  # the SDK's connection errors: gone between the ping and now
+            self._daemon_lost()
+            return
+        if vanished:
+            self.ui.warn(f"the container of {', '.join(vanished)} is gone (removed, or the daemon restarted); "
+                         "recreating")
+            self._recover()
 
     def _report_exit(self, service: str, container_id: str, code: int | None, lines: list[str]) -> None:
         if self.running.get(service) != container_id:
@@ -183,6 +196,7 @@ class DevLoop:
             if code is None:
                 return
         self.exited.add(service)
+        self._next_health = time.monotonic() + 0.5  # a daemon shutting down stops containers first
         if code == 0:
             self.ui.info(f"{service} exited with code 0; the next good build starts it again.")
             return
@@ -268,9 +282,6 @@ class DevLoop:
         self.exited |= set(self.running)  # and may have lost the containers: recreate them
         self._refresh_graph()  # files may have been added while it was away
         self._rebuild({t.plan.command.import_path for t in self.targets}, set())
-
-    def _normalize(self, raw: set[tuple[str, str]], graph: ModuleGraph) -> Iterator[FileChange]:
-        return normalize(raw, graph)
 
     def _refresh_graph(self) -> bool:
         commands = [t.plan.command for t in self.targets]

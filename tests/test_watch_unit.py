@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from kodev import events
 from kodev.affected import FileChange
+from kodev.events import imports_of
 from kodev.gomod import GoPackage, ModuleGraph
-from kodev.watch import DevLoop, imports_of
 
 
 def go_file(tmp_path: Path, text: str, name: str = "main.go") -> Path:
@@ -108,7 +109,7 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert imports_of(path) == {"fmt"}
 
 
-# --- DevLoop._normalize --------------------------------------------------------------------------------
+# --- events.normalize ---------------------------------------------------------------------------------------
 # It uses only its arguments (and the file system), so it runs unbound, with no session and no Docker.
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def module(tmp_path: Path) -> tuple[Path, ModuleGraph]:
 
 
 def normalize(raw: set[tuple[str, str]], graph: ModuleGraph) -> list[FileChange]:
-    return list(DevLoop._normalize(None, raw, graph))  # type: ignore[arg-type]
+    return list(events.normalize(raw, graph))
 
 
 def test_known_file_that_exists_is_modified(module: tuple[Path, ModuleGraph]) -> None:

@@ -43,6 +43,7 @@ class BaseImage:
     history: tuple[Mapping[str, Any], ...] = ()
     platform: Platform | None = None  # None: fits any platform (static, scratch)
     in_daemon: str | None = None  # the daemon's image ID when the base came from the daemon
+    has_var_run: bool = False  # whether /var/run exists in it (else the kodata layer adds /var, /var/run)
 
 
 def scratch() -> BaseImage:
@@ -54,14 +55,14 @@ def static() -> BaseImage:
     """The embedded default: like distroless `static`, from certifi and tzdata, user 65532."""
     versions = [f"{dist}={importlib.metadata.version(dist)}" for dist in ("certifi", "tzdata")]
     created_by = f"kodev: static base ({', '.join(versions)})"
-    key = cache_key("static-base", _PASSWD, _GROUP, _NSSWITCH, *versions)
+    key = cache_key("static-base-2", _PASSWD, _GROUP, _NSSWITCH, *versions)
     layer = cached_layer(key, created_by) or _write_static_layer(created_by, key)
     config = {
         "Env": [f"PATH={DEFAULT_PATH}", f"SSL_CERT_FILE=/{CA_BUNDLE}"],
         "User": str(NONROOT_UID),
         "WorkingDir": "/",
     }
-    return BaseImage(name=STATIC, layers=(layer,), config=config,
+    return BaseImage(name=STATIC, layers=(layer,), config=config, has_var_run=True,
                      history=({"created": "1970-01-01T00:00:00Z", "created_by": created_by},))
 
 
@@ -71,7 +72,8 @@ def _write_static_layer(created_by: str, key: str) -> Layer:
 
     zoneinfo_root = Path(tzdata.__file__).parent / "zoneinfo"
     with LayerWriter(created_by, mtime=0) as writer:
-        for directory in ("etc", "etc/ssl", "etc/ssl/certs", "home", "root", "tmp", "usr", "usr/share"):
+        for directory in ("etc", "etc/ssl", "etc/ssl/certs", "home", "root", "tmp", "usr", "usr/share", "var",
+                          "var/run"):
             mode = {"tmp": 0o1777, "root": 0o700}.get(directory, 0o755)
             writer.directory(directory, mode)
             if directory == "etc":

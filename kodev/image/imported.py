@@ -42,19 +42,19 @@ def cached(key: str, name: str) -> BaseImage | None:
     if any(layer is None for layer in layers):
         return None
     return from_config(name, record["config"], [layer for layer in layers if layer is not None],
-                       in_daemon=record.get("in_daemon"))
+                       in_daemon=record.get("in_daemon"), has_var_run=record.get("has_var_run"))
 
 
 def remember(key: str, base: BaseImage, config: Mapping[str, Any]) -> None:
     path = _record_path(key)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"config": config, "diff_ids": [layer.diff_id for layer in base.layers],
-                               "in_daemon": base.in_daemon}))
+                               "in_daemon": base.in_daemon, "has_var_run": base.has_var_run}))
     tmp.replace(path)
 
 
-def from_config(name: str, config: Mapping[str, Any], layers: Sequence[Layer], in_daemon: str | None = None
-                ) -> BaseImage:
+def from_config(name: str, config: Mapping[str, Any], layers: Sequence[Layer], in_daemon: str | None = None,
+                has_var_run: bool | None = None) -> BaseImage:
     """A BaseImage from a full image config document and its layers (checked against rootfs.diff_ids)."""
     diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
     if diff_ids != [layer.diff_id for layer in layers]:
@@ -62,7 +62,21 @@ def from_config(name: str, config: Mapping[str, Any], layers: Sequence[Layer], i
                          "image is corrupt. Pull or export it again.")
     platform = Platform(str(config.get("os", "")), str(config.get("architecture", "")), config.get("variant"))
     return BaseImage(name=name, layers=tuple(layers), config=dict(config.get("config") or {}),
-                     history=tuple(config.get("history") or ()), platform=platform, in_daemon=in_daemon)
+                     history=tuple(config.get("history") or ()), platform=platform, in_daemon=in_daemon,
+                     has_var_run=has_var_run if has_var_run is not None else _has_var_run(layers))
+
+
+def _has_var_run(layers: Sequence[Layer]) -> bool:
+    """Whether any layer has /var/run (a directory, or Debian's symlink to /run): headers only, seeking."""
+    for layer in layers:
+        try:
+            with tarfile.open(layer.path, mode="r:") as archive:
+                for member in archive:
+                    if member.name.lstrip("./").rstrip("/") == "var/run":
+                        return True
+        except (tarfile.TarError, OSError):
+            continue
+    return False
 
 
 def check_platform(base: BaseImage, target: Platform) -> None:

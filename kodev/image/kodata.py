@@ -6,6 +6,7 @@ root or the enclosing git worktree; a link that escapes, dangles or loops is an 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -90,18 +91,26 @@ def _walk_dir(directory: Path, prefix: str, allowed_root: Path, active: frozense
             raise ImageError(f"kodata entry {path} is neither a regular file nor a directory; remove it.")
 
 
-def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int) -> Layer:
-    """The layer for `kodata` (None or missing: just the empty /var/run/ko directory)."""
+def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int, parents: bool = False) -> Layer:
+    """The layer for `kodata` (None or missing: just the empty /var/run/ko directory).
+
+    `parents` adds /var and /var/run (0755) for a base that lacks them: some storage drivers (vfs, btrfs,
+    zfs) would otherwise create them 0600, and a nonroot app could not reach its kodata. A base that has
+    them keeps its own (on Debian /var/run is a symlink to /run, which an entry here would replace).
+    """
     root = KODATA_PATH.lstrip("/")
     entries = list(walk(kodata, allowed_root)) if kodata is not None and (
         kodata.exists() or kodata.is_symlink()) else []
     # An unchanged tree (same names, same files by size, mtime and inode) is not tarred again.
-    key = cache_key("kodata", str(mtime), *(_fingerprint(entry) for entry in entries))
+    key = cache_key("kodata", str(mtime), str(parents), *(_fingerprint(entry) for entry in entries))
     created_by = f"kodev: kodata at {KODATA_PATH}"
     found = cached_layer(key, created_by)
     if found is not None:
         return found
     with LayerWriter(created_by, mtime) as writer:
+        if parents:
+            writer.directory("var", 0o755)
+            writer.directory("var/run", 0o755)
         writer.directory(root, _MODE)
         for entry in entries:
             name = f"{root}/{entry.name}"
@@ -128,6 +137,8 @@ def sources(kodata: Path, allowed_root: Path) -> frozenset[Path]:
     """The paths a change under which changes the kodata layer: the directory and every link target."""
     found = {kodata.absolute()}
     if kodata.exists() or kodata.is_symlink():
-        for _ in walk(kodata, allowed_root, found.add):
-            pass
+        # A broken tree still counts as kodata: fixing it must trigger a rebuild.
+        with contextlib.suppress(ImageError):
+            for _ in walk(kodata, allowed_root, found.add):
+                pass
     return frozenset(found)

@@ -69,7 +69,8 @@ def from_daemon(ref: str, target: Platform, daemon: Daemon, pull: bool, progress
         progress(f"reading base image {ref} ({image_id[:19]}) into kodev's cache (once per image)")
         stream = imported.stream_reader(daemon.export(image_id))
         cached, config = imported.read_docker_archive(stream, ref, f"the daemon's export of {ref}", target)
-        cached = imported.from_config(ref, config, cached.layers, in_daemon=image_id)
+        cached = imported.from_config(ref, config, cached.layers, in_daemon=image_id,
+                                      has_var_run=cached.has_var_run)
         imported.remember(f"daemon-{image_id}", cached, config)
     imported.check_platform(cached, target)
     return cached

@@ -1,0 +1,993 @@
+"""kodev under faults, storms, signals, big inputs and bad input (issue 6): real Go, real dockerd.
+
+Every test works on its own copy of examples/hello whose module path is renamed to example.com/r<uid>, so
+the images kodev builds (labelled dev.kodev.command=<import path>) and the containers it runs (named
+rel-<uid>-...) are this test's alone, even with other sessions on the same daemon; all are removed
+afterwards. Tests that inspect kodev's cache give kodev a cache directory of their own. The daemon tests
+never touch the shared dockerd: they start a private one (vfs storage, no bridge, no iptables) for this
+module and stop and start it at will.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import REQUIRE_REAL, run_kodev
+from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page, wait_until
+
+SETTLE = 3.0  # seconds to wait when proving that nothing more happens
+GREETING = "internal/greeting/greeting.go"
+GREETING_SOURCE = '''// Package greeting is shared by both commands.
+package greeting
+
+// Message is the greeting both commands print.
+func Message(name string) string {
+	return "%s, " + name + "!"
+}
+'''
+OWNER_PID = "dev.kodev.owner.pid"
+COMMAND_LABEL = "dev.kodev.command"
+
+
+# --- a module of this test's own -----------------------------------------------------------------------
+
+@dataclass
+class Module:
+    """A copy of examples/hello renamed to `module_path`; its images are tagged under `repo`."""
+
+    path: Path
+    uid: str
+    client: Any  # the daemon its images and containers live in
+    started: list[int] = field(default_factory=list)  # pids of the kodev processes started on it
+
+    @property
+    def module_path(self) -> str:
+        return f"example.com/r{self.uid}"
+
+    @property
+    def repo(self) -> str:
+        return f"kodev.test/r{self.uid}"
+
+    def name(self, what: str) -> str:
+        return f"rel-{self.uid}-{what}"
+
+    def command(self, name: str) -> str:
+        return f"{self.module_path}/cmd/{name}"
+
+    def images(self, name: str) -> list[dict[str, Any]]:
+        """The daemon's images kodev made for cmd/`name` (tagged or not)."""
+        return list(self.client.api.images(filters={"label": f"{COMMAND_LABEL}={self.command(name)}"}))
+
+
+def make_module(source: Path, client: Any) -> Module:
+    module = Module(source, uuid.uuid4().hex[:8], client)
+    for path in [source / "go.mod", *source.rglob("*.go")]:
+        path.write_text(path.read_text().replace("example.com/hello", module.module_path))
+    (source / "kodev.toml").write_text(f'repo = "{module.repo}"\n')
+    return module
+
+
+def clean_daemon(module: Module) -> None:
+    """Remove every container and image of `module`, and any container of the kodev processes it ran."""
+    import docker.errors
+
+    api = module.client.api
+    found = {c["Id"] for c in api.containers(all=True, filters={"name": module.uid})}
+    for pid in module.started:
+        found |= {c["Id"] for c in api.containers(all=True, filters={"label": f"{OWNER_PID}={pid}"})}
+    for container in found:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_container(container, force=True)
+    for image in api.images(filters={"label": COMMAND_LABEL}):
+        labels = image.get("Labels") or {}
+        tags = image.get("RepoTags") or []
+        if labels.get(COMMAND_LABEL, "").startswith(module.module_path + "/") or any(
+                t.startswith(module.repo + "/") for t in tags):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_image(image["Id"], force=True)
+    for image in api.images():
+        for tag in image.get("RepoTags") or []:
+            if tag.startswith(module.repo + "/"):
+                with contextlib.suppress(docker.errors.APIError):
+                    api.remove_image(tag, force=True)
+
+
+@pytest.fixture
+def mod(hello: Path, docker_client: Any) -> Iterator[Module]:
+    module = make_module(hello, docker_client)
+    try:
+        yield module
+    finally:
+        clean_daemon(module)
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Iterator[Path]:
+    """A kodev cache of this test's own (KODEV_CACHE_DIR), deleted afterwards: layers can be big."""
+    path = tmp_path / "kodev-cache"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def set_greeting(module: Module, word: str) -> None:
+    write(module.path / GREETING, GREETING_SOURCE % word)
+
+
+# --- kodev processes -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def sigint_not_ignored() -> Iterator[None]:
+    """A child inherits an *ignored* SIGINT (pytest started in the background): make it default for kodev."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)
+
+
+def start_kodev(module: Module, args: list[str], env: dict[str, str] | None = None) -> KodevProcess:
+    with sigint_not_ignored():
+        proc = KodevProcess(args, cwd=module.path, env=env)
+    module.started.append(proc.process.pid)
+    return proc
+
+
+def server_service(name: str, port: int, stop_timeout: int = 3, command: str = "./cmd/server",
+                   user: str | None = None) -> str:
+    return f'''
+[services.{name}]
+command = "{command}"
+args = ["-addr", "127.0.0.1:{port}"]
+network = "host"
+stop_timeout = {stop_timeout}
+''' + (f'user = "{user}"\n' if user else "")
+
+
+@dataclass
+class Watch:
+    """One running `kodev watch` with a server service on `port` (host network)."""
+
+    proc: KodevProcess
+    module: Module
+    server: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.process.pid
+
+    def rebuilt(self, command: str = "server") -> list[str]:
+        return [line for line in self.proc.err_lines() if re.search(rf"^\s+{command}\s+rebuilt in ", line)]
+
+    def wait_rebuilt(self, count: int, command: str = "server", timeout: float = 90) -> None:
+        self.proc.wait_for(rf"^\s+{command}\s+rebuilt in ", count=count, timeout=timeout)
+
+    def page(self, text: str, timeout: float = 60) -> str:
+        try:
+            return wait_for_page(self.url, text, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.proc.output()}") from None
+
+    def containers(self) -> list[dict[str, Any]]:
+        return list(self.module.client.api.containers(
+            all=True, filters={"label": f"dev.kodev.service={self.server}"}))
+
+    def container_id(self) -> str:
+        """The one container of the server service (waits until there is exactly one)."""
+        found: list[dict[str, Any]] = []
+
+        def one() -> bool:
+            found[:] = self.containers()
+            return len(found) == 1
+
+        wait_until(one, 30, lambda: f"expected one container for {self.server}, got {found}\n{self.proc.output()}")
+        return str(found[0]["Id"])
+
+    def owned(self) -> list[dict[str, Any]]:
+        return list(self.module.client.api.containers(all=True, filters={"label": f"{OWNER_PID}={self.pid}"}))
+
+
+@contextlib.contextmanager
+def watching(module: Module, *, env: dict[str, str] | None = None, go: str | None = None, extra: str = "",
+             stop_timeout: int = 3, started: bool = True, user: str | None = None) -> Iterator[Watch]:
+    """`kodev watch` with one server service; with `started`, waits until it serves. Killed afterwards."""
+    server, port = module.name("srv"), free_port()
+    write(module.path / "kodev.toml",
+          f'repo = "{module.repo}"\n' + server_service(server, port, stop_timeout, user=user) + extra)
+    proc = start_kodev(module, ["watch", *(["--go", go] if go else [])], env)
+    session = Watch(proc, module, server, port)
+    try:
+        if started:
+            proc.wait_for(r"^watching ", timeout=120)
+            session.page("Hello, kodev!", timeout=30)
+        yield session
+        assert "Traceback" not in proc.output(), proc.output()
+    finally:
+        proc.kill()
+
+
+def stop_cleanly(session: Watch, sig: int = signal.SIGINT, timeout: float = 60) -> None:
+    """Stop kodev with `sig`: exit 0, no container of it left, no traceback."""
+    code = session.proc.stop(sig, timeout=timeout)
+    assert code == 0, f"exit code {code} after {signal.Signals(sig).name}\n{session.proc.output()}"
+    assert not session.owned(), f"left behind: {session.owned()}\n{session.proc.output()}"
+    assert "Traceback" not in session.proc.output(), session.proc.output()
+
+
+def get(url: str) -> tuple[int, str]:
+    """Status and body of a GET, errors included (fetch() says None for a 500)."""
+    import urllib.error
+    import urllib.request
+
+    assert url.startswith("http://127.0.0.1:"), url
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def assert_cache_clean(cache: Path) -> None:
+    """No half-written layer and nothing in the scratch directory."""
+    layers = cache / "layers"
+    partial = [p.name for p in layers.iterdir() if p.name.startswith(".tmp-")] if layers.exists() else []
+    assert partial == [], f"half-written layers left in {layers}: {partial}"
+    scratch = cache / "tmp"
+    left = [str(p) for p in scratch.iterdir()] if scratch.exists() else []
+    assert left == [], f"left in {scratch}: {left}"
+
+
+# --- a private dockerd for the daemon tests ----------------------------------------------------------------
+
+class PrivateDaemon:
+    """A dockerd of this module's own on a short unix socket path, stopped and started by the tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "d.sock"
+        self.host = f"unix://{self.socket}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "dockerd is running already"
+        with open(self.root / "dockerd.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["dockerd", "--host", self.host, "--data-root", str(self.root / "data"),
+                 "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "d.pid"),
+                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._client = None
+        wait_until(self._answers, 60, lambda: f"private dockerd did not come up:\n{self.log()}")
+
+    def _answers(self) -> bool:
+        import docker
+
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"private dockerd exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            client = docker.DockerClient(base_url=self.host, timeout=30)
+            client.ping()
+        except Exception:
+            return False
+        self._client = client
+        return True
+
+    @property
+    def client(self) -> Any:
+        assert self._client is not None, "the private dockerd is not running"
+        return self._client
+
+    def stop(self) -> None:
+        """SIGTERM, and wait until dockerd (and its containerd) are gone."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        wait_until(lambda: not self.socket.exists() or not self._socket_answers(), 30, "dockerd socket lingers")
+
+    def _socket_answers(self) -> bool:
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "dockerd.log").read_text()[-3000:]
+        return ""
+
+
+@pytest.fixture(scope="module")
+def private_daemon() -> Iterator[PrivateDaemon]:
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
+        if REQUIRE_REAL:
+            pytest.fail("the daemon tests need dockerd and root to start a private dockerd", pytrace=False)
+        pytest.skip("dockerd (as root) not available for a private daemon")
+    root = Path(tempfile.mkdtemp(prefix="kd-", dir="/tmp"))  # unix socket paths must stay short
+    daemon = PrivateDaemon(root)
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+        # vfs makes no mounts, but a container's shm may be left mounted if dockerd died hard
+        with contextlib.suppress(OSError):
+            for line in reversed(Path("/proc/mounts").read_text().splitlines()):
+                point = line.split()[1]
+                if point.startswith(str(root) + "/"):
+                    subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_mod(hello: Path, private_daemon: PrivateDaemon) -> Iterator[Module]:
+    module = make_module(hello, private_daemon.client)
+    try:
+        yield module
+    finally:
+        if private_daemon.process is None or private_daemon.process.poll() is not None:
+            private_daemon.start()
+        module.client = private_daemon.client
+        clean_daemon(module)
+
+
+# --- the daemon goes away and comes back -------------------------------------------------------------------
+
+NOT_ANSWERING = r"^warning: the Docker daemon at .* is not answering"
+# The server runs as root on the private (vfs) daemon: as 65532 it cannot read its kodata there, see
+# test_kodata_is_readable_by_the_default_user_on_a_vfs_daemon.
+AS_ROOT = "0"
+
+
+def test_kodata_is_readable_by_the_default_user_on_a_vfs_daemon(private_mod: Module,
+                                                               private_daemon: PrivateDaemon) -> None:
+    """ko writes /var and /var/run into the kodata layer; without them, daemons that unpack layers one by
+    one (vfs, btrfs, zfs, ...) create the missing parents with mode 0600 and user 65532 cannot reach
+    /var/run/ko."""
+    done = run_kodev(["build", "./cmd/server"], private_mod.path, {"DOCKER_HOST": private_daemon.host}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    port = free_port()
+    container = private_daemon.client.containers.run(
+        f"{private_mod.repo}/server:latest", ["-addr", f"127.0.0.1:{port}"], detach=True, network_mode="host",
+        name=private_mod.name("vfs"))
+    try:
+        wait_until(lambda: fetch(f"http://127.0.0.1:{port}/healthz") == "ok\n", 30, "the server never answered")
+        status, body = get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and "Hello, kodev!" in body, f"GET / as user 65532 on a vfs daemon: {status} {body!r}"
+    finally:
+        container.remove(force=True)
+
+
+def away_and_back(s: Watch, daemon: PrivateDaemon, noticed_by_a_build: bool) -> None:
+    """Stop the daemon under a serving `kodev watch`, check how kodev waits, start it again, check the return."""
+    module = s.module
+    first = s.container_id()
+    daemon.stop()
+    if noticed_by_a_build:
+        set_greeting(module, "While away")  # the build's load fails: kodev must notice the daemon is gone
+    s.proc.wait_for(NOT_ANSWERING, timeout=60 if noticed_by_a_build else 20)
+    assert fetch(s.url) is None, "the server still answers with its daemon stopped"
+    if not noticed_by_a_build:
+        set_greeting(module, "While away")  # a save while the daemon is gone: built when it is back
+
+    # Waiting for the daemon must not spin: kodev's CPU time over 5 s.
+    time.sleep(1)
+    before = cpu_seconds(s.pid)
+    time.sleep(5)
+    used = cpu_seconds(s.pid) - before
+    assert used < 0.5, f"kodev used {used:.2f}s of CPU in 5 s while waiting for the daemon\n{s.proc.output()}"
+    assert s.proc.process.poll() is None, f"kodev exited without its daemon\n{s.proc.output()}"
+    assert s.proc.count(NOT_ANSWERING) == 1, s.proc.output()
+
+    daemon.start()
+    module.client = daemon.client
+    s.proc.wait_for(r"^the Docker daemon is back", timeout=60)
+    s.page("While away, kodev!", timeout=60)
+    assert s.proc.count(NOT_ANSWERING) == 1, f"said it more than once\n{s.proc.output()}"
+    assert s.container_id() != first
+    assert "Traceback" not in s.proc.output(), s.proc.output()
+
+    set_greeting(module, "After the return")  # and the loop goes on as before
+    s.page("After the return, kodev!", timeout=60)
+    stop_cleanly(s)
+
+
+def test_daemon_goes_away_and_comes_back(private_mod: Module, private_daemon: PrivateDaemon) -> None:
+    with watching(private_mod, env={"DOCKER_HOST": private_daemon.host}, user=AS_ROOT) as s:
+        away_and_back(s, private_daemon, noticed_by_a_build=False)
+
+
+def test_daemon_gone_during_a_rebuild_is_waited_for(private_mod: Module, private_daemon: PrivateDaemon) -> None:
+    with watching(private_mod, env={"DOCKER_HOST": private_daemon.host}, user=AS_ROOT) as s:
+        away_and_back(s, private_daemon, noticed_by_a_build=True)
+
+
+def test_quick_daemon_restart_then_the_service_comes_back(private_mod: Module,
+                                                         private_daemon: PrivateDaemon) -> None:
+    with watching(private_mod, env={"DOCKER_HOST": private_daemon.host}, user=AS_ROOT) as s:
+        first = s.container_id()
+        private_daemon.stop()  # the container stops with it
+        private_daemon.start()
+        private_mod.client = private_daemon.client
+        # Brought back on reconnect, or at the latest by the next build.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: "Hello, kodev!" in (fetch(s.url) or ""), 10)
+        set_greeting(private_mod, "After the restart")
+        s.page("After the restart, kodev!", timeout=60)
+        assert [c["State"] for c in s.containers()] == ["running"], s.containers()
+        assert s.container_id() != first
+        assert s.proc.process.poll() is None
+        stop_cleanly(s)
+
+
+def test_container_removed_behind_kodevs_back_is_recreated(mod: Module) -> None:
+    with watching(mod) as s:
+        first = s.container_id()
+        mod.client.api.remove_container(first, force=True)  # as `docker rm -f` would
+        try:
+            s.page("Hello, kodev!", timeout=20)
+        except AssertionError as exc:
+            raise AssertionError(f"not recreated after `docker rm -f` of its container: {exc}") from None
+        assert s.container_id() != first
+        assert s.proc.process.poll() is None
+        stop_cleanly(s)
+
+
+# --- a crashing service ----------------------------------------------------------------------------------
+
+CRASH = '''package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const crash = %s
+
+func init() {
+	if crash {
+		fmt.Fprintln(os.Stderr, "starting up")
+		fmt.Fprintln(os.Stderr, "crashing on purpose: exit 3")
+		os.Exit(3)
+	}
+}
+'''
+
+
+def creations(client: Any, service: str, since: float) -> list[str]:
+    """IDs of the containers created for `service` since `since` (docker events)."""
+    events = client.events(since=int(since), until=int(time.time()) + 1, decode=True,
+                           filters={"type": "container", "event": "create", "label": f"dev.kodev.service={service}"})
+    return [event["id"] for event in events]
+
+
+def test_crashing_service_is_reported_once_and_started_by_the_next_good_build(mod: Module) -> None:
+    write(mod.path / "cmd/server/crash.go", CRASH % "true")
+    since = time.time() - 1
+    with watching(mod, started=False) as s:
+        s.proc.wait_for(rf"^warning: {s.server} exited with code 3\. Its last output: "
+                        r"'crashing on purpose: exit 3'", timeout=120)
+        time.sleep(5)  # a restart loop would create more containers meanwhile
+        created = creations(mod.client, s.server, since)
+        assert len(created) == 1, f"{len(created)} containers created for a crashing service\n{s.proc.output()}"
+        assert len(s.containers()) == 1
+        assert s.proc.count(r"exited with code 3") == 1, s.proc.output()
+        assert s.proc.process.poll() is None
+
+        write(mod.path / "cmd/server/crash.go", CRASH % "false")
+        s.page("Hello, kodev!", timeout=60)
+        assert len(creations(mod.client, s.server, since)) == 2
+        assert [c["State"] for c in s.containers()] == ["running"]
+        stop_cleanly(s)
+
+
+# --- rebuild storms ----------------------------------------------------------------------------------------
+
+def add_extra_files(module: Module, count: int, value: str) -> list[Path]:
+    """`count` more files in package greeting, each a constant; the page shows them all, in order."""
+    package = module.path / "internal/greeting"
+    files = [package / f"extra_{i:03d}.go" for i in range(count)]
+    for i, path in enumerate(files):
+        write(path, extra_source(i, value))
+    names = " + ".join(f"Extra{i:03d}" for i in range(count))
+    write(package / "all.go", f"package greeting\n\n// All is every extra constant.\nconst All = {names}\n")
+    write(package / "greeting.go", 'package greeting\n\n// Message greets.\nfunc Message(name string) string {\n'
+          '\treturn "Hello, " + name + "! [" + All + "]"\n}\n')
+    return files
+
+
+def extra_source(index: int, value: str) -> str:
+    return f'package greeting\n\n// Extra{index:03d} is one part of All.\nconst Extra{index:03d} = "{value}"\n'
+
+
+def rounds(session: Watch) -> int:
+    return session.proc.count(r"^changed: ")
+
+
+def test_storm_of_500_writes_is_at_most_two_builds(mod: Module) -> None:
+    files = add_extra_files(mod, 50, "a")
+    with watching(mod, started=False) as s:
+        s.proc.wait_for(r"^watching ", timeout=120)
+        s.page(f"[{'a' * 50}]", timeout=30)
+        before = rounds(s)
+        started = time.monotonic()
+        for n in range(500):  # ten passes over the 50 files, paced over ~2.5 s
+            round_, index = divmod(n, 50)
+            files[index].write_text(extra_source(index, str(round_)))
+            pause = started + (n + 1) * 2.5 / 500 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        elapsed = time.monotonic() - started
+        assert elapsed < 3.0, f"the storm took {elapsed:.1f}s, not under 3 s"
+
+        s.page(f"[{'9' * 50}]", timeout=60)
+        time.sleep(SETTLE)  # a late extra round would show now
+        storm = rounds(s) - before
+        assert 1 <= storm <= 2, f"{storm} build rounds for 500 writes:\n{s.proc.output()}"
+        assert 1 <= len(s.rebuilt()) <= 2, s.proc.output()
+        assert f"[{'9' * 50}]" in (fetch(s.url) or "")
+
+
+def git(module: Module, *args: str) -> None:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                          cwd=module.path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+
+
+def test_git_checkout_of_100_changed_files_is_at_most_two_builds(mod: Module) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git not available")
+    files = add_extra_files(mod, 100, "m")
+    git(mod, "init", "-q", "-b", "main")
+    git(mod, "add", "-A")
+    git(mod, "commit", "-q", "-m", "main")
+    git(mod, "checkout", "-q", "-b", "other")
+    for index, path in enumerate(files):
+        path.write_text(extra_source(index, "o"))
+    git(mod, "commit", "-q", "-am", "other")
+    git(mod, "checkout", "-q", "main")
+    with watching(mod, started=False) as s:
+        s.proc.wait_for(r"^watching ", timeout=120)
+        s.page(f"[{'m' * 100}]", timeout=30)
+        before = rounds(s)
+        git(mod, "checkout", "-q", "other")
+        s.page(f"[{'o' * 100}]", timeout=60)
+        time.sleep(SETTLE)
+        checkout = rounds(s) - before
+        assert 1 <= checkout <= 2, f"{checkout} build rounds for one git checkout:\n{s.proc.output()}"
+        assert f"[{'o' * 100}]" in (fetch(s.url) or "")
+
+
+# --- signals at every stage -------------------------------------------------------------------------------
+
+SLOW_GO = '''#!/bin/sh
+# `go`, but a `go build` waits first (while the file {marker} exists); records its pids.
+if [ "$1" = build ] && [ -e "{marker}" ]; then
+  echo $$ >> "{pids}"
+  sleep 30 &
+  echo $! >> "{pids}"
+  wait $!
+fi
+exec "{go}" "$@"
+'''
+
+
+def slow_go(tmp_path: Path, go_binary: str) -> tuple[Path, Path, Path]:
+    """A `go` wrapper that is slow to build while `marker` exists; (wrapper, marker, pid file)."""
+    wrapper, marker, pids = tmp_path / "slowgo", tmp_path / "slow", tmp_path / "go.pids"
+    wrapper.write_text(SLOW_GO.format(marker=marker, pids=pids, go=go_binary))
+    wrapper.chmod(0o755)
+    return wrapper, marker, pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_go_build(mod: Module, tmp_path: Path, cache_dir: Path, go_binary: str, sig: int) -> None:
+    wrapper, marker, pids = slow_go(tmp_path, go_binary)
+    with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir)}, go=str(wrapper)) as s:
+        marker.touch()
+        set_greeting(mod, "Never built")
+        wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30,
+                   lambda: f"the slow go build never started\n{s.proc.output()}")
+        stop_cleanly(s, sig)
+        go_pids = [int(p) for p in pids.read_text().split()]
+        assert not [p for p in go_pids if alive(p)], f"go build processes {go_pids} outlived kodev"
+        assert not s.rebuilt(), s.proc.output()
+        assert_cache_clean(cache_dir)
+
+
+def layer_files(cache: Path) -> list[tuple[str, int]]:
+    """(name, size) of every file in the layer cache, read while kodev may be renaming them."""
+    found = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(cache / "layers") as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                found.append((entry.name, entry.stat().st_size))
+    return found
+
+
+@pytest.mark.parametrize(("stage", "sig"), [("layer", signal.SIGINT), ("load", signal.SIGINT),
+                                           ("load", signal.SIGTERM)], ids=["layer-SIGINT", "load-SIGINT",
+                                                                           "load-SIGTERM"])
+def test_signal_while_writing_or_loading_a_big_layer(mod: Module, tmp_path: Path, cache_dir: Path,
+                                                     stage: str, sig: int) -> None:
+    size = 300 << 20
+    big = tmp_path / "big.bin"
+    with big.open("wb") as handle:  # real bytes, not a hole: the layer must really be written
+        block = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            handle.write(block)
+    try:
+        with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir)}) as s:
+            old = s.container_id()
+            os.replace(big, mod.path / "cmd/server/kodata/big.bin")  # one event: a new kodata file
+
+            def reached() -> bool:
+                for name, length in layer_files(cache_dir):
+                    if stage == "layer" and name.startswith(".tmp-") and length > (16 << 20):
+                        return True
+                    if stage == "load" and not name.startswith(".tmp-") and length >= size:
+                        return True
+                return False
+
+            wait_until(reached, 60, lambda: f"never saw the {stage} stage\n{s.proc.output()}")
+            stop_cleanly(s, sig)
+            assert not s.rebuilt(), f"the signal came too late to test the {stage} stage\n{s.proc.output()}"
+            assert_cache_clean(cache_dir)
+            assert old not in {c["Id"] for c in mod.client.api.containers(all=True)}
+    finally:
+        big.unlink(missing_ok=True)
+        (mod.path / "cmd/server/kodata/big.bin").unlink(missing_ok=True)
+
+
+IGNORE_SIGTERM = '''package main
+
+import (
+	"os/signal"
+	"syscall"
+)
+
+// A server slow to stop: `docker stop` has to wait for its timeout.
+func init() { signal.Ignore(syscall.SIGTERM) }
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_a_container_recreate(mod: Module, cache_dir: Path, sig: int) -> None:
+    write(mod.path / "cmd/server/slowstop.go", IGNORE_SIGTERM)
+    with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir)}, stop_timeout=4) as s:
+        old = s.container_id()
+        since = time.time() - 1
+        set_greeting(mod, "Never served")
+
+        def stopping() -> bool:  # kodev sent SIGTERM to the old container and waits for it
+            events = mod.client.events(since=int(since), until=int(time.time()) + 1, decode=True,
+                                       filters={"type": "container", "event": "kill", "container": old})
+            return any(e.get("Actor", {}).get("Attributes", {}).get("signal") == "15" for e in events)
+
+        wait_until(stopping, 60, lambda: f"kodev never stopped the old container\n{s.proc.output()}")
+        stop_cleanly(s, sig)
+        assert not s.rebuilt(), s.proc.output()
+        assert_cache_clean(cache_dir)
+        assert fetch(s.url) is None
+
+
+def test_sigkill_then_a_new_kodev_removes_only_the_dead_ones_containers(mod: Module) -> None:
+    live_port, dead_port = free_port(), free_port()
+    live = start_kodev(mod, ["run", "--network", "host", "--name", mod.name("live"), "./cmd/server", "--",
+                             "-addr", f"127.0.0.1:{live_port}"])
+    dead = start_kodev(mod, ["run", "--network", "host", "--name", mod.name("dead"), "./cmd/server", "--",
+                             "-addr", f"127.0.0.1:{dead_port}"])
+    try:
+        for proc, port in ((live, live_port), (dead, dead_port)):
+            try:
+                wait_for_page(f"http://127.0.0.1:{port}/", "Hello, kodev!", timeout=120)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{proc.output()}") from None
+        live_container = mod.client.api.inspect_container(mod.name("live"))
+        dead_container = mod.client.api.inspect_container(mod.name("dead"))
+        dead.kill()  # SIGKILL: no cleanup
+
+        done = run_kodev(["run", "--name", mod.name("next"), "./cmd/hello", "--", "-exit", "0"], mod.path,
+                         timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert mod.name("dead") in done.stderr, f"the new kodev did not say what it removed:\n{done.stderr}"
+        names = {c["Names"][0].lstrip("/") for c in mod.client.api.containers(all=True, filters={"name": mod.uid})}
+        assert mod.name("dead") not in names, f"the dead kodev's container {dead_container['Id'][:12]} is left"
+        assert mod.name("live") in names, f"the live kodev's container was removed:\n{done.stderr}"
+        now = mod.client.api.inspect_container(mod.name("live"))
+        assert now["Id"] == live_container["Id"]
+        assert now["State"]["Running"] and now["State"]["StartedAt"] == live_container["State"]["StartedAt"]
+        assert "Hello, kodev!" in (fetch(f"http://127.0.0.1:{live_port}/") or "")
+        assert live.process.poll() is None, live.output()
+        assert live.stop(signal.SIGINT, timeout=30) == 0, live.output()
+        assert not mod.client.api.containers(all=True, filters={"name": mod.name("live")})
+    finally:
+        live.kill()
+        dead.kill()
+
+
+# --- disk ---------------------------------------------------------------------------------------------------
+
+def layers_bytes(cache: Path) -> int:
+    return sum(length for _, length in layer_files(cache))
+
+
+def test_many_rebuilds_keep_images_and_cache_bounded_and_never_touch_foreign_images(
+        mod: Module, cache_dir: Path) -> None:
+    import io
+
+    import docker.errors
+
+    client = mod.client
+    # An image kodev did not make, under the very tag kodev is about to use.
+    tiny = io.BytesIO()
+    with tarfile.open(fileobj=tiny, mode="w") as archive:
+        info = tarfile.TarInfo("note.txt")
+        info.size = 5
+        archive.addfile(info, io.BytesIO(b"hello"))
+    client.api.import_image_from_data(tiny.getvalue(), repository=f"{mod.repo}/server", tag="latest")
+    foreign_image = client.api.inspect_image(f"{mod.repo}/server:latest")["Id"]
+    sdk_port = free_port()
+    sdk_container = None
+    edits = 20
+    try:
+        with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir), "KODEV_CACHE_MAX_MB": "50"},
+                      extra='\n[commands."./cmd/hello"]\n') as s:
+            # A container made by plain `docker run` from kodev's image of the moment.
+            first_image = client.api.inspect_image(f"{mod.repo}/server:latest")["Id"]
+            sdk_container = client.containers.run(first_image, ["-addr", f"127.0.0.1:{sdk_port}"], detach=True,
+                                                  network_mode="host", name=mod.name("sdk"))
+            wait_for_page(f"http://127.0.0.1:{sdk_port}/", "Hello, kodev!", timeout=30)
+            largest = 0
+            for i in range(1, edits + 1):
+                set_greeting(mod, f"Edit {i}")
+                s.wait_rebuilt(i)
+                largest = max(largest, layers_bytes(cache_dir))
+                if i % 10 == 0:
+                    for command in ("server", "hello"):
+                        count = len(mod.images(command))
+                        assert count <= 3, f"{count} {command} images after {i} rebuilds\n{s.proc.output()}"
+            s.page(f"Edit {edits}, kodev!", timeout=30)
+            assert len(s.rebuilt("hello")) == edits, s.proc.output()
+            assert largest < 60 << 20, f"the layer cache grew to {largest >> 20} MB with a 50 MB budget"
+            stop_cleanly(s)
+        for command in ("server", "hello"):
+            assert len(mod.images(command)) <= 3, f"{command}: {mod.images(command)}"
+        # Never touched: the imported image it took the tag from, the image a foreign container uses.
+        assert client.api.inspect_image(foreign_image)["Id"] == foreign_image
+        assert client.api.inspect_image(first_image)["Id"] == first_image
+        sdk_container.reload()
+        assert sdk_container.status == "running"
+        assert "Hello, kodev!" in (fetch(f"http://127.0.0.1:{sdk_port}/") or "")
+    finally:
+        if sdk_container is not None:
+            with contextlib.suppress(Exception):
+                sdk_container.remove(force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(foreign_image, force=True)
+
+
+# --- huge inputs ---------------------------------------------------------------------------------------------
+
+def peak_rss_kb(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run kodev ARGS; its result and peak resident set size (kB), via /usr/bin/time or by polling VmHWM."""
+    full_env = {**os.environ, **env}
+    command = [sys.executable, "-m", "kodev", *args]
+    if Path("/usr/bin/time").exists():
+        done = subprocess.run(["/usr/bin/time", "-v", *command], cwd=cwd, env=full_env, capture_output=True,
+                              text=True, timeout=300, check=False)
+        found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+        assert found, done.stderr
+        return done, int(found.group(1))
+    process = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    peak = 0
+    while process.poll() is None:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+            if found:
+                peak = max(peak, int(found.group(1)))
+        time.sleep(0.05)
+    out, err = process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, out, err), peak
+
+
+def test_one_gigabyte_kodata_file_is_streamed_not_held_in_memory(mod: Module, cache_dir: Path) -> None:
+    huge = mod.path / "cmd/server/kodata/huge.bin"
+    with huge.open("wb") as handle:
+        handle.truncate(1 << 30)  # sparse, but kodev still reads, hashes, writes and sends every byte
+    try:
+        done, peak = peak_rss_kb(["build", "./cmd/server"], mod.path, {"KODEV_CACHE_DIR": str(cache_dir)})
+        assert done.returncode == 0, done.stderr
+        assert peak < 200 * 1024, f"peak RSS {peak // 1024} MB building with a 1 GB kodata file"
+        image = mod.client.api.inspect_image(f"{mod.repo}/server:latest")
+        assert image["Size"] >= 1 << 30, image["Size"]
+    finally:
+        huge.unlink(missing_ok=True)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        clean_daemon(mod)
+
+
+def test_kodata_tree_of_20000_files_builds(mod: Module, cache_dir: Path) -> None:
+    many = mod.path / "cmd/server/kodata/many"
+    for d in range(200):
+        directory = many / f"d{d:03d}"
+        directory.mkdir(parents=True)
+        for f in range(100):
+            (directory / f"f{f:03d}.txt").write_text(f"{d}/{f}\n")
+    done = run_kodev(["build", "./cmd/server"], mod.path, {"KODEV_CACHE_DIR": str(cache_dir)}, timeout=180)
+    assert done.returncode == 0, done.stderr
+    layers = mod.client.api.inspect_image(f"{mod.repo}/server:latest")["RootFS"]["Layers"]
+    kodata = cache_dir / "layers" / f"{layers[-2].removeprefix('sha256:')}.tar"
+    with tarfile.open(kodata) as archive:
+        names = [member.name for member in archive]
+    files = [n for n in names if n.startswith("var/run/ko/many/") and n.endswith(".txt")]
+    assert len(files) == 20000, len(files)
+    assert "var/run/ko/many/d199/f099.txt" in names
+
+
+# --- bad input in watch mode ----------------------------------------------------------------------------------
+
+def test_broken_kodev_toml_and_go_mod_keep_the_last_good_state(mod: Module) -> None:
+    with watching(mod) as s:
+        old = s.container_id()
+        config = mod.path / "kodev.toml"
+        good = config.read_text()
+        errors = s.proc.count(r"^error: ")
+
+        config.write_text(good + "\n[services.broken\ncommand = \n")
+        s.proc.wait_for(r"^error: .*kodev\.toml", count=1, timeout=30)
+        s.proc.wait_for(r"^warning: kodev keeps running with the last good kodev\.toml", timeout=10)
+        assert s.container_id() == old
+        assert "Hello, kodev!" in (fetch(s.url) or "")
+
+        # The last good config still drives the builds.
+        set_greeting(mod, "Still good")
+        s.page("Still good, kodev!", timeout=60)
+        serving = s.container_id()
+        config.write_text(good)
+
+        errors = s.proc.count(r"^error: ")
+        go_mod = mod.path / "go.mod"
+        good_mod = go_mod.read_text()
+        go_mod.write_text(good_mod + "\nthis is not a go.mod directive\n")
+        s.proc.wait_for(r"^error: ", count=errors + 1, timeout=60)
+        assert "go.mod" in "\n".join(s.proc.err_lines()[-40:]), s.proc.output()
+        time.sleep(1)
+        assert s.container_id() == serving, "the old container was replaced after go.mod broke"
+        assert "Still good, kodev!" in (fetch(s.url) or ""), "the old container stopped serving"
+        assert s.proc.process.poll() is None
+
+        go_mod.write_text(good_mod)
+        set_greeting(mod, "Recovered")
+        s.page("Recovered, kodev!", timeout=60)
+        stop_cleanly(s)
+
+
+def test_service_of_a_package_that_is_not_main_is_a_clear_error_at_start(mod: Module) -> None:
+    write(mod.path / "kodev.toml", f'repo = "{mod.repo}"\n'
+          + server_service(mod.name("lib"), free_port(), command="./internal/greeting"))
+    done = run_kodev(["watch"], mod.path, timeout=90)
+    assert done.returncode == 1, f"exit code {done.returncode}\n{done.stderr}"
+    assert re.search(r"^error: .*internal/greeting.*package main", done.stderr, re.M | re.S), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not mod.client.api.containers(all=True, filters={"name": mod.uid})
+
+
+def test_kodata_that_is_a_file_is_a_clear_error_and_fixing_it_recovers(mod: Module) -> None:
+    kodata = mod.path / "cmd/server/kodata"
+    saved = mod.path.parent / "kodata-saved"
+    shutil.move(kodata, saved)
+    kodata.write_text("not a directory\n")
+
+    done = run_kodev(["build", "./cmd/server"], mod.path, timeout=90)
+    assert done.returncode == 1, done.stderr
+    assert re.search(r"^error: .*cmd/server/kodata is not a directory", done.stderr, re.M), done.stderr
+    assert "Traceback" not in done.stderr
+
+    with watching(mod, started=False) as s:
+        s.proc.wait_for(r"^error: .*cmd/server/kodata is not a directory", timeout=120)
+        s.proc.wait_for(r"^watching ", timeout=30)
+        assert s.proc.process.poll() is None, s.proc.output()
+        assert fetch(s.url) is None
+        # Make kodata a directory again, in one rename: that save must be built like any other.
+        kodata.unlink()
+        shutil.move(saved, kodata)
+        try:
+            s.page("Hello, kodev!", timeout=20)
+        except AssertionError as exc:
+            raise AssertionError(f"kodata became a directory again, but nothing was rebuilt: {exc}") from None
+
+
+KILLING_GO = '''#!/bin/sh
+# `go`, but a `go build` is killed by {signal} (as the out-of-memory killer would) while {marker} exists.
+if [ "$1" = build ] && [ -e "{marker}" ]; then
+  kill -{signal} $$
+fi
+exec "{go}" "$@"
+'''
+
+
+def test_go_killed_by_a_signal_is_reported_as_such(mod: Module, tmp_path: Path, go_binary: str) -> None:
+    wrapper, marker = tmp_path / "killedgo", tmp_path / "kill"
+    wrapper.write_text(KILLING_GO.format(signal="KILL", marker=marker, go=go_binary))
+    wrapper.chmod(0o755)
+    with watching(mod, go=str(wrapper)) as s:
+        old = s.container_id()
+        marker.touch()
+        set_greeting(mod, "Killed")
+        s.proc.wait_for(r"^error: go build of .* was killed by SIGKILL", timeout=60)
+        assert "out-of-memory" in s.proc.output(), s.proc.output()
+        assert s.container_id() == old
+        assert "Hello, kodev!" in (fetch(s.url) or "")
+        marker.unlink()
+        set_greeting(mod, "Not killed")
+        s.page("Not killed, kodev!", timeout=60)
+
+    # `kodev build`, with another signal: named too, exit 1, no traceback.
+    wrapper.write_text(KILLING_GO.format(signal="TERM", marker=marker, go=go_binary))
+    marker.touch()
+    done = run_kodev(["build", "--go", str(wrapper), "./cmd/hello"], mod.path, timeout=90)
+    assert done.returncode == 1, done.stderr
+    assert re.search(r"^error: go build of .*cmd/hello was killed by SIGTERM", done.stderr, re.M), done.stderr
+    assert "Traceback" not in done.stderr
