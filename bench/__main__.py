@@ -1,0 +1,77 @@
+"""`python -m bench [--quick] [--only 1,3] [--reps N] [--out FILE]`: run the scenarios, print and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench.context import Context, Settings
+from bench.measure import BenchError
+from bench.results import ScenarioResult
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=(
+        "Benchmark kodev: edit-to-serving against a shell loop and the go build floor, shared-package "
+        "rebuilds, base size, footprint and scale (issue 5). Needs go and a Docker daemon (`. scripts/env.sh`)."))
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, short idle, smaller scale "
+                        "module: under 2 minutes on 2 cores")
+    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-5)")
+    parser.add_argument("--reps", type=int, default=None, help="counted repetitions per contender "
+                        "(default: 7, scenario 2: 5; quick: 3, scenario 2: 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"markdown report (default: {RESULTS})")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (generated modules, logs)")
+    args = parser.parse_args(argv)
+
+    from bench.scenarios import SCENARIOS
+
+    wanted = [int(n) for n in args.only.split(",") if n.strip()] if args.only else sorted(SCENARIOS)
+    unknown = [n for n in wanted if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"no scenario {unknown}; there are {sorted(SCENARIOS)}")
+    settings = Settings.for_mode(args.quick, args.reps)
+    started = time.monotonic()
+    try:
+        context = Context.open(settings, keep=args.keep)
+    except Exception as exc:
+        print(f"bench: cannot start: {exc}", file=sys.stderr)
+        return 2
+    context.log(f"{'quick' if settings.quick else 'full'} mode: scenarios {wanted}, {settings.warmup} warm-up + "
+                f"{settings.reps} counted repetitions; work directory {context.work}")
+    results: list[ScenarioResult] = []
+    failed = False
+    try:
+        for number in wanted:
+            scenario_started = time.monotonic()
+            try:
+                result = SCENARIOS[number](context)
+            except (BenchError, Exception) as exc:
+                failed = True
+                context.log(f"scenario {number} failed: {exc}")
+                if not isinstance(exc, BenchError):
+                    traceback.print_exc()
+                title = (SCENARIOS[number].__doc__ or SCENARIOS[number].__name__).splitlines()[0]
+                result = ScenarioResult(number, title, "", error=str(exc).splitlines()[0][:300])
+            results.append(result)
+            for target in result.targets:
+                context.log(f"target: {target.goal} — measured {target.measured}: {target.verdict}")
+            context.log(f"scenario {number} took {time.monotonic() - scenario_started:.1f}s")
+        from bench.report import render
+
+        report = render(context, results, time.monotonic() - started, argv)
+    finally:
+        context.close()
+    args.out.write_text(report)
+    print(report)
+    context.log(f"wrote {args.out} ({time.monotonic() - started:.1f}s in all)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The machine the benchmark ran on, and the markdown report (bench/results.md and the terminal)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.context import REPO, Context, load_average
+from bench.results import ScenarioResult, Table
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return done.stdout.strip() if done.returncode == 0 else "?"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "?"
+
+
+def machine(context: Context) -> list[tuple[str, str]]:
+    """What the numbers depend on: hardware, toolchains, daemon, the kodev revision measured."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        version: dict[str, Any] = context.client.api.version()
+        info: dict[str, Any] = context.client.api.info()
+        docker_server = f"{version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
+        storage = f"{info.get('Driver', '?')}, {info.get('OperatingSystem', '?')}"
+    except Exception:
+        docker_server, storage = "?", "?"
+    from kodev import __version__
+
+    commit = _run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO)
+    dirty = _run(["git", "status", "--porcelain", "--", "kodev"], cwd=REPO)
+    builder = "BuildKit (buildx)" if context.buildkit else "classic builder (no buildx plugin; DOCKER_BUILDKIT=0)"
+    return [
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("CPU", _cpu_model()),
+        ("cores", f"{os.cpu_count()} ({usable} usable)"),
+        ("memory", _memory()),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("Python", sys.version.split()[0]),
+        ("Go", _run([context.go, "version"]).removeprefix("go version ")),
+        ("Docker", f"server {docker_server}; client {_run(['docker', 'version', '--format', '{{.Client.Version}}'])}"),
+        ("Docker storage", storage),
+        ("docker build", builder),
+        ("kodev", f"{__version__} at {commit}{' + local changes' if dirty not in ('', '?') else ''}"),
+        ("load average (1/5/15 min)", f"{context.load_at_start} at the start, {load_average()} at the end "
+         "(other work on the machine makes the numbers noisier)"),
+    ]
+
+
+def _table(table: Table) -> list[str]:
+    lines = ["| " + " | ".join(table.headers) + " |", "|" + "|".join(" --- " for _ in table.headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return lines
+
+
+def render(context: Context, results: list[ScenarioResult], elapsed: float, argv: list[str]) -> str:
+    settings = context.settings
+    mode = "quick" if settings.quick else "full"
+    lines = [
+        "# kodev benchmark results",
+        "",
+        f"`python -m bench{' ' + ' '.join(argv) if argv else ''}` — **{mode} mode**: {settings.warmup} warm-up "
+        f"round, then {settings.reps} counted repetitions per contender (scenario 2: "
+        f"{settings.shared_warmup if settings.shared_warmup is not None else settings.warmup} warm-up + "
+        f"{settings.shared_reps or settings.reps} counted), run alternately (A B A B …); "
+        f"{elapsed / 60:.1f} min in all. Times are wall-clock seconds measured by the benchmark.",
+    ]
+    if settings.quick:
+        lines += ["", f"Quick mode uses fewer repetitions ({settings.reps}, scenario 2: {settings.shared_reps}; "
+                  "instead of at least 5), "
+                  f"{settings.idle_seconds:.0f} s instead of 30 s of idle, and a smaller scale module "
+                  f"({settings.scale_packages:,} packages / {settings.scale_files:,} files instead of "
+                  "2,000 / 10,000): its numbers are indicative only."]
+    lines += ["", "## Targets", "", "| target | measured | |", "| --- | --- | --- |"]
+    for result in results:
+        for target in result.targets:
+            lines.append(f"| {target.goal} | {target.measured} | **{target.verdict}** |")
+        if result.error:
+            lines.append(f"| scenario {result.number} ({result.title}) | error | **n/a** |")
+    lines += ["", "## Machine", "", "| | |", "| --- | --- |"]
+    lines += [f"| {key} | {value} |" for key, value in machine(context)]
+    for result in results:
+        lines += ["", f"## {result.number}. {result.title}", "", result.setup, ""]
+        if result.error:
+            lines += [f"**Failed:** `{result.error}`", ""]
+        for table in result.tables:
+            lines += [*_table(table), ""]
+        for note in result.notes:
+            lines += [f"- {note}"]
+        if result.notes:
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
