@@ -87,8 +87,8 @@ def decide(changes: Iterable[FileChange], graph: ModuleGraph,
                 # A package the graph does not know (yet): a command may import it already, and a build
                 # that failed for want of it must be retried once it exists.
                 refresh = True
-        for package in graph.packages.values():
-            if _under(path, package.dir) and path != package.dir:
+        for package in graph.packages_above(path):
+            if package.embed_files or package.embed_dirs:
                 hit, stale = _embedded(item, package)
                 refresh = refresh or stale
                 if hit:

@@ -74,7 +74,7 @@ class WatchSettings:
 
     poll: bool = False
     poll_interval_ms: int = 300
-    debounce_ms: int = 50
+    debounce_ms: int = 25
     ignore: tuple[str, ...] = ()
 
 
@@ -218,7 +218,7 @@ def parse(text: str, path: Path) -> Config:
     watch = WatchSettings(
         poll=watch_table.get("poll", False),
         poll_interval_ms=watch_table.get("poll_interval_ms", 300),
-        debounce_ms=watch_table.get("debounce_ms", 50),
+        debounce_ms=watch_table.get("debounce_ms", 25),
         ignore=tuple(watch_table.get("ignore", ())),
     )
     repo = top.get("repo", DEFAULT_REPO)

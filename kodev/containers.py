@@ -138,13 +138,19 @@ class Containers:
 
     def create_and_start(self, spec: ContainerSpec, image: str) -> str:
         """Create the container for `spec` on `image` and start it; its ID."""
-        import docker.errors
-
         kept = self.claim_name(spec)
         if kept is not None:
             if kept.status != "running":
                 kept.start()
             return str(kept.id)
+        container_id = self.create(spec, image)
+        self.start(container_id, spec)
+        return container_id
+
+    def create(self, spec: ContainerSpec, image: str) -> str:
+        """Create (not start) the container for `spec`; its name must be free (see claim_name)."""
+        import docker.errors
+
         labels = {**self.owner.labels(), SERVICE_LABEL: spec.service}
         if not spec.restart:
             labels[KEEP_LABEL] = "true"
@@ -166,18 +172,43 @@ class Containers:
         except docker.errors.APIError as exc:
             raise ContainerError(f"cannot create container {spec.name!r} from {image}: {exc.explanation or exc}"
                                  ) from None
+        return str(container.id)
+
+    def start(self, container_id: str, spec: ContainerSpec) -> None:
+        """Start a created container; if it cannot start, it is removed and the error says why."""
+        import docker.errors
+
         try:
-            container.start()
+            self.client.api.start(container_id)
         except docker.errors.APIError as exc:
             with contextlib.suppress(Exception):
-                container.remove(force=True)
+                self.client.api.remove_container(container_id, force=True)
             detail = str(exc.explanation or exc)
             if "port is already allocated" in detail or "address already in use" in detail:
                 ports = ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}" for p in spec.ports)
                 raise ContainerError(f"cannot start {spec.name!r}: a host port it publishes ({ports}) is already "
                                      "in use. Free it or publish another port (-p).") from None
             raise ContainerError(f"cannot start container {spec.name!r}: {detail}") from None
-        return str(container.id)
+
+    def replace(self, old_id: str, spec: ContainerSpec, image: str) -> str:
+        """Recreate `old_id` on `image`: the new container is created while the old one stops.
+
+        The old one is renamed out of the way first, so its name is free at once; it is then stopped
+        (SIGTERM, grace period) and removed, and only then is the new one started (ports, if any, are free).
+        """
+        import docker.errors
+
+        try:
+            self.client.api.rename(old_id, f"{spec.name}-replaced-{old_id[:12]}")
+        except docker.errors.APIError:
+            self.remove(old_id, spec.stop_timeout)  # gone already, or cannot be renamed: the plain way
+            return self.create_and_start(spec, image)
+        try:
+            new_id = self.create(spec, image)
+        finally:
+            self.remove(old_id, spec.stop_timeout)
+        self.start(new_id, spec)
+        return new_id
 
     def remove(self, container_id: str, timeout: int) -> None:
         """Stop (SIGTERM, then SIGKILL after `timeout` seconds) and remove; gone already is fine."""

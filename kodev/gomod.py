@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -164,12 +164,21 @@ class ModuleGraph:
     packages: dict[str, GoPackage]
     deps: dict[str, frozenset[str]]  # command import path -> non-standard packages it is built from
     roots: tuple[Path, ...]
+    by_dir: dict[Path, GoPackage] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # An index, so that a change costs a few dict lookups, not a scan of every package.
+        self.by_dir.update({package.dir: package for package in self.packages.values()})
 
     def package_in(self, directory: Path) -> GoPackage | None:
-        for package in self.packages.values():
-            if package.dir == directory:
-                return package
-        return None
+        return self.by_dir.get(directory)
+
+    def packages_above(self, path: Path) -> Iterator[GoPackage]:
+        """Packages whose directory holds `path` (at any depth): the ones that could embed it."""
+        for directory in path.parents:
+            package = self.by_dir.get(directory)
+            if package is not None:
+                yield package
 
     def dependents(self, import_path: str) -> set[str]:
         return {command for command, deps in self.deps.items() if import_path in deps}

@@ -59,6 +59,7 @@ class DevLoop:
         self.graph: ModuleGraph | None = None
         self.daemon_down = False
         self._next_health = 0.0
+        self._layer_seconds = 0.0
         self._retry_at = 0.0
         self._retry_delay = 0.5
         self._name_services()
@@ -321,8 +322,10 @@ class DevLoop:
                 self.ui.warn(f"build failed; {running}. Save a fix to try again.")
                 compiling = []
             else:
+                layering = time.monotonic()
                 for target, binary in zip(compiling, binaries, strict=True):
                     tops[target.plan.command.import_path] = self.builder.binary_layer(target.plan, binary)
+                self._layer_seconds = (time.monotonic() - layering) / max(len(compiling), 1)
         git = self.builder.git([t.plan.command for t in self.targets])  # once per round: HEAD may move
         done = {t.plan.command.import_path for t in compiling}
         others = [by_path[p] for p in sorted(reimage_these - done) if p in by_path and by_path[p].top]
@@ -347,6 +350,9 @@ class DevLoop:
         image = self.builder.image(plan, top, git)
         self._update_sources(target, git)
         image_seconds = time.monotonic() - started
+        if go_seconds is not None:  # the binary layer was made right after go build: image work too
+            image_seconds += self._layer_seconds
+            started -= self._layer_seconds
         go_part = f"go {go_seconds:.2f}s, " if go_seconds is not None else ""
         stopped = [s for s in target.specs if s.service in self.exited or s.service not in self.running]
         if image.config_digest == target.loaded and not stopped:
@@ -362,8 +368,6 @@ class DevLoop:
             target.top, target.loaded, target.layers = top, image.config_digest, image.layers
         restart_started = time.monotonic()
         self._restart(target)
-        if loaded is not None and previous and previous != target.image_id:
-            self.session.daemon.forget(previous)  # its container is gone now
         restart_seconds = time.monotonic() - restart_started
         total = time.monotonic() - started + (go_seconds or 0)
         load_part = f", load {loaded.seconds:.2f}s" if loaded else ""
@@ -371,6 +375,8 @@ class DevLoop:
         restart_part = f", restart {restart_seconds:.2f}s" if target.specs else ""
         self.ui.stage(plan.name, "built in" if first else "rebuilt in", total,
                       f"({go_part}image {image_seconds:.2f}s{load_part}{restart_part}){sent}")
+        if loaded is not None and previous and previous != target.image_id:
+            self.session.daemon.forget(previous)  # its container is gone now; after the line, off the clock
 
     def _restart(self, target: Target) -> None:
         for spec in target.specs:
@@ -378,9 +384,10 @@ class DevLoop:
             if old and not spec.restart and spec.service not in self.exited:
                 continue  # restart = false: started once, then left alone
             if old:
-                self.containers.remove(old, spec.stop_timeout)
                 del self.running[spec.service]
-            container_id = self.containers.create_and_start(spec, target.plan.ref)
+                container_id = self.containers.replace(old, spec, target.plan.ref)
+            else:
+                container_id = self.containers.create_and_start(spec, target.plan.ref)
             self.running[spec.service] = container_id
             self.exited.discard(spec.service)
             LogFollower(self.client, spec.service, container_id, self._on_line, self._on_exit).start()

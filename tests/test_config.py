@@ -161,7 +161,7 @@ def test_empty_file_gives_defaults(cfg_path: Path) -> None:
     assert config.watch == WatchSettings()
     assert config.watch.poll is False
     assert config.watch.poll_interval_ms == 300
-    assert config.watch.debounce_ms == 50
+    assert config.watch.debounce_ms == 25
 
 
 def test_example_file_parses() -> None:
