@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,3 +321,55 @@ def test_failed_layer_leaves_no_temp_files(kodata: Path, module: Path, tmp_path:
         kodata_layer(kodata, module, 0)
     layers_dir = tmp_path / "cache" / "layers"
     assert not layers_dir.exists() or list(layers_dir.iterdir()) == []
+
+
+def _build_as_nobody(kodata: Path, root: Path, cache_dir: Path, result: Path) -> None:
+    """In a child process without root's privileges (root reads any file, whatever its mode)."""
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+    os.environ["KODEV_CACHE_DIR"] = str(cache_dir)
+    try:
+        kodata_layer(kodata, root, 0)
+        result.write_text("built")
+    except ImageError as exc:
+        result.write_text(f"ImageError: {exc}")
+
+
+def test_unreadable_kodata_file_is_a_clear_error() -> None:
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    # Not pytest's tmp_path: its parent is 0700, which the unprivileged child could not enter.
+    tmp_path = Path(tempfile.mkdtemp(prefix="kodev-unreadable-"))
+    try:
+        _check_unreadable(tmp_path, multiprocessing.get_context("fork"))
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _check_unreadable(tmp_path: Path, context: Any) -> None:
+    root = tmp_path / "module"
+    kodata = root / "kodata"
+    kodata.mkdir(parents=True)
+    (kodata / "ok.txt").write_text("fine")
+    secret = kodata / "secret.txt"
+    secret.write_text("no")
+    secret.chmod(0o000)
+    for directory in (tmp_path, root, kodata):
+        directory.chmod(0o755)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir(mode=0o777)
+    cache_dir.chmod(0o777)
+    result = tmp_path / "result.txt"
+    result.touch(mode=0o666)
+    result.chmod(0o666)
+    child = context.Process(target=_build_as_nobody, args=(kodata, root, cache_dir, result))
+    child.start()
+    child.join(60)
+    outcome = result.read_text()
+    assert outcome.startswith("ImageError: "), f"child exit code {child.exitcode}: {outcome!r}"
+    assert str(secret) in outcome and "Permission denied" in outcome
+    assert not list((cache_dir / "layers").glob(".tmp-*"))  # nothing half-written left behind
