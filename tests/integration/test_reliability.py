@@ -595,6 +595,8 @@ def git(module: Module, *args: str) -> None:
 
 def test_git_checkout_of_100_changed_files_is_at_most_two_builds(mod: Module) -> None:
     if shutil.which("git") is None:
+        if REQUIRE_REAL:
+            pytest.fail("git is required (KODEV_REQUIRE_REAL=1) but missing", pytrace=False)
         pytest.skip("git not available")
     files = add_extra_files(mod, 100, "m")
     git(mod, "init", "-q", "-b", "main")
