@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import REQUIRE_REAL, run_kodev
-from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page, wait_until
+from tests.integration.process import KodevProcess, fetch, free_port, sigint_not_ignored, wait_for_page, wait_until
 
 SETTLE = 3.0  # seconds to wait when proving that nothing more happens
 GREETING = "internal/greeting/greeting.go"
@@ -138,17 +138,6 @@ def set_greeting(module: Module, word: str) -> None:
 
 # --- kodev processes -------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def sigint_not_ignored() -> Iterator[None]:
-    """A child inherits an *ignored* SIGINT (pytest started in the background): make it default for kodev."""
-    previous = signal.getsignal(signal.SIGINT)
-    if previous == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if previous == signal.SIG_IGN:
-            signal.signal(signal.SIGINT, previous)
 
 
 def start_kodev(module: Module, args: list[str], env: dict[str, str] | None = None) -> KodevProcess:

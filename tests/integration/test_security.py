@@ -24,7 +24,7 @@ from typing import IO, Any
 import pytest
 
 from tests.integration.conftest import run_kodev
-from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page
+from tests.integration.process import KodevProcess, fetch, free_port, sigint_not_ignored, wait_for_page
 
 COMMAND_LABEL = "dev.kodev.command"
 NONROOT = 65532
@@ -284,16 +284,6 @@ def test_same_named_running_container_without_kodevs_labels_is_refused_and_left(
     foreign.remove(force=True)
 
 
-@contextlib.contextmanager
-def _sigint_not_ignored() -> Iterator[None]:
-    previous = signal.getsignal(signal.SIGINT)
-    if previous == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if previous == signal.SIG_IGN:
-            signal.signal(signal.SIGINT, previous)
 
 
 def test_container_from_a_kodev_image_survives_watch_start_rebuilds_and_stop(hello_project: Project) -> None:
@@ -318,7 +308,7 @@ stop_timeout = 3
 ''')
     greeting = project.path / "internal" / "greeting" / "greeting.go"
     original = greeting.read_text()
-    with _sigint_not_ignored():
+    with sigint_not_ignored():
         proc = KodevProcess(["watch"], cwd=project.path)
     project.started.append(proc.process.pid)
     try:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import run_kodev
-from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page, wait_until
+from tests.integration.process import KodevProcess, fetch, free_port, sigint_not_ignored, wait_for_page, wait_until
 
 SETTLE = 3.0  # seconds to wait when proving that nothing is rebuilt (kodev reacts to a change in well under 1 s)
 GREETING = "internal/greeting/greeting.go"
@@ -112,17 +112,6 @@ def image_id(client: Any, ref: str) -> str:
     return str(client.api.inspect_image(ref)["Id"])
 
 
-@contextlib.contextmanager
-def sigint_not_ignored() -> Iterator[None]:
-    """A child inherits an *ignored* SIGINT (pytest started in the background): make it default for kodev."""
-    previous = signal.getsignal(signal.SIGINT)
-    if previous == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if previous == signal.SIG_IGN:
-            signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
