@@ -22,7 +22,7 @@ from kodev.image.kodata import KODATA_DIR, kodata_layer
 from kodev.image.layers import Layer, binary_layer
 from kodev.image.resolve import resolve as resolve_base
 from kodev.platform import Platform
-from kodev.templates import GitInfo, TemplateContext, expand, git_info
+from kodev.templates import GitHead, GitInfo, TemplateContext, expand, git_head, git_info
 from kodev.ui import UI, human_bytes
 
 
@@ -163,14 +163,18 @@ class Builder:
                                                   self.pull, self.config.root, self.ui.info)
         return self._bases[plan.base]
 
-    def allowed_root(self, command: MainPackage, git: GitInfo | None) -> Path:
+    def heads(self, commands: Sequence[MainPackage]) -> dict[Path, GitHead | None]:
+        """The git checkout of each module, the cheap way (every rebuild round: HEAD may have moved)."""
+        return {c.module_dir: git_head(c.module_dir) for c in commands}
+
+    def allowed_root(self, command: MainPackage, git: GitHead | GitInfo | None) -> Path:
         """Where kodata symlinks may point: the enclosing git worktree, else the module."""
         return git.root if git is not None else command.module_dir
 
     def binary_layer(self, plan: CommandPlan, binary: Binary) -> Layer:
         return binary_layer(binary.path, binary.digest, plan.command.app_name, _epoch("SOURCE_DATE_EPOCH"))
 
-    def image(self, plan: CommandPlan, top: Layer, git: GitInfo | None) -> Image:
+    def image(self, plan: CommandPlan, top: Layer, git: GitHead | GitInfo | None) -> Image:
         """Base + kodata (read now) + the given binary layer, with ko's config."""
         command = plan.command
         labels = {}

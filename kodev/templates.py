@@ -23,6 +23,25 @@ _GIT_FIELDS = ("Branch", "Tag", "ShortCommit", "FullCommit", "CommitDate", "Comm
 
 
 @dataclass(frozen=True)
+class GitHead:
+    """What every build needs of the git checkout: where it is, its commit, where it comes from."""
+
+    root: Path
+    full_commit: str
+    remote_url: str | None
+
+
+def git_head(directory: Path) -> GitHead | None:
+    """Two quick git calls (not the six of `git_info`): cheap enough for every rebuild."""
+    head = _git(directory, "rev-parse", "--show-toplevel", "HEAD")
+    if head is None or len(head.splitlines()) != 2:
+        return None
+    root, full = head.splitlines()
+    remote = _git(directory, "remote", "get-url", "origin")  # as git_info, so labels agree
+    return GitHead(Path(root), full, _without_credentials(remote) if remote else None)
+
+
+@dataclass(frozen=True)
 class GitInfo:
     """The git checkout a module lives in, with ko's (goreleaser's) field names."""
 

@@ -26,7 +26,7 @@ from kodev.image import kodata
 from kodev.image.layers import Layer
 from kodev.session import Session, Target
 from kodev.signals import interrupts_as_keyboard, shielded
-from kodev.templates import GitInfo
+from kodev.templates import GitHead
 from kodev.ui import SERVICE_COLORS, human_bytes
 
 _RETRY_MAX_SECONDS = 10.0
@@ -292,13 +292,13 @@ class DevLoop:
         except KodevError as exc:
             self.ui.error(exc)
             return False
-        git = self.builder.git(commands)
+        git = self.builder.heads(commands)
         for target in self.targets:
             self._update_sources(target, git.get(target.plan.command.module_dir))
         self.ui.info(f"package graph: {len(self.graph.packages)} packages ({time.monotonic() - started:.2f}s)")
         return True
 
-    def _update_sources(self, target: Target, git: GitInfo | None) -> None:
+    def _update_sources(self, target: Target, git: GitHead | None) -> None:
         command = target.plan.command
         with contextlib.suppress(KodevError):  # a broken link is reported by the build itself
             target.sources = kodata.sources(command.dir / kodata.KODATA_DIR,
@@ -326,7 +326,7 @@ class DevLoop:
                 for target, binary in zip(compiling, binaries, strict=True):
                     tops[target.plan.command.import_path] = self.builder.binary_layer(target.plan, binary)
                 self._layer_seconds = (time.monotonic() - layering) / max(len(compiling), 1)
-        git = self.builder.git([t.plan.command for t in self.targets])  # once per round: HEAD may move
+        git = self.builder.heads([t.plan.command for t in self.targets])  # once per round: HEAD may move
         done = {t.plan.command.import_path for t in compiling}
         others = [by_path[p] for p in sorted(reimage_these - done) if p in by_path and by_path[p].top]
         for target in [*compiling, *others]:
@@ -344,7 +344,7 @@ class DevLoop:
                 self.ui.error(exc)
         self.builder.prune({layer.path for t in self.targets for layer in t.layers})
 
-    def _publish(self, target: Target, top: Layer, go_seconds: float | None, git: GitInfo | None) -> None:
+    def _publish(self, target: Target, top: Layer, go_seconds: float | None, git: GitHead | None) -> None:
         plan = target.plan
         started = time.monotonic()
         image = self.builder.image(plan, top, git)

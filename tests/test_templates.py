@@ -234,3 +234,12 @@ def test_git_info_repository_without_commit(tmp_path: Path, git_env: dict[str, s
     empty.mkdir()
     run_git(empty, git_env, "init", "-q")
     assert git_info(empty) is None
+
+
+def test_git_head_agrees_with_git_info(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from kodev.templates import git_head
+
+    head, info = git_head(repo), git_info(repo)
+    assert head is not None and info is not None
+    assert (head.root, head.full_commit, head.remote_url) == (info.root, info.full_commit, info.remote_url)
+    assert git_head(tmp_path_factory.mktemp("plain")) is None  # pytest's temp dirs are not in a checkout
