@@ -190,26 +190,6 @@ class Containers:
                                      "in use. Free it or publish another port (-p).") from None
             raise ContainerError(f"cannot start container {spec.name!r}: {detail}") from None
 
-    def replace(self, old_id: str, spec: ContainerSpec, image: str) -> str:
-        """Recreate `old_id` on `image`: the new container is created while the old one stops.
-
-        The old one is renamed out of the way first, so its name is free at once; it is then stopped
-        (SIGTERM, grace period) and removed, and only then is the new one started (ports, if any, are free).
-        """
-        import docker.errors
-
-        try:
-            self.client.api.rename(old_id, f"{spec.name}-replaced-{old_id[:12]}")
-        except docker.errors.APIError:
-            self.remove(old_id, spec.stop_timeout)  # gone already, or cannot be renamed: the plain way
-            return self.create_and_start(spec, image)
-        try:
-            new_id = self.create(spec, image)
-        finally:
-            self.remove(old_id, spec.stop_timeout)
-        self.start(new_id, spec)
-        return new_id
-
     def remove(self, container_id: str, timeout: int) -> None:
         """Stop (SIGTERM, then SIGKILL after `timeout` seconds) and remove; gone already is fine."""
         import docker.errors
@@ -258,6 +238,57 @@ class Containers:
 def _name(listed: dict[str, Any]) -> str:
     names = listed.get("Names") or [listed.get("Id", "")[:12]]
     return str(names[0]).lstrip("/")
+
+
+class Replacement:
+    """Replacing one service's container, in two steps around the load of the new image.
+
+    Begun before the load: the old container is renamed out of the way and stopped (SIGTERM, grace
+    period) in the background, so its graceful shutdown overlaps the load. `finish` creates and starts
+    the new container under the name; `undo` starts the old one again if the new image never arrived.
+    """
+
+    def __init__(self, containers: Containers, old_id: str, spec: ContainerSpec) -> None:
+        self.containers = containers
+        self.old_id = old_id
+        self.spec = spec
+        self._renamed = False
+        self._rename_tried = threading.Event()
+        self._stopper = threading.Thread(target=self._stop_old, name=f"stop-{spec.service}", daemon=True)
+        self._stopper.start()
+
+    def _stop_old(self) -> None:
+        api = self.containers.client.api
+        try:
+            api.rename(self.old_id, f"{self.spec.name}-replaced-{self.old_id[:12]}")
+            self._renamed = True
+        except Exception:
+            pass  # gone already, or cannot be renamed: finish() removes it before creating the new one
+        finally:
+            self._rename_tried.set()
+        with contextlib.suppress(Exception):
+            api.stop(self.old_id, timeout=self.spec.stop_timeout)
+
+    def finish(self, image: str) -> str:
+        """The new container, started; the old one removed."""
+        self._rename_tried.wait()
+        new_id = self.containers.create(self.spec, image) if self._renamed else None  # while the old one stops
+        self._stopper.join()
+        self.containers.remove(self.old_id, 0)
+        if new_id is None:
+            return self.containers.create_and_start(self.spec, image)
+        self.containers.start(new_id, self.spec)
+        return new_id
+
+    def undo(self) -> None:
+        """Bring the old container back under its name (the new image could not be loaded)."""
+        self._stopper.join()
+        api = self.containers.client.api
+        if self._renamed:
+            with contextlib.suppress(Exception):
+                api.rename(self.old_id, self.spec.name)
+        with contextlib.suppress(Exception):
+            api.start(self.old_id)
 
 
 LineSink = Callable[[str, str, str], None]  # (service, "stdout" | "stderr", line)

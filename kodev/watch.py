@@ -18,10 +18,11 @@ from typing import Any
 from kodev import cache
 from kodev import config as config_stage
 from kodev.affected import decide
-from kodev.containers import Containers, LogFollower, Owner
+from kodev.containers import Containers, LogFollower, Owner, Replacement
 from kodev.errors import CompileError, DaemonError, KodevError
 from kodev.events import FileWatcher, describe, normalize
 from kodev.gomod import ModuleGraph, load_graph
+from kodev.health import DaemonPacer
 from kodev.image import kodata
 from kodev.image.layers import Layer
 from kodev.session import Session, Target
@@ -29,8 +30,6 @@ from kodev.signals import interrupts_as_keyboard, shielded
 from kodev.templates import GitHead
 from kodev.ui import SERVICE_COLORS, human_bytes
 
-_RETRY_MAX_SECONDS = 10.0
-_HEALTH_SECONDS = 2.0  # how often an idle loop checks the daemon and its containers
 _SETTLE_SECONDS = 0.3  # quiet needed after a burst that arrived during a build
 _SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
 
@@ -57,11 +56,8 @@ class DevLoop:
         self.running: dict[str, str] = {}  # service -> container id
         self.exited: set[str] = set()
         self.graph: ModuleGraph | None = None
-        self.daemon_down = False
-        self._next_health = 0.0
+        self.pacer = DaemonPacer()
         self._layer_seconds = 0.0
-        self._retry_at = 0.0
-        self._retry_delay = 0.5
         self._name_services()
 
     def _name_services(self) -> None:
@@ -155,18 +151,17 @@ class DevLoop:
                 kind, payload = self.messages.get(timeout=quiet) if quiet else self.messages.get_nowait()
             except queue.Empty:
                 break
-        if pending and not self.daemon_down:  # while it is down, the rebuild on its return covers them
+        if pending and not self.pacer.down:  # while it is down, the rebuild on its return covers them
             self._on_changes(pending)
 
     def _check_health(self) -> None:
         """Every few idle seconds: is the daemon there, and are our containers? (A ping: cheap.)"""
-        now = time.monotonic()
-        if self.daemon_down:
+        if not self.pacer.due():
+            return
+        if self.pacer.down:
             self._retry_daemon()
             return
-        if now < self._next_health:
-            return
-        self._next_health = now + _HEALTH_SECONDS
+        self.pacer.checked()
         if not self.session.daemon.reachable():
             self._daemon_lost()
             return
@@ -197,7 +192,7 @@ class DevLoop:
             if code is None:
                 return
         self.exited.add(service)
-        self._next_health = time.monotonic() + 0.5  # a daemon shutting down stops containers first
+        self.pacer.soon()  # a daemon shutting down stops its containers first
         if code == 0:
             self.ui.info(f"{service} exited with code 0; the next good build starts it again.")
             return
@@ -257,22 +252,16 @@ class DevLoop:
     # --- the daemon going away and coming back ------------------------------------------------------
 
     def _daemon_lost(self) -> None:
-        if self.daemon_down:
+        if not self.pacer.lost():
             return
-        self.daemon_down = True
-        self._retry_delay = 0.5
-        self._retry_at = time.monotonic() + self._retry_delay
         self.ui.warn(f"the Docker daemon at {self.session.daemon.endpoint} is not answering. kodev keeps "
                      "watching and retries; when it is back, everything is rebuilt and restarted.")
 
     def _retry_daemon(self) -> None:
-        if time.monotonic() < self._retry_at:
-            return
         if not self.session.daemon.reachable():
-            self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX_SECONDS)  # back off, never spin
-            self._retry_at = time.monotonic() + self._retry_delay
+            self.pacer.retry_failed()
             return
-        self.daemon_down = False
+        self.pacer.back()
         self.ui.note("the Docker daemon is back: rebuilding and restarting")
         self._recover()
 
@@ -362,12 +351,20 @@ class DevLoop:
         loaded = None
         first = target.loaded is None
         previous = target.image_id
-        if image.config_digest != target.loaded:
-            loaded = self.builder.load(plan, image)
+        changed = image.config_digest != target.loaded
+        replacing = self._begin_replacements(target, changed)  # old containers stop while the image loads
+        if changed:
+            try:
+                loaded = self.builder.load(plan, image)
+            except Exception:
+                for service, replacement in replacing.items():
+                    replacement.undo()
+                    self.running[service] = replacement.old_id
+                raise
             target.image_id = loaded.image_id
             target.top, target.loaded, target.layers = top, image.config_digest, image.layers
         restart_started = time.monotonic()
-        self._restart(target)
+        self._restart(target, replacing)
         restart_seconds = time.monotonic() - restart_started
         total = time.monotonic() - started + (go_seconds or 0)
         load_part = f", load {loaded.seconds:.2f}s" if loaded else ""
@@ -378,14 +375,23 @@ class DevLoop:
         if loaded is not None and previous and previous != target.image_id:
             self.session.daemon.forget(previous)  # its container is gone now; after the line, off the clock
 
-    def _restart(self, target: Target) -> None:
+    def _begin_replacements(self, target: Target, changed: bool) -> dict[str, Replacement]:
+        """Start stopping the containers this build replaces: all on a new image (but running `restart =
+        false` ones), else only those that exited."""
+        replacing = {}
         for spec in target.specs:
             old = self.running.get(spec.service)
-            if old and not spec.restart and spec.service not in self.exited:
+            if old and (spec.service in self.exited or (changed and spec.restart)):
+                del self.running[spec.service]  # its exit is expected now, not news
+                replacing[spec.service] = Replacement(self.containers, old, spec)
+        return replacing
+
+    def _restart(self, target: Target, replacing: dict[str, Replacement]) -> None:
+        for spec in target.specs:
+            if spec.service in replacing:
+                container_id = replacing[spec.service].finish(target.plan.ref)
+            elif spec.service in self.running:
                 continue  # restart = false: started once, then left alone
-            if old:
-                del self.running[spec.service]
-                container_id = self.containers.replace(old, spec, target.plan.ref)
             else:
                 container_id = self.containers.create_and_start(spec, target.plan.ref)
             self.running[spec.service] = container_id
