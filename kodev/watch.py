@@ -30,8 +30,10 @@ from kodev.signals import interrupts_as_keyboard, shielded
 from kodev.templates import GitHead
 from kodev.ui import SERVICE_COLORS, human_bytes
 
-_SETTLE_SECONDS = 0.3  # quiet needed after a burst that arrived during a build
+_SETTLE_SECONDS = 0.5  # quiet needed after a burst that arrived during a build (a busy machine pauses writers)
 _SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
+_STORM_BATCHES = 3  # event batches during one build that make a storm
+_STORM_HOLD_SECONDS = 3.0  # in a storm, the next build waits this long after the last one began
 
 
 class DevLoop:
@@ -58,6 +60,7 @@ class DevLoop:
         self.graph: ModuleGraph | None = None
         self.pacer = DaemonPacer()
         self._layer_seconds = 0.0
+        self._round_started = 0.0
         self._name_services()
 
     def _name_services(self) -> None:
@@ -136,23 +139,36 @@ class DevLoop:
             self._check_health()
             return
         pending: set[tuple[str, str]] = set()
-        settle_until = time.monotonic() + _SETTLE_MAX_SECONDS
+        batches = 0
+        deadline = time.monotonic() + _SETTLE_MAX_SECONDS
         while True:
             if kind == "files":
                 pending |= payload
+                batches += 1
             elif kind == "exit":
                 self._report_exit(*payload)
             elif kind == "watch-error":
                 self.ui.warn(f"file watching stopped: {payload}. Restart kodev to resume.")
             try:
-                # Coalesce everything that is waiting; after a build, also wait for the burst to end, so
-                # that a storm of saves (a checkout, a formatter) costs one more build, not one per batch.
-                quiet = _SETTLE_SECONDS if backlog and pending and time.monotonic() < settle_until else 0
-                kind, payload = self.messages.get(timeout=quiet) if quiet else self.messages.get_nowait()
+                kind, payload = self.messages.get(timeout=self._settle(backlog and bool(pending), batches, deadline))
             except queue.Empty:
                 break
         if pending and not self.pacer.down:  # while it is down, the rebuild on its return covers them
             self._on_changes(pending)
+
+    def _settle(self, after_build: bool, batches: int, deadline: float) -> float:
+        """How long to wait for more events before building (0: take what is queued and go).
+
+        A single save builds at once. Events that piled up during a build wait for 0.5 s of quiet; if
+        batches kept coming (a checkout, a formatter, a script: a storm), the next build also waits until
+        the storm has run for a few seconds since the last build began, so it costs one more build, not
+        one per pause of the writer.
+        """
+        if not after_build:
+            return 0.0
+        now = time.monotonic()
+        hold = self._round_started + _STORM_HOLD_SECONDS if batches >= _STORM_BATCHES else now
+        return max(0.0, min(max(_SETTLE_SECONDS, hold - now), deadline - now))
 
     def _check_health(self) -> None:
         """Every few idle seconds: is the daemon there, and are our containers? (A ping: cheap.)"""
@@ -296,6 +312,7 @@ class DevLoop:
     # --- build, load, restart --------------------------------------------------------------------
 
     def _rebuild(self, compile_these: set[str], reimage_these: set[str]) -> None:
+        self._round_started = time.monotonic()
         by_path = {t.plan.command.import_path: t for t in self.targets}
         # Without a good binary yet there is nothing to re-image: compile instead.
         compile_these |= {p for p in reimage_these if by_path[p].top is None}
