@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatch
 from pathlib import Path
@@ -28,6 +29,10 @@ _CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
 # Batches flow at least this often during continuous writes, so the loop can tell a storm still going
 # (batches keep coming) from one that ended (a quiet gap) and build once at its end.
 _MAX_BATCH_MS = 200
+SETTLE_SECONDS = 0.5  # quiet needed after events that piled up during a build (a busy machine pauses writers)
+SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
+STORM_BATCHES = 3  # event batches during one build that make a storm
+STORM_HOLD_SECONDS = 3.0  # in a storm, the next build waits this long after the last one began
 
 
 def imports_of(path: Path) -> set[str]:
@@ -53,6 +58,20 @@ def normalize(raw: Iterable[tuple[str, str]], graph: ModuleGraph) -> Iterator[Fi
         if change == "modified" and path.suffix == ".go" and package is not None:
             new_imports = not imports_of(path) <= package.imports | {"C"}
         yield FileChange(path, change, new_imports)
+
+
+def settle_seconds(after_build: bool, batches: int, round_started: float, deadline: float) -> float:
+    """How long the loop waits for more events before building (0: take what is queued and go).
+
+    A single save builds at once. Events that piled up during a build wait for SETTLE_SECONDS of quiet;
+    if batches kept coming (a checkout, a formatter, a script: a storm), the next build also waits until
+    STORM_HOLD_SECONDS after the last build began, so a storm costs one more build, not one per pause.
+    """
+    if not after_build:
+        return 0.0
+    now = time.monotonic()
+    hold = round_started + STORM_HOLD_SECONDS if batches >= STORM_BATCHES else now
+    return max(0.0, min(max(SETTLE_SECONDS, hold - now), deadline - now))
 
 
 def describe(changes: Iterable[FileChange], root: Path) -> str:

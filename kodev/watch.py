@@ -20,7 +20,7 @@ from kodev import config as config_stage
 from kodev.affected import decide
 from kodev.containers import Containers, LogFollower, Owner, Replacement
 from kodev.errors import CompileError, DaemonError, KodevError
-from kodev.events import FileWatcher, describe, normalize
+from kodev.events import SETTLE_MAX_SECONDS, FileWatcher, describe, normalize, settle_seconds
 from kodev.gomod import ModuleGraph, load_graph
 from kodev.health import DaemonPacer
 from kodev.image import kodata
@@ -29,11 +29,6 @@ from kodev.session import Session, Target
 from kodev.signals import interrupts_as_keyboard, shielded
 from kodev.templates import GitHead
 from kodev.ui import SERVICE_COLORS, human_bytes
-
-_SETTLE_SECONDS = 0.5  # quiet needed after a burst that arrived during a build (a busy machine pauses writers)
-_SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
-_STORM_BATCHES = 3  # event batches during one build that make a storm
-_STORM_HOLD_SECONDS = 3.0  # in a storm, the next build waits this long after the last one began
 
 
 class DevLoop:
@@ -140,7 +135,7 @@ class DevLoop:
             return
         pending: set[tuple[str, str]] = set()
         batches = 0
-        deadline = time.monotonic() + _SETTLE_MAX_SECONDS
+        deadline = time.monotonic() + SETTLE_MAX_SECONDS
         while True:
             if kind == "files":
                 pending |= payload
@@ -150,25 +145,12 @@ class DevLoop:
             elif kind == "watch-error":
                 self.ui.warn(f"file watching stopped: {payload}. Restart kodev to resume.")
             try:
-                kind, payload = self.messages.get(timeout=self._settle(backlog and bool(pending), batches, deadline))
+                wait = settle_seconds(backlog and bool(pending), batches, self._round_started, deadline)
+                kind, payload = self.messages.get(timeout=wait)
             except queue.Empty:
                 break
         if pending and not self.pacer.down:  # while it is down, the rebuild on its return covers them
             self._on_changes(pending)
-
-    def _settle(self, after_build: bool, batches: int, deadline: float) -> float:
-        """How long to wait for more events before building (0: take what is queued and go).
-
-        A single save builds at once. Events that piled up during a build wait for 0.5 s of quiet; if
-        batches kept coming (a checkout, a formatter, a script: a storm), the next build also waits until
-        the storm has run for a few seconds since the last build began, so it costs one more build, not
-        one per pause of the writer.
-        """
-        if not after_build:
-            return 0.0
-        now = time.monotonic()
-        hold = self._round_started + _STORM_HOLD_SECONDS if batches >= _STORM_BATCHES else now
-        return max(0.0, min(max(_SETTLE_SECONDS, hold - now), deadline - now))
 
     def _check_health(self) -> None:
         """Every few idle seconds: is the daemon there, and are our containers? (A ping: cheap.)"""

@@ -234,3 +234,19 @@ def test_many_paths_one_change_each_sorted(module: tuple[Path, ModuleGraph]) -> 
     changes = normalize(raw, graph)
     assert [c.path for c in changes] == sorted([a, b, gone])
     assert {c.path: c.change for c in changes} == {a: "modified", b: "modified", gone: "deleted"}
+
+
+# --- events.settle_seconds ---------------------------------------------------------------------------
+
+def test_settle_single_save_builds_at_once() -> None:
+    now = events.time.monotonic()
+    assert events.settle_seconds(False, 1, now, now + 5) == 0.0
+
+
+def test_settle_after_a_build_waits_for_quiet_and_a_storm_for_its_hold() -> None:
+    now = events.time.monotonic()
+    quiet = events.settle_seconds(True, 1, now, now + 5)
+    assert abs(quiet - events.SETTLE_SECONDS) < 0.05
+    storm = events.settle_seconds(True, events.STORM_BATCHES, now, now + 5)
+    assert storm > events.STORM_HOLD_SECONDS - 0.1  # held until the storm has run a while
+    assert events.settle_seconds(True, events.STORM_BATCHES, now, now + 1) <= 1.0  # never past the deadline
