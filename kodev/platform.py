@@ -9,6 +9,8 @@ from kodev.errors import ConfigError
 
 _GOARCHES = {"386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
              "ppc64le", "riscv64", "s390x"}
+# Variants Go can target: GOAMD64 levels, GOARM versions; arm64's v8 is the only one Go builds.
+_VARIANTS = {"amd64": ("v1", "v2", "v3", "v4"), "arm": ("v5", "v6", "v7"), "arm64": ("v8",)}
 # `uname -m` spellings the daemon reports in /info, mapped to Go's names.
 _MACHINE = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
             "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -56,7 +58,12 @@ def parse(text: str, where: str) -> Platform:
     if arch not in _GOARCHES:
         raise ConfigError(f"{where}: platform '{text}': unknown architecture '{arch}'; "
                           f"use one of {', '.join(sorted(_GOARCHES))}.")
-    return Platform(os_name, arch, parts[2] if len(parts) == 3 else None)
+    variant = parts[2] if len(parts) == 3 else None
+    allowed = _VARIANTS.get(arch, ())
+    if variant is not None and variant not in allowed:
+        known = f"use one of {', '.join(allowed)}" if allowed else f"{arch} takes no variant"
+        raise ConfigError(f"{where}: platform '{text}': unknown variant '{variant}'; {known}.")
+    return Platform(os_name, arch, variant)
 
 
 def from_daemon(version: dict[str, Any], info: dict[str, Any]) -> Platform:

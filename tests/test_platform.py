@@ -104,3 +104,15 @@ def test_oci_fields() -> None:
 )
 def test_from_daemon(version: dict[str, Any], info: dict[str, Any], expected: Platform) -> None:
     assert from_daemon(version, info) == expected
+
+
+@pytest.mark.parametrize("text", ["linux/amd64/v9", "linux/arm/v8", "linux/386/v1", "linux/arm64/v7"])
+def test_unknown_variants_are_refused_naming_them(text: str) -> None:
+    with pytest.raises(ConfigError, match=text.rsplit("/", 1)[1]) as caught:
+        parse(text, "kodev.toml: platform")
+    assert text in str(caught.value) and "kodev.toml: platform" in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["linux/amd64/v3", "linux/arm/v6", "linux/arm64/v8"])
+def test_known_variants_pass(text: str) -> None:
+    assert str(parse(text, "x")) == text
