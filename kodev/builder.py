@@ -1,4 +1,6 @@
-"""The build pipeline, stage after stage: plan -> compile -> assemble -> load. Used by build, run and watch."""
+"""The build pipeline, stage after stage: plan -> compile -> assemble -> publish. Used by build, run and watch.
+
+The builder builds; where images go is its `Publisher`'s business (kodev/publish/)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from pathlib import Path
 
 from kodev import cache
 from kodev.config import CommandConfig, Config
-from kodev.daemon import Daemon, LoadResult
 from kodev.errors import ConfigError
 from kodev.gobuild import Binary, BuildRequest, compile_commands
 from kodev.gomod import KO_SCHEME, MainPackage
@@ -20,10 +21,12 @@ from kodev.image import base as base_images
 from kodev.image.assemble import REVISION_LABEL, SOURCE_LABEL, Image, ImageSpec, assemble
 from kodev.image.kodata import KODATA_DIR, kodata_layer
 from kodev.image.layers import Layer, binary_layer
-from kodev.image.resolve import resolve as resolve_base
+from kodev.image.resolve import Bases
 from kodev.platform import Platform
+from kodev.publish import Published, Publisher
+from kodev.report import CommandReport
 from kodev.templates import GitHead, GitInfo, TemplateContext, expand, git_head, git_info
-from kodev.ui import UI, human_bytes
+from kodev.ui import UI
 
 
 @dataclass(frozen=True)
@@ -46,19 +49,11 @@ class CommandPlan:
 
 
 @dataclass(frozen=True)
-class StageTimes:
-    go: float
-    image: float
-    load: float
-
-
-@dataclass(frozen=True)
 class BuiltImage:
     plan: CommandPlan
     binary: Binary
     image: Image
-    load: LoadResult
-    times: StageTimes
+    published: Published
 
 
 def _epoch(*names: str) -> int:
@@ -133,20 +128,14 @@ def plan_commands(config: Config, commands: Sequence[MainPackage], git: dict[Pat
 class Builder:
     """Runs the pipeline for a set of plans. Holds what is worth reusing between builds (base images)."""
 
-    def __init__(self, config: Config, go: GoTool, daemon: Daemon, platform: Platform, ui: UI,
-                 pull: bool = False) -> None:
+    def __init__(self, config: Config, go: GoTool, platform: Platform, bases: Bases, publisher: Publisher,
+                 ui: UI) -> None:
         self.config = config
-        self.pull = pull  # refresh tagged bases from their registry once per session
         self.go = go
-        self.daemon = daemon
         self.platform = platform
+        self.bases = bases
+        self.publisher = publisher
         self.ui = ui
-        self._bases: dict[str, base_images.BaseImage] = {}
-
-    def use_config(self, config: Config) -> None:
-        """A changed kodev.toml (watch): bases are resolved again, as they may have changed too."""
-        self.config = config
-        self._bases.clear()
 
     def git(self, commands: Sequence[MainPackage]) -> dict[Path, GitInfo | None]:
         return {c.module_dir: git_info(c.module_dir) for c in commands}
@@ -158,10 +147,7 @@ class Builder:
         return binaries, time.monotonic() - started
 
     def base(self, plan: CommandPlan) -> base_images.BaseImage:
-        if plan.base not in self._bases:
-            self._bases[plan.base] = resolve_base(plan.base, plan.base_where, self.platform, self.daemon,
-                                                  self.pull, self.config.root, self.ui.info)
-        return self._bases[plan.base]
+        return self.bases.get(plan.base, plan.base_where)
 
     def heads(self, commands: Sequence[MainPackage]) -> dict[Path, GitHead | None]:
         """The git checkout of each module, the cheap way (every rebuild round: HEAD may have moved)."""
@@ -189,16 +175,13 @@ class Builder:
                               _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"), parents=not base.has_var_run)
         return assemble(base, kodata, top, spec)
 
-    def load(self, plan: CommandPlan, image: Image) -> LoadResult:
-        """Load into the daemon; a base that came from the daemon tells it which layers it already has."""
+    def publish(self, plan: CommandPlan, image: Image) -> Published:
+        """Send the image to its destinations; a base that came from the daemon says which layers it has."""
         in_daemon = self.base(plan).in_daemon
-        loaded = self.daemon.load(image, [plan.ref], hints=[in_daemon] if in_daemon else [])
-        if loaded.replaced:
-            self.daemon.forget(loaded.replaced)  # keeps the daemon's disk bounded; in-use images stay
-        return loaded
+        return self.publisher.publish(image, plan.ref, hints=[in_daemon] if in_daemon else [])
 
     def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]:
-        """Compile all plans in one `go build`, then assemble and load each image; print a line per stage."""
+        """Compile all plans in one `go build`, then assemble and publish each image; a line per stage."""
         for plan in plans:
             self.base(plan)  # a bad base is reported before anything is compiled
         git = self.git([p.command for p in plans])
@@ -210,16 +193,13 @@ class Builder:
                 started = time.monotonic()
                 image = self.image(plan, self.binary_layer(plan, binary), git.get(plan.command.module_dir))
                 image_seconds = time.monotonic() - started
-                loaded = self.load(plan, image)
-                self.ui.stage(plan.name, "image", image_seconds,
-                              f"load {loaded.seconds:.2f}s ({human_bytes(loaded.bytes_sent)} sent)  {plan.ref}  "
-                              f"{loaded.image_id[:19]}")
-                built.append(BuiltImage(plan, binary, image, loaded,
-                                        StageTimes(go_seconds, image_seconds, loaded.seconds)))
+                published = self.publish(plan, image)
+                self.ui.report(CommandReport(plan.name, "image", image_seconds + published.seconds, go=None,
+                                             image=image_seconds, published=published))
+                built.append(BuiltImage(plan, binary, image, published))
         self.prune({layer.path for b in built for layer in b.image.layers})
         return built
 
     def prune(self, in_use: set[Path]) -> None:
         """Keep the layer cache within its budget; layers of the images just built and of bases stay."""
-        keep = in_use | {layer.path for base in self._bases.values() for layer in base.layers}
-        cache.prune_layers(keep)
+        cache.prune_layers(in_use | self.bases.layer_paths())

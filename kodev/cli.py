@@ -46,9 +46,16 @@ def _version(value: bool) -> None:
 def main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show debug messages and tracebacks of unexpected errors "
+                                                          "(also KODEV_DEBUG=1).")] = False,
 ) -> None:
-    State.debug = debug
+    import os
+
+    State.debug = debug or os.environ.get("KODEV_DEBUG", "") not in ("", "0")
+    if State.debug:
+        from kodev.ui import enable_debug_log
+
+        enable_debug_log()
 
 
 def guarded(action: Callable[[], T]) -> T:
@@ -163,15 +170,14 @@ def run(
                 env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
                 volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
             spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=rm)
-            from kodev.session import Target
+            from kodev.session import CommandServices
             from kodev.watch import DevLoop
 
-            target = Target(plan=target_plan, specs=[spec])
             if watch:
-                return DevLoop(session, [target], prefix_logs=False).run()
+                return DevLoop(session, [CommandServices(target_plan, (spec,))], prefix_logs=False).run()
             from kodev.run import run_once
 
-            return run_once(session, target, spec)
+            return run_once(session, target_plan, spec)
 
     raise typer.Exit(guarded(start))
 

@@ -7,6 +7,7 @@ removes containers whose owner is dead, and refuses to touch anything it did not
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -20,6 +21,8 @@ from typing import Any
 
 from kodev.errors import DaemonError, KodevError
 from kodev.services import ContainerSpec
+
+log = logging.getLogger(__name__)
 
 MANAGED_LABEL = "dev.kodev.managed"
 SERVICE_LABEL = "dev.kodev.service"
@@ -107,9 +110,12 @@ class Containers:
                 continue
             if labels.get(NO_RM_LABEL) == "true" and found.get("State") == "exited":
                 continue  # kept on purpose (--no-rm); replaced when its name is next used
-            with contextlib.suppress(Exception):
+            try:
                 self.client.api.remove_container(found["Id"], force=True)
-                reaped.append(_name(found))
+            except Exception as exc:  # removed meanwhile, or the daemon refuses: the next kodev tries again
+                log.debug("could not remove orphan %s: %s", _name(found), exc)
+                continue
+            reaped.append(_name(found))
         return reaped
 
     def claim_name(self, spec: ContainerSpec) -> Any | None:
@@ -181,8 +187,10 @@ class Containers:
         try:
             self.client.api.start(container_id)
         except docker.errors.APIError as exc:
-            with contextlib.suppress(Exception):
+            try:
                 self.client.api.remove_container(container_id, force=True)
+            except Exception as removal:
+                log.debug("could not remove %s after its failed start: %s", spec.name, removal)
             detail = str(exc.explanation or exc)
             if "port is already allocated" in detail or "address already in use" in detail:
                 ports = ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}" for p in spec.ports)
@@ -198,8 +206,8 @@ class Containers:
             self.client.api.stop(container_id, timeout=timeout)
         except docker.errors.NotFound:
             return
-        except docker.errors.APIError:
-            pass  # already stopping or dead: removal below forces it
+        except docker.errors.APIError as exc:
+            log.debug("stop of %s refused (removal forces it): %s", container_id[:12], exc)
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True)
 
@@ -215,7 +223,8 @@ class Containers:
     def exit_code(self, container_id: str) -> int | None:
         try:
             state = self.client.api.inspect_container(container_id)["State"]
-        except Exception:
+        except Exception as exc:
+            log.debug("cannot inspect %s: %s", container_id[:12], exc)
             return None
         return None if state.get("Running") else int(state.get("ExitCode", 0))
 
@@ -262,12 +271,14 @@ class Replacement:
         try:
             api.rename(self.old_id, f"{self.spec.name}-replaced-{self.old_id[:12]}")
             self._renamed = True
-        except Exception:
-            pass  # gone already, or cannot be renamed: finish() removes it before creating the new one
+        except Exception as exc:  # gone already, or cannot be renamed: finish() removes it first
+            log.debug("cannot rename %s out of the way: %s", self.old_id[:12], exc)
         finally:
             self._rename_tried.set()
-        with contextlib.suppress(Exception):
+        try:
             api.stop(self.old_id, timeout=self.spec.stop_timeout)
+        except Exception as exc:
+            log.debug("stop of the replaced %s: %s", self.old_id[:12], exc)
 
     def finish(self, image: str) -> str:
         """The new container, started; the old one removed."""
@@ -284,11 +295,12 @@ class Replacement:
         """Bring the old container back under its name (the new image could not be loaded)."""
         self._stopper.join()
         api = self.containers.client.api
-        if self._renamed:
-            with contextlib.suppress(Exception):
+        try:
+            if self._renamed:
                 api.rename(self.old_id, self.spec.name)
-        with contextlib.suppress(Exception):
             api.start(self.old_id)
+        except Exception as exc:
+            log.debug("could not bring back %s: %s", self.old_id[:12], exc)
 
 
 LineSink = Callable[[str, str, str], None]  # (service, "stdout" | "stderr", line)
@@ -318,7 +330,8 @@ class LogFollower(threading.Thread):
         code: int | None
         try:
             code = int(self.client.api.wait(self.container_id).get("StatusCode", 0))
-        except Exception:
+        except Exception as exc:
+            log.debug("no exit code for %s: %s", self.service, exc)
             code = None  # removed under us, or the daemon went away
         self.on_exit(self.service, self.container_id, code, list(self.last_lines))
 
@@ -328,8 +341,8 @@ class LogFollower(threading.Thread):
             for data in self.client.api.logs(self.container_id, stream=True, follow=True,
                                              stdout=name == "stdout", stderr=name == "stderr"):
                 rest = self._emit(name, rest + data)
-        except Exception:
-            pass  # the container was removed, or the daemon went away
+        except Exception as exc:
+            log.debug("%s log stream of %s ended: %s", name, self.service, exc)
         if rest:
             self._line(name, rest)
 

@@ -1,32 +1,18 @@
-"""Stage 'load': the Docker daemon, reached as the docker CLI reaches it, and image loads into it."""
+"""The Docker daemon, reached as the docker CLI reaches it: connection, health, and the images it has.
+
+Loading images into it is a destination of the publish stage (kodev/publish/daemon.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kodev.errors import DaemonError
-from kodev.image.archive import docker_save_stream, oci_archive_stream
-from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.platform import Platform, from_daemon
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 _LOAD_TIMEOUT = 600  # seconds the daemon may take to answer a load; large bases take a while
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    image_id: str
-    bytes_sent: int
-    seconds: float
-    slim: bool = False  # only the layers the daemon lacked were sent
-    replaced: str | None = None  # the image the tag pointed at before, if it was another
 
 
 def _hint(endpoint: str) -> str:
@@ -68,11 +54,11 @@ def connect() -> Daemon:
         raise
     except Exception as exc:  # the SDK raises DockerException, requests' and socket errors alike
         where = locals().get("endpoint") or host or DEFAULT_SOCKET
-        raise DaemonError(f"cannot reach the Docker daemon: {_reason(exc)}. {_hint(str(where))}") from None
+        raise DaemonError(f"cannot reach the Docker daemon: {reason(exc)}. {_hint(str(where))}") from None
     return Daemon(client, endpoint)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     text = str(exc)
     for marker in ("No such file or directory", "Connection refused", "Permission denied"):
         if marker in text:
@@ -87,9 +73,6 @@ class Daemon:
         self.client = client
         self.endpoint = endpoint
         self._platform: Platform | None = None
-        self._slim: bool | None = None
-        self._store: str | None = None
-        self._known: list[list[str]] = []  # layer lists of images loaded by this process
 
     @property
     def api(self) -> Any:
@@ -106,127 +89,6 @@ class Daemon:
         if self._platform is None:
             self._platform = from_daemon(self.api.version(), self.api.info())
         return self._platform
-
-    def load(self, image: Image, tags: list[str], hints: Sequence[str] = ()) -> LoadResult:
-        """Load `image`, sending only the layer files the daemon lacks; verify; fall back to everything.
-
-        `hints` name images in the daemon likely to share a bottom run of layers (the base); the image
-        currently under `tags[0]` is always asked. On any error with a slim archive kodev sends the full
-        one and remembers, for this daemon, to send full archives from then on.
-        """
-        started = time.monotonic()
-        current = self.inspect(tags[0])
-        layer_lists = [self._layers(current)] if current else []
-        layer_lists += [self._layers(found) for found in map(self.inspect, hints) if found]
-        omit = self._present(image, layer_lists) if self._slim_allowed() else frozenset()
-        sent = 0
-        image_id = ""
-        if omit:
-            try:
-                image_id, sent = self._send(image, tags, omit)
-            except DaemonError as exc:
-                self._refuse_slim(str(exc))
-        slim = bool(image_id)
-        if not image_id:
-            image_id, full = self._send(image, tags, frozenset())
-            sent += full
-        replaced = str(current["Id"]) if current and current["Id"] != image_id else None
-        return LoadResult(image_id, sent, time.monotonic() - started, slim=slim, replaced=replaced)
-
-    @staticmethod
-    def _layers(inspected: dict[str, Any]) -> list[str]:
-        return list((inspected.get("RootFS") or {}).get("Layers") or [])
-
-    def forget(self, image_id: str) -> bool:
-        """Remove an image kodev made that a newer build replaced, unless a container or another tag uses it.
-
-        Only images with kodev's command label are touched, and never forcibly: the daemon refuses while
-        anything still uses the image, and that refusal is the answer.
-        """
-        import docker.errors
-
-        found = self.inspect(image_id)
-        if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
-            return False
-        try:
-            self.api.remove_image(image_id, noprune=False)
-        except docker.errors.APIError:
-            return False
-        return True
-
-    def _send(self, image: Image, tags: list[str], omit: frozenset[str]) -> tuple[str, int]:
-        import docker.errors
-
-        if self.store() == "containerd":
-            sent = _Counter(oci_archive_stream(image, tags, omit))
-        else:
-            sent = _Counter(docker_save_stream([(image, tags)], omit))
-        try:
-            for message in self.api.load_image(sent):
-                detail = message.get("errorDetail") or ({"message": message["error"]} if "error" in message
-                                                        else None)
-                if detail:
-                    raise DaemonError(f"the Docker daemon at {self.endpoint} refused the image for {tags[0]}: "
-                                      f"{detail.get('message', detail)}")
-            inspected = self.api.inspect_image(tags[0])
-        except docker.errors.APIError as exc:
-            raise DaemonError(f"loading {tags[0]} into the Docker daemon at {self.endpoint} failed: "
-                              f"{exc.explanation or exc}") from None
-        except (ConnectionError, OSError) as exc:
-            raise DaemonError(f"lost the Docker daemon while loading {tags[0]}: {_reason(exc)}. "
-                              + _hint(self.endpoint)) from None
-        layers = (inspected.get("RootFS") or {}).get("Layers") or []
-        if layers != image.diff_ids:
-            raise DaemonError(f"the Docker daemon at {self.endpoint} loaded {tags[0]} with layers {layers}, "
-                              f"not the {len(image.diff_ids)} layers kodev sent; the load did not take.")
-        self._known.append(list(layers))
-        return str(inspected["Id"]), sent.count
-
-    def _present(self, image: Image, layer_lists: Sequence[Sequence[str]]) -> frozenset[str]:
-        """Diff IDs of the longest bottom run of `image`'s layers the daemon is known to hold."""
-        wanted = image.diff_ids
-        best = 0
-        for layers in [*self._known, *layer_lists]:
-            shared = 0
-            while shared < min(len(layers), len(wanted)) and layers[shared] == wanted[shared]:
-                shared += 1
-            best = max(best, shared)
-        return frozenset(wanted[:best]) - frozenset(wanted[best:])
-
-    def store(self) -> str:
-        """'classic' (graph drivers), 'containerd' (the containerd image store) or 'podman'."""
-        if self._store is None:
-            self._store = self._detect_store()
-        return self._store
-
-    def _detect_store(self) -> str:
-        info = self.api.info()
-        components = " ".join(c.get("Name", "") for c in (self.api.version().get("Components") or []))
-        if "Podman" in components:
-            return "podman"
-        status = dict((pair[0], pair[1]) for pair in info.get("DriverStatus") or [] if len(pair) == 2)
-        if "containerd" in status.get("driver-type", "") or str(info.get("Driver", "")).startswith("overlayfs"):
-            return "containerd"
-        return "classic"
-
-    def _fallback_file(self) -> Path:
-        from kodev import cache
-
-        daemon_id = str(self.api.info().get("ID", ""))
-        key = hashlib.sha256(f"{self.endpoint}\0{daemon_id}".encode()).hexdigest()[:16]
-        return cache.subdir("daemons") / f"{key}.full-archives"
-
-    def _slim_allowed(self) -> bool:
-        if self._slim is None:
-            # The classic store skips layer files it has, the containerd store blobs it has a snapshot
-            # for; Podman rejects partial archives, so it always gets the full one.
-            self._slim = self.store() != "podman" and not self._fallback_file().exists()
-        return self._slim
-
-    def _refuse_slim(self, reason: str) -> None:
-        self._slim = False
-        with contextlib.suppress(OSError):
-            self._fallback_file().write_text(reason + "\n")
 
     # --- images already in the daemon (bases) ----------------------------------------------------
 
@@ -267,19 +129,6 @@ class Daemon:
         """`docker save` of one image, as a stream of chunks."""
         chunks: Iterator[bytes] = self.api.get_image(image_id, chunk_size=1 << 20)
         return chunks
-
-
-class _Counter:
-    """Passes chunks through to the HTTP request body, counting the bytes."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks = chunks
-        self.count = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            self.count += len(chunk)
-            yield chunk
 
 
 def _split_tag(ref: str) -> tuple[str, str | None]:

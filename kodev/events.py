@@ -8,18 +8,47 @@ delete-then-create is one 'modified'.
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from kodev.affected import Change, FileChange, is_noise
 from kodev.config import WatchSettings
 from kodev.gomod import ModuleGraph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FilesChanged:
+    """A batch from the watcher: (change, path) pairs as watchfiles names them."""
+
+    raw: frozenset[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class WatchFailed:
+    error: Exception
+
+
+@dataclass(frozen=True)
+class ServiceExited:
+    """A container's log stream ended. `code` is None when it broke without an exit code."""
+
+    service: str
+    container_id: str
+    code: int | None
+    last_lines: tuple[str, ...]
+
+
+Message = Union[FilesChanged, WatchFailed, ServiceExited]  # noqa: UP007 - a runtime alias on Python 3.10
 
 _IMPORT_BLOCK = re.compile(r"^import\s*\((.*?)^\)", re.M | re.S)
 _IMPORT_SINGLE = re.compile(r'^import\s+(?:[\w.]+\s+)?"([^"]+)"', re.M)
@@ -27,8 +56,11 @@ _IMPORT_SPEC = re.compile(r'^\s*(?:[\w.]+\s+)?"([^"]+)"', re.M)
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
 # Batches flow at least this often during continuous writes, so the loop can tell a storm still going
-# (batches keep coming) from one that ended (a quiet gap) and build once at its end.
+# (batches keep coming) from one that ended (a quiet gap) and build once at its end. (watchfiles calls
+# this cap `debounce`, and the quiet that ends a batch — kodev's `debounce_ms` setting — `step`.)
 _MAX_BATCH_MS = 200
+# How often the watcher thread wakes when nothing happens: its first wake-up also says it is ready.
+_IDLE_WAKE_MS = 250
 SETTLE_SECONDS = 0.5  # quiet needed after events that piled up during a build (a busy machine pauses writers)
 SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
 STORM_BATCHES = 3  # event batches during one build that make a storm
@@ -83,14 +115,15 @@ def describe(changes: Iterable[FileChange], root: Path) -> str:
 
 
 class FileWatcher:
-    """A thread that puts ("files", {(change, path), ...}) batches, or ("watch-error", exc), on `messages`."""
+    """A thread that puts `FilesChanged` batches, or a `WatchFailed`, on `messages`."""
 
-    def __init__(self, messages: queue.Queue[tuple[str, Any]], settings: WatchSettings, root: Path) -> None:
+    def __init__(self, messages: queue.Queue[Message], settings: WatchSettings, root: Path) -> None:
         self.messages = messages
         self.settings = settings
         self.root = root
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self.roots: tuple[Path, ...] = ()
 
     def start(self, roots: Iterable[Path]) -> None:
@@ -98,9 +131,14 @@ class FileWatcher:
         self.stop()
         self.roots = tuple(roots)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(self.roots, self._stop), name="watcher",
-                                        daemon=True)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self.roots, self._stop, self._ready),
+                                        name="watcher", daemon=True)
         self._thread.start()
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Block until the watches are in place (a save from then on is seen); False if that took too long."""
+        return self._ready.wait(timeout)
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -114,15 +152,24 @@ class FileWatcher:
         rel = Path(path).relative_to(self.root).as_posix() if Path(path).is_relative_to(self.root) else path
         return not any(fnmatch(rel, pattern) for pattern in self.settings.ignore)
 
-    def _run(self, roots: tuple[Path, ...], stop: threading.Event) -> None:
+    def _run(self, roots: tuple[Path, ...], stop: threading.Event, ready: threading.Event) -> None:
         import watchfiles
 
+        quiet_ms = max(self.settings.debounce_ms, 1)
         try:
+            # watchfiles sets its watches up before it first returns, and with yield_on_timeout it returns
+            # (an empty set) after the first idle interval at the latest: from then on no save is missed.
             for changes in watchfiles.watch(
-                *roots, watch_filter=self.wanted, debounce=_MAX_BATCH_MS, step=max(self.settings.debounce_ms, 1),
-                stop_event=stop, force_polling=True if self.settings.poll else None,
+                *roots, watch_filter=self.wanted, debounce=_MAX_BATCH_MS, step=quiet_ms, stop_event=stop,
+                rust_timeout=_IDLE_WAKE_MS, yield_on_timeout=True,
+                force_polling=True if self.settings.poll else None,
                 poll_delay_ms=self.settings.poll_interval_ms, raise_interrupt=False,
             ):
-                self.messages.put(("files", {(_CHANGE_NAMES[int(c)], p) for c, p in changes}))
+                ready.set()
+                if changes:
+                    self.messages.put(FilesChanged(frozenset((_CHANGE_NAMES[int(c)], p) for c, p in changes)))
         except Exception as exc:  # a root vanished, inotify limits: say so, keep the containers
-            self.messages.put(("watch-error", exc))
+            log.debug("file watcher failed", exc_info=True)
+            self.messages.put(WatchFailed(exc))
+        finally:
+            ready.set()  # never leave a waiter hanging

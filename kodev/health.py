@@ -1,8 +1,13 @@
-"""When the watch loop looks at the Docker daemon: idle health checks, and backoff while it is away."""
+"""When the watch loop looks at the Docker daemon: idle health checks, and backoff while it is away.
+
+`DaemonPacer` is timing only (no I/O, tested directly); `DaemonHealth` asks the daemon and says what changed."""
 
 from __future__ import annotations
 
 import time
+
+from kodev.daemon import Daemon
+from kodev.ui import UI
 
 HEALTH_SECONDS = 2.0  # how often an idle loop checks the daemon and its containers
 RETRY_FIRST_SECONDS = 0.5
@@ -43,3 +48,43 @@ class DaemonPacer:
     def back(self) -> None:
         self.down = False
         self.checked()
+
+
+class DaemonHealth:
+    """Whether the daemon answers: asked every few idle seconds, and with backoff while it is away."""
+
+    def __init__(self, daemon: Daemon, ui: UI) -> None:
+        self.daemon = daemon
+        self.ui = ui
+        self.pacer = DaemonPacer()
+
+    @property
+    def down(self) -> bool:
+        return self.pacer.down
+
+    def lost(self) -> None:
+        """The daemon stopped answering: say so once, then retry with backoff."""
+        if self.pacer.lost():
+            self.ui.warn(f"the Docker daemon at {self.daemon.endpoint} is not answering. kodev keeps "
+                         "watching and retries; when it is back, everything is rebuilt and restarted.")
+
+    def due(self) -> bool:
+        return self.pacer.due()
+
+    def check(self) -> bool:
+        """A due check (a ping: cheap). True when the daemon answers; False marks it lost."""
+        if self.daemon.reachable():
+            if self.pacer.down:
+                self.pacer.back()
+                self.ui.note("the Docker daemon is back: rebuilding and restarting")
+            else:
+                self.pacer.checked()
+            return True
+        if self.pacer.down:
+            self.pacer.retry_failed()
+        else:
+            self.lost()
+        return False
+
+    def soon(self) -> None:
+        self.pacer.soon()

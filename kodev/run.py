@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import threading
 
+from kodev.builder import CommandPlan
 from kodev.containers import Containers, LogFollower, Owner
+from kodev.errors import KodevError
 from kodev.services import ContainerSpec
-from kodev.session import Session, Target
+from kodev.session import Session
 from kodev.signals import interrupts_as_keyboard, shielded
 
 
-def run_once(session: Session, target: Target, spec: ContainerSpec) -> int:
-    """The container's exit code; Ctrl-C or SIGTERM stop and remove it and return 0."""
+def run_once(session: Session, plan: CommandPlan, spec: ContainerSpec) -> int:
+    """The container's exit code; Ctrl-C or SIGTERM stop and remove it and return 0 (1 if that failed)."""
     ui = session.ui
     containers = Containers(session.daemon.client, Owner.current())
     finished = threading.Event()
@@ -23,14 +25,13 @@ def run_once(session: Session, target: Target, spec: ContainerSpec) -> int:
         finished.set()
 
     with interrupts_as_keyboard():
-        container_id = None
         try:
             reaped = containers.reap_orphans()
             if reaped:
                 ui.info(f"removed containers left by a kodev that is gone: {', '.join(reaped)}")
             containers.claim_name(spec)
-            session.builder.build([target.plan])
-            container_id = containers.create_and_start(spec, target.plan.ref)
+            session.builder.build([plan])
+            container_id = containers.create_and_start(spec, plan.ref)
             follower = LogFollower(session.daemon.client, spec.service, container_id,
                                    lambda _s, stream, line: ui.raw(stream, line), on_exit)
             follower.start()
@@ -44,7 +45,12 @@ def run_once(session: Session, target: Target, spec: ContainerSpec) -> int:
             return code if code is not None else 1
         except KeyboardInterrupt:
             with shielded():
-                removed = containers.cleanup({spec.service: spec.stop_timeout})
+                try:
+                    removed = containers.cleanup({spec.service: spec.stop_timeout})
+                except KodevError as exc:
+                    ui.error(KodevError(f"{exc}. The container {spec.name!r} may be left behind; the next kodev "
+                                        "removes it (it is labelled with this kodev, which is gone then)."))
+                    return 1
             if removed:
                 ui.info(f"stopped and removed {', '.join(removed)}")
             return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,41 +17,47 @@ from kodev.daemon import Daemon, connect
 from kodev.errors import ConfigError
 from kodev.gomod import resolve_commands
 from kodev.gotool import GoTool, find_go
+from kodev.image.resolve import Bases
 from kodev.platform import Platform
+from kodev.publish.daemon import DaemonPublisher
+from kodev.publish.multi import MultiPublisher
+from kodev.publish.pruning import PruningPublisher
+from kodev.publish.tarball import TarballPublisher
 from kodev.ui import UI
 
 if TYPE_CHECKING:
-    from kodev.image.layers import Layer
     from kodev.services import ContainerSpec
 
 
-@dataclass
-class Target:
-    """One command in the loop: its plan, the services running its image, and its last good build."""
+@dataclass(frozen=True)
+class CommandServices:
+    """A command `kodev watch` keeps fresh, and the services that run its image (none: image only)."""
 
     plan: CommandPlan
-    specs: list[ContainerSpec]
-    top: Layer | None = None  # the last good binary layer
-    loaded: str | None = None  # config digest of the image last loaded
-    image_id: str | None = None
-    layers: tuple[Layer, ...] = ()  # of the image last loaded: kept in the cache
-    sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
+    specs: tuple[ContainerSpec, ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Session:
+    """What one kodev invocation works with. A changed kodev.toml gives a new Session (`with_config`)."""
+
     cwd: Path
     ui: UI
     config: Config
     go: GoTool
     daemon: Daemon
     platform: Platform
+    publisher: PruningPublisher
     builder: Builder
+    pull: bool = False
 
     @classmethod
     @contextmanager
     def open(cls, config_path: Path | None, go_override: str | None, platform_flag: str | None,
-             debug: bool = False, ui: UI | None = None, pull: bool = False) -> Iterator[Session]:
+             debug: bool = False, ui: UI | None = None, pull: bool = False,
+             tarball: Path | None = None) -> Iterator[Session]:
+        """Read the config, find Go, connect to the daemon. With `tarball`, images also go into that
+        archive (written when the session closes)."""
         ui = ui or UI(debug=debug)
         cwd = Path.cwd()
         config = config_stage.load(config_path, cwd)
@@ -71,10 +77,32 @@ class Session:
             else:
                 target = daemon.platform()
             go = dataclasses.replace(go, env={**go.env, **target.go_env()})
-            builder = Builder(config, go, daemon, target, ui, pull=pull)
-            yield cls(cwd=cwd, ui=ui, config=config, go=go, daemon=daemon, platform=target, builder=builder)
+            into_daemon = DaemonPublisher(daemon)
+            publisher = PruningPublisher(
+                MultiPublisher(into_daemon, TarballPublisher(tarball)) if tarball else into_daemon, daemon)
+            session = cls(cwd=cwd, ui=ui, config=config, go=go, daemon=daemon, platform=target,
+                          publisher=publisher, builder=_builder(config, go, daemon, target, publisher, ui, pull),
+                          pull=pull)
+            yield session
+            publisher.close()  # deferred work: the archive written, replaced images removed
         finally:
             daemon.client.close()
+
+    def with_config(self, config: Config) -> Session:
+        """The same session on a changed kodev.toml; base images are resolved again (they may have changed)."""
+        builder = _builder(config, self.go, self.daemon, self.platform, self.publisher, self.ui, self.pull)
+        return dataclasses.replace(self, config=config, builder=builder)
+
+    def reload(self, watch_paths: Sequence[str]) -> tuple[Session, list[CommandServices]] | None:
+        """kodev.toml changed on disk: the session and commands it now describes (None: same config).
+
+        Raises KodevError for a broken file; this session stays as it is either way."""
+        assert self.config.path is not None
+        config = config_stage.load(self.config.path, self.cwd)
+        if config == self.config:
+            return None
+        fresh = self.with_config(config)
+        return fresh, fresh.watch_targets(watch_paths)
 
     def plan(self, paths: Sequence[str]) -> list[CommandPlan]:
         commands = resolve_commands(self.go, paths, self.cwd)
@@ -88,7 +116,7 @@ class Session:
         target = path.removeprefix("ko://")
         return str((self.config.root / target).resolve()) if target.startswith(".") else target
 
-    def watch_targets(self, paths: Sequence[str]) -> list[Target]:
+    def watch_targets(self, paths: Sequence[str]) -> list[CommandServices]:
         """What `kodev watch` runs: services and commands from kodev.toml, or the commands given.
 
         Given paths narrow the config to those commands; a command with no service is run as a service
@@ -101,6 +129,10 @@ class Session:
         specs = [(container_spec(service, self.config.root, f"{where}: services.{name}"),
                   self._config_path(service.command)) for name, service in self.config.services.items()]
         from_config = [*(path for _, path in specs), *(self._config_path(key) for key in self.config.commands)]
+        if not paths and not from_config and not _in_go_module(self.cwd):
+            raise ConfigError(f"no go.mod in {self.cwd} or any directory above it: kodev watch works inside a Go "
+                              "module. Run it from your module's directory (where go.mod is), or name a command: "
+                              "kodev watch ./cmd/server.")
         if not paths and not from_config:
             raise ConfigError(f"nothing to watch: {where} has no [services] or [commands]. Name a command "
                               "(kodev watch ./cmd/server) or add a [services.NAME] table to kodev.toml.")
@@ -108,18 +140,18 @@ class Session:
         plans = self.plan(every)
         plan_of = dict(zip(every, self._resolve_each(every, plans), strict=True))
         selected = {plan_of[p].command.import_path for p in (paths or from_config)}
-        targets = {p.command.import_path: Target(plan=p, specs=[]) for p in plans
-                   if p.command.import_path in selected}
+        services: dict[str, tuple[CommandPlan, list[ContainerSpec]]] = {
+            p.command.import_path: (p, []) for p in plans if p.command.import_path in selected}
         for spec, path in specs:
-            target = targets.get(plan_of[path].command.import_path)
-            if target is not None:
-                target.specs.append(spec)
+            found = services.get(plan_of[path].command.import_path)
+            if found is not None:
+                found[1].append(spec)
         for arg in paths:
-            target = targets[plan_of[arg].command.import_path]
-            if not target.specs:  # named on the command line: run it, as `kodev run` would
-                service = ServiceConfig(name=target.plan.name, command=arg)
-                target.specs.append(container_spec(service, self.cwd, f"command {arg}"))
-        return list(targets.values())
+            plan, runs = services[plan_of[arg].command.import_path]
+            if not runs:  # named on the command line: run it, as `kodev run` would
+                service = ServiceConfig(name=plan.name, command=arg)
+                runs.append(container_spec(service, self.cwd, f"command {arg}"))
+        return [CommandServices(plan, tuple(runs)) for plan, runs in services.values()]
 
     def _resolve_each(self, args: Sequence[str], plans: Sequence[CommandPlan]) -> list[CommandPlan]:
         """The plan each argument names (local directories by path, others by import path)."""
@@ -134,3 +166,13 @@ class Session:
                                   "import paths, not patterns).")
             result.append(match)
         return result
+
+
+def _builder(config: Config, go: GoTool, daemon: Daemon, target: Platform, publisher: PruningPublisher, ui: UI,
+             pull: bool) -> Builder:
+    bases = Bases(daemon, target, pull, config.root, ui.info)
+    return Builder(config, go, target, bases, publisher, ui)
+
+
+def _in_go_module(directory: Path) -> bool:
+    return any((d / "go.mod").is_file() or (d / "go.work").is_file() for d in (directory, *directory.parents))

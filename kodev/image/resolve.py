@@ -74,3 +74,25 @@ def from_daemon(ref: str, target: Platform, daemon: Daemon, pull: bool, progress
         imported.remember(f"daemon-{image_id}", cached, config)
     imported.check_platform(cached, target)
     return cached
+
+
+class Bases:
+    """The base images of one configuration, each resolved once (bases are read into kodev's cache)."""
+
+    def __init__(self, daemon: Daemon, target: Platform, pull: bool, root: Path,
+                 progress: Callable[[str], None]) -> None:
+        self.daemon = daemon
+        self.target = target
+        self.pull = pull  # refresh tagged bases from their registry once per session
+        self.root = root
+        self.progress = progress
+        self._resolved: dict[str, base.BaseImage] = {}
+
+    def get(self, name: str, where: str) -> base.BaseImage:
+        if name not in self._resolved:
+            self._resolved[name] = resolve(name, where, self.target, self.daemon, self.pull, self.root,
+                                           self.progress)
+        return self._resolved[name]
+
+    def layer_paths(self) -> set[Path]:
+        return {layer.path for found in self._resolved.values() for layer in found.layers}

@@ -450,6 +450,7 @@ def test_rejected_slim_archive_falls_back_to_the_full_one_and_remembers(
     import docker.errors
 
     from kodev.daemon import connect
+    from kodev.publish.daemon import DaemonPublisher
     from kodev.session import Session
     from kodev.ui import UI
 
@@ -482,15 +483,15 @@ def test_rejected_slim_archive_falls_back_to_the_full_one_and_remembers(
         greeting.write_text(greeting.read_text().replace('"Hello, "', '"Hi there, "'))
         second = session.build_paths(["./cmd/hello"])[0]
         assert seen == [True, False], "expected a slim attempt, rejected, then the full archive"
-        assert second.load.slim is False
-        assert second.load.bytes_sent >= sum(layer.size for layer in second.image.layers)
+        assert second.published.slim is False
+        assert second.published.bytes_sent >= sum(layer.size for layer in second.image.layers)
         assert docker_client.api.inspect_image(ref)["RootFS"]["Layers"] == second.image.diff_ids
         assert run_container(docker_client, ref) == (0, "Hi there, world!\n")
 
         greeting.write_text(greeting.read_text().replace('"Hi there, "', '"Hey, "'))
         third = session.build_paths(["./cmd/hello"])[0]
         assert seen == [True, False, False], "after a rejection the same Daemon must send full archives"
-        assert third.load.slim is False
+        assert third.published.slim is False
         assert run_container(docker_client, ref) == (0, "Hey, world!\n")
         image = third.image
 
@@ -502,7 +503,7 @@ def test_rejected_slim_archive_falls_back_to_the_full_one_and_remembers(
     later = connect()
     try:
         monkeypatch.setattr(later.api, "load_image", recording(later.api.load_image, False))
-        result = later.load(image, [ref])
+        result = DaemonPublisher(later).publish(image, ref)
         assert seen == [False] and result.slim is False
         assert result.bytes_sent >= sum(layer.size for layer in image.layers)
     finally:
@@ -515,7 +516,7 @@ def test_rejected_slim_archive_falls_back_to_the_full_one_and_remembers(
     fresh = connect()
     try:
         monkeypatch.setattr(fresh.api, "load_image", recording(fresh.api.load_image, False))
-        result = fresh.load(image, [ref])
+        result = DaemonPublisher(fresh).publish(image, ref)
         assert seen == [True] and result.slim is True
         assert result.bytes_sent < sum(layer.size for layer in image.layers)
     finally:

@@ -1,0 +1,79 @@
+"""Stage 'deliver': how a new build reaches what runs it, behind one interface, one module per way.
+
+A `Delivery` stands for one workload (a service), or for none at all (`image_only`). Per build the loop
+asks each delivery whether it `wants` the release, `begin`s those that do before the image is published
+(a recreate starts stopping the old container so its graceful shutdown overlaps the load), publishes, then
+`complete`s them with what was published — or `abort`s them if publishing failed, which must leave the
+old workload serving. Adding a way (swap the binary in place, a Compose service) is one new module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kodev.image.assemble import Image
+from kodev.publish import Published
+
+
+@dataclass(frozen=True)
+class Release:
+    """A build of one command on its way to the workloads that run it."""
+
+    ref: str  # the image reference it is published under
+    image: Image
+    changed: bool  # differs from the image published before (False: same binary and kodata)
+    binary: Path | None = None  # the new binary, when it is the only thing that changed
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What a delivery did: `how` is 'started', 'recreated', 'swapped' or 'kept' (nothing was needed)."""
+
+    service: str
+    how: str
+    seconds: float
+    container_id: str | None = None  # a new container whose logs are to be followed
+
+
+class Pending(Protocol):
+    def complete(self, published: Published | None) -> Delivered:
+        """Bring the release to the workload (`published` is None when the image did not change)."""
+        ...
+
+    def abort(self) -> None:
+        """Publishing failed: leave (or put back) the old workload serving."""
+        ...
+
+
+class Delivery(Protocol):
+    service: str | None  # None: no workload (an image-only command)
+    stop_timeout: int  # seconds between SIGTERM and SIGKILL when its workload stops
+
+    def prepare(self) -> None:
+        """Before anything is built: make sure the workload can be started (its name is free, or ours)."""
+        ...
+
+    def wants(self, release: Release) -> bool:
+        """Whether this release must reach the workload (a changed image, or a workload that is down)."""
+        ...
+
+    def begin(self, release: Release) -> Pending: ...
+
+    def owns(self, container_id: str) -> bool:
+        """Whether `container_id` is the workload's current container (its exit is news)."""
+        ...
+
+    def lost(self) -> None:
+        """The workload stopped or vanished: the next release starts it again."""
+        ...
+
+    def container(self) -> str | None:
+        """The workload's current container, if it has one."""
+        ...
+
+    def close(self) -> None:
+        """kodev is stopping: release what this delivery holds besides containers (those are cleaned up
+        by session label, all at once)."""
+        ...

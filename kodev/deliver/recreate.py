@@ -1,0 +1,73 @@
+"""Delivery by recreating the container: stop (SIGTERM, grace period), remove, create on the new image, start.
+
+The old container is renamed and stopped while the new image loads (`Replacement`), so its graceful
+shutdown costs nothing on the way to serving; if the load fails it is started again under its name.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kodev.containers import Containers, Replacement
+from kodev.deliver import Delivered, Release
+from kodev.publish import Published
+from kodev.services import ContainerSpec
+
+
+class Recreate:
+    """One service whose container is recreated on every new image (or started, when it is down)."""
+
+    def __init__(self, spec: ContainerSpec, containers: Containers) -> None:
+        self.spec = spec
+        self.service: str | None = spec.service
+        self.stop_timeout = spec.stop_timeout
+        self.containers = containers
+        self.container_id: str | None = None
+        self.down = True  # no container, or it exited: the next release starts one
+
+    def prepare(self) -> None:
+        self.containers.claim_name(self.spec)
+
+    def wants(self, release: Release) -> bool:
+        return self.down or (release.changed and self.spec.restart)
+
+    def begin(self, release: Release) -> _Recreating:
+        replacement = None
+        if self.container_id is not None:
+            replacement = Replacement(self.containers, self.container_id, self.spec)
+            self.container_id = None  # its exit is expected now, not news
+        return _Recreating(self, replacement, release.ref)
+
+    def owns(self, container_id: str) -> bool:
+        return container_id == self.container_id
+
+    def lost(self) -> None:
+        self.down = True
+
+    def container(self) -> str | None:
+        return self.container_id
+
+    def close(self) -> None:
+        pass
+
+
+class _Recreating:
+    def __init__(self, delivery: Recreate, replacement: Replacement | None, ref: str) -> None:
+        self.delivery = delivery
+        self.replacement = replacement
+        self.ref = ref
+
+    def complete(self, published: Published | None) -> Delivered:
+        started = time.monotonic()
+        delivery = self.delivery
+        if self.replacement is not None:
+            container_id, how = self.replacement.finish(self.ref), "recreated"
+        else:
+            container_id, how = delivery.containers.create_and_start(delivery.spec, self.ref), "started"
+        delivery.container_id, delivery.down = container_id, False
+        return Delivered(delivery.spec.service, how, time.monotonic() - started, container_id)
+
+    def abort(self) -> None:
+        if self.replacement is not None:
+            self.replacement.undo()
+            self.delivery.container_id = self.replacement.old_id

@@ -1,0 +1,57 @@
+"""Remove the images a publish replaced, once nothing uses them (a wrapper of any daemon-backed publisher).
+
+A replaced image is still in use while the old container runs, so removal is deferred to `prune`, which
+the watch loop calls after the new containers took over and `kodev build` calls on close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from kodev.daemon import Daemon
+from kodev.image.assemble import COMMAND_LABEL, Image
+from kodev.publish import Published, Publisher
+
+log = logging.getLogger(__name__)
+
+
+class PruningPublisher:
+    def __init__(self, inner: Publisher, daemon: Daemon) -> None:
+        self.inner = inner
+        self.daemon = daemon
+        self._replaced: list[str] = []
+
+    def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
+        published = self.inner.publish(image, ref, hints)
+        if published.replaced:
+            self._replaced.append(published.replaced)
+        return published
+
+    def prune(self) -> list[str]:
+        """Remove the replaced kodev images nothing uses any more; the IDs removed."""
+        removed = [image_id for image_id in self._replaced if self.forget(image_id)]
+        self._replaced.clear()
+        return removed
+
+    def forget(self, image_id: str) -> bool:
+        """Remove an image kodev made, unless a container or another tag uses it.
+
+        Only images with kodev's command label are touched, and never forcibly: the daemon refuses while
+        anything still uses the image, and that refusal is the answer.
+        """
+        import docker.errors
+
+        found = self.daemon.inspect(image_id)
+        if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
+            return False
+        try:
+            self.daemon.api.remove_image(image_id, noprune=False)
+        except docker.errors.APIError as exc:
+            log.debug("kept image %s: %s", image_id[:19], exc.explanation or exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.prune()
+        self.inner.close()

@@ -1,0 +1,171 @@
+"""One rebuild round: compile what a change affects, image each command, publish it, deliver it, report it.
+
+Commands that services run go first, so the path to serving never waits for an image-only command.
+A compile error keeps every workload on its last good build; a daemon that stops answering ends the
+round early (the loop notices and recovers when it is back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kodev.builder import Builder, CommandPlan
+from kodev.daemon import Daemon
+from kodev.deliver import Delivered, Delivery, Pending, Release
+from kodev.errors import CompileError, DaemonError, KodevError
+from kodev.gobuild import Binary
+from kodev.image import kodata
+from kodev.image.assemble import Image
+from kodev.image.layers import Layer
+from kodev.publish import Published
+from kodev.publish.pruning import PruningPublisher
+from kodev.report import CommandReport
+from kodev.templates import GitHead
+from kodev.ui import UI
+
+
+@dataclass
+class WatchedCommand:
+    """One command in the loop: its plan, the deliveries of its image, and its last good build."""
+
+    plan: CommandPlan
+    deliveries: list[Delivery]
+    binary_layer: Layer | None = None  # of the last good build
+    image: Image | None = None  # the image last published
+    image_id: str | None = None
+    sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
+
+    @property
+    def import_path(self) -> str:
+        return self.plan.command.import_path
+
+    @property
+    def serves(self) -> bool:
+        return any(d.service is not None for d in self.deliveries)
+
+    def update_sources(self, builder: Builder, git: GitHead | None) -> None:
+        """Re-read which files make up the kodata (a broken link is reported by the build itself)."""
+        command = self.plan.command
+        with contextlib.suppress(KodevError):
+            self.sources = kodata.sources(command.dir / kodata.KODATA_DIR, builder.allowed_root(command, git))
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    binary: Binary
+    layer: Layer
+    layer_seconds: float
+
+
+class DaemonLost(Exception):
+    """The daemon stopped answering during a round; the loop recovers when it is back."""
+
+
+class Rebuild:
+    """Runs rounds for a fixed set of commands (a changed kodev.toml makes a new Rebuild)."""
+
+    def __init__(self, builder: Builder, publisher: PruningPublisher, daemon: Daemon, ui: UI,
+                 commands: list[WatchedCommand], scratch: Path, on_delivered: Callable[[Delivered], None]) -> None:
+        self.on_delivered = on_delivered  # the loop follows the logs of new containers
+        self.builder = builder
+        self.publisher = publisher
+        self.daemon = daemon
+        self.ui = ui
+        self.commands = commands
+        self.scratch = scratch
+        self.started = 0.0  # when the last round began (the storm rule waits from there)
+
+    def run(self, compile_these: set[str], reimage_these: set[str]) -> None:
+        """Rebuild the commands named (import paths); raises DaemonLost if the daemon went away."""
+        self.started = time.monotonic()
+        by_path = {c.import_path: c for c in self.commands}
+        # Without a good binary yet there is nothing to re-image: compile instead.
+        compile_these |= {p for p in reimage_these if p in by_path and by_path[p].binary_layer is None}
+        compiling = [by_path[p] for p in sorted(compile_these) if p in by_path]
+        compiled, go_seconds = self._compile(compiling)
+        git = self.builder.heads([c.plan.command for c in self.commands])  # once per round: HEAD may move
+        reimaging = [by_path[p] for p in sorted(reimage_these - set(compiled)) if p in by_path
+                     and by_path[p].binary_layer is not None]
+        ordered = sorted([*(c for c in compiling if c.import_path in compiled), *reimaging],
+                         key=lambda c: not c.serves)  # services first: they are what someone waits for
+        for command in ordered:
+            done = compiled.get(command.import_path)
+            try:
+                self._publish(command, done, go_seconds if done else None, git.get(command.plan.command.module_dir))
+            except (KodevError, OSError) as exc:  # the SDK's errors are OSErrors (requests)
+                if not self.daemon.reachable():
+                    raise DaemonLost from None
+                if not isinstance(exc, KodevError):
+                    exc = DaemonError(f"the Docker daemon failed while publishing {command.plan.name}: {exc}")
+                self.ui.error(exc)
+        self.publisher.prune()  # the replaced images: their containers are gone now
+        self.builder.prune({layer.path for c in self.commands if c.image for layer in c.image.layers})
+
+    def _compile(self, compiling: list[WatchedCommand]) -> tuple[dict[str, _Compiled], float | None]:
+        if not compiling:
+            return {}, None
+        try:
+            binaries, go_seconds = self.builder.compile([c.plan for c in compiling], self.scratch)
+        except CompileError as exc:
+            self.ui.error(exc)
+            self.ui.warn(f"build failed; {self._what_stays()}. Save a fix to try again.")
+            return {}, None
+        compiled = {}
+        for command, binary in zip(compiling, binaries, strict=True):
+            started = time.monotonic()
+            layer = self.builder.binary_layer(command.plan, binary)
+            compiled[command.import_path] = _Compiled(binary, layer, time.monotonic() - started)
+        return compiled, go_seconds
+
+    def _what_stays(self) -> str:
+        if any(d.container() for c in self.commands for d in c.deliveries):
+            return "the running containers keep the last good build"
+        if any(c.image is not None for c in self.commands):
+            return "the last good images stay in the daemon"
+        return "nothing has been built yet"
+
+    def _publish(self, command: WatchedCommand, compiled: _Compiled | None, go_seconds: float | None,
+                 git: GitHead | None) -> None:
+        plan = command.plan
+        started = time.monotonic()
+        top = compiled.layer if compiled else command.binary_layer
+        assert top is not None
+        image = self.builder.image(plan, top, git)
+        command.update_sources(self.builder, git)
+        image_seconds = time.monotonic() - started
+        if compiled is not None:  # the binary layer was made right after go build: image work too
+            image_seconds += compiled.layer_seconds
+            started -= compiled.layer_seconds
+        clock_start = started - (go_seconds or 0)
+        first = command.image is None
+        changed = command.image is None or image.config_digest != command.image.config_digest
+        binary_only = (changed and compiled is not None and command.image is not None
+                       and image.layers[:-1] == command.image.layers[:-1])
+        release = Release(plan.ref, image, changed, compiled.binary.path if binary_only and compiled else None)
+        wanting = [d for d in command.deliveries if d.wants(release)]
+        if not changed and not wanting:
+            self.ui.report(CommandReport(plan.name, "unchanged", time.monotonic() - clock_start, go_seconds,
+                                         image_seconds))
+            return
+        pending = [d.begin(release) for d in wanting]  # a recreate stops the old container during the load
+        published = self._send(command, image, pending) if changed else None
+        delivered = tuple(p.complete(published) for p in pending)
+        self.ui.report(CommandReport(plan.name, "built" if first else "rebuilt", time.monotonic() - clock_start,
+                                     go_seconds, image_seconds, published, delivered))
+        for done in delivered:
+            self.on_delivered(done)
+
+    def _send(self, command: WatchedCommand, image: Image, pending: list[Pending]) -> Published:
+        try:
+            published = self.builder.publish(command.plan, image)
+        except BaseException:
+            for waiting in pending:
+                waiting.abort()
+            raise
+        command.image, command.image_id = image, published.image_id
+        command.binary_layer = image.layers[-1]
+        return published
