@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kodev import cache
-from kodev.affected import decide
+from kodev.affected import Decision, decide
 from kodev.containers import Containers, LogFollower, Owner
 from kodev.deliver import Delivered, Delivery
 from kodev.deliver.choose import deliveries_for
@@ -103,8 +103,9 @@ class DevLoop:
             self.ui.info(f"removed containers left by a kodev that is gone: {', '.join(reaped)}")
         for delivery in self.deliveries:
             delivery.prepare()  # e.g. a container name taken by someone else fails before any build
-        if not self._load_graph():
-            raise KodevError("cannot load the package graph (see above); fix it and start kodev again.")
+        failure = self._load_graph()
+        if failure is not None:
+            raise failure
         self._watch()  # before the first build, so that a save during it is not missed
         self.rebuild.run({c.import_path for c in self.commands}, set())
         assert self.graph is not None
@@ -122,21 +123,21 @@ class DevLoop:
         if tuple(roots) != self.watcher.roots:
             self.watcher.start(roots)
 
-    def _load_graph(self) -> bool:
+    def _load_graph(self) -> KodevError | None:
+        """Load the package graph again; the error (the last good graph stays) or None."""
         commands = [c.plan.command for c in self.commands]
         started = time.monotonic()
         try:
             self.graph = load_graph(self.session.go, commands, commands[0].module_dir)
         except KodevError as exc:
-            self.ui.error(exc)
             self.graph_failed = True
-            return False
+            return exc
         self.graph_failed = False
         git = self.session.builder.heads(commands)
         for command in self.commands:
             command.update_sources(self.session.builder, git.get(command.plan.command.module_dir))
         self.ui.info(f"package graph: {len(self.graph.packages)} packages ({time.monotonic() - started:.2f}s)")
-        return True
+        return None
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -175,16 +176,23 @@ class DevLoop:
             return  # the new configuration was applied with a full rebuild
         changes = list(normalize(raw, self.graph))
         decision = decide(changes, self.graph, {c.import_path: c.sources for c in self.commands})
-        if not (decision.rebuild or decision.reimage or decision.refresh_graph or self.graph_failed):
-            return
-        self.ui.info(f"changed: {describe(changes, self.session.config.root)}")
         if decision.refresh_graph or self.graph_failed:  # a failed graph is tried again on any save
-            if not self._load_graph():
+            recovering = self.graph_failed
+            failure = self._load_graph()
+            if failure is not None:
+                self.ui.info(f"changed: {describe(changes, self.session.config.root)}")
+                self.ui.error(failure)
                 self.ui.warn(f"{self._keeping()}; kodev tries again on your next save.")
                 return
+            assert self.graph is not None
             decision = decision.merge(decide(changes, self.graph, {}))
             self._watch()
-        self._rebuild(set(decision.rebuild), decision.reimage)
+            if recovering:  # whatever failed meanwhile (a reload, a dependency bump) is built now
+                decision = decision.merge(Decision(frozenset(c.import_path for c in self.commands), frozenset(),
+                                                   False))
+        if decision.rebuild or decision.reimage:
+            self.ui.info(f"changed: {describe(changes, self.session.config.root)}")
+            self._rebuild(set(decision.rebuild), decision.reimage)
 
     def _rebuild(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset()) -> None:
         try:
@@ -219,9 +227,12 @@ class DevLoop:
         self._use(session, commands)
         self.watcher.stop()
         self.watcher = FileWatcher(self.messages, session.config.watch, session.config.root)
-        if self._load_graph():
-            self._rebuild_all()
-            self._watch()
+        failure = self._load_graph()
+        if failure is not None:
+            self.ui.error(failure)
+            return True
+        self._rebuild_all()
+        self._watch()
         return True
 
     # --- workloads: logs, exits, health ----------------------------------------------------------------
@@ -291,7 +302,10 @@ class DevLoop:
             command.image = None  # the daemon may have lost the image: send it again
             for delivery in command.deliveries:
                 delivery.lost()
-        self._load_graph()  # files may have been added while it was away
+        failure = self._load_graph()  # files may have been added while it was away
+        if failure is not None:
+            self.ui.error(failure)
+            return
         self._rebuild_all()
 
     # --- shutdown --------------------------------------------------------------------------------
