@@ -89,12 +89,15 @@ def build(
     platform: PlatformOption = None,
     pull: Annotated[bool, typer.Option("--pull", help="Pull tagged base images again, even if the daemon has them.")
                     ] = False,
+    tarball: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--tarball", metavar="FILE", show_default=False,
+        help="Also write the images into FILE, a `docker save` archive (`docker load -i FILE` elsewhere).")] = None,
 ) -> None:
     """Build each command into an image, load it into the Docker daemon, print its reference."""
     from kodev.session import Session
 
     def run() -> None:
-        with Session.open(config, go, platform, debug=State.debug, pull=pull) as session:
+        with Session.open(config, go, platform, debug=State.debug, pull=pull, tarball=tarball) as session:
             for built in session.build_paths(paths):
                 session.ui.result(built.plan.ref)
 

@@ -21,6 +21,9 @@ class TarballPublisher:
     """Collects images; `close` writes them all, with their tags, into `path` (atomically)."""
 
     def __init__(self, path: Path) -> None:
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK) or path.is_dir():
+            raise KodevError(f"cannot write the image archive {path}: its directory does not exist or is not "
+                             "writable, or it is a directory. Name a file in a writable directory (--tarball FILE).")
         self.path = path
         self._images: list[tuple[Image, list[str]]] = []
 
