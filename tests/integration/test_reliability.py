@@ -798,6 +798,7 @@ def test_many_rebuilds_keep_images_and_cache_bounded_and_never_touch_foreign_ima
                         count = len(mod.images(command))
                         assert count <= 3, f"{count} {command} images after {i} rebuilds\n{s.proc.output()}"
             s.page(f"Edit {edits}, kodev!", timeout=30)
+            s.wait_rebuilt(edits, command="hello")  # services go first: the image-only hello follows the server
             assert len(s.rebuilt("hello")) == edits, s.proc.output()
             assert largest < 60 << 20, f"the layer cache grew to {largest >> 20} MB with a 50 MB budget"
             stop_cleanly(s)
@@ -888,7 +889,10 @@ def test_broken_kodev_toml_and_go_mod_keep_the_last_good_state(mod: Module) -> N
 
         config.write_text(good + "\n[services.broken\ncommand = \n")
         s.proc.wait_for(r"^error: .*kodev\.toml", count=1, timeout=30)
-        s.proc.wait_for(r"^warning: kodev keeps running with the last good kodev\.toml", timeout=10)
+        # One paragraph: what is wrong, and that the last good file stays until the next save.
+        s.proc.wait_for(r"^error: .*kodev keeps running with the last good kodev\.toml; fix it and save again\.$",
+                        timeout=10)
+        assert not any("run again" in line for line in s.proc.err_lines())
         assert s.container_id() == old
         assert "Hello, kodev!" in (fetch(s.url) or "")
 
