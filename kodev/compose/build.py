@@ -69,7 +69,7 @@ def load_with_own_refs(session: Session, cli: ComposeCLI, files: Sequence[Path],
 
 
 def _describe(service: ComposeService) -> str:
-    where = f" in {service.defined_in}" if service.defined_in else ""
+    where = f", relative to {service.defined_in}" if service.defined_in else ""
     return f"service {service.name!r} (image {service.image_ref_raw}{where})"
 
 

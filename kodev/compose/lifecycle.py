@@ -39,7 +39,7 @@ def project_args(project: ComposeProject, override: Path | None) -> list[str]:
 def _run(cli: ComposeCLI, project: ComposeProject, override: Path | None, args: Sequence[str], what: str) -> str:
     done = cli.run([*project_args(project, override), *args], cwd=project.workdir, timeout=_TIMEOUT)
     if done.returncode != 0:
-        raise compose_failure(f"`compose {what}` of project {project.name!r}", done.stderr)
+        raise compose_failure(f"`compose {what}` of project {project.name!r} failed", done.stderr)
     return done.stderr  # Compose writes its progress lines to stderr
 
 

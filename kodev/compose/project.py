@@ -63,7 +63,8 @@ def compose_failure(what: str, stderr: str, hint: str = "") -> ComposeError:
     """Compose's own message (its last lines; it prints one error per line), in kodev's paragraph."""
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     message = "\n".join(lines[-8:]) if lines else "no message"
-    return ComposeError(f"{what} failed: {message}{(' ' + hint) if hint else ''}")
+    message = message if message.endswith(".") else message + "."
+    return ComposeError(f"{what}: {message}{(' ' + hint) if hint else ''}")
 
 
 def normalized_model(cli: ComposeCLI, files: Sequence[Path], project_name: str | None = None,
@@ -74,7 +75,7 @@ def normalized_model(cli: ComposeCLI, files: Sequence[Path], project_name: str |
     if done.returncode != 0:
         names = ", ".join(str(f) for f in files)
         raise compose_failure(f"Compose could not read {names}", done.stderr,
-                              "Fix the compose file (Compose's message above names the place) and run again.")
+                              "Fix the place Compose names and run again.")
     try:
         model = json.loads(done.stdout)
     except ValueError:
