@@ -206,6 +206,30 @@ def watch_command(
     raise typer.Exit(guarded(start))
 
 
+@app.command("resolve")
+def resolve_command(
+    file: Annotated[list[Path], typer.Option(
+        "--file", "-f", metavar="FILE", show_default=False,
+        help="Compose file (repeatable, merged in order as Compose merges them).")],
+    project_name: Annotated[Str, typer.Option(
+        "--project-name", "-p", metavar="NAME", show_default=False,
+        help="Compose project name (default: Compose's, from the directory name).")] = None,
+    config: ConfigOption = None,
+    go: GoOption = None,
+    platform: PlatformOption = None,
+) -> None:
+    """Build the ko:// services of a compose project; print the project with their image references."""
+    from kodev.compose import find_compose, resolve
+    from kodev.session import Session
+
+    def run() -> None:
+        cli = find_compose()
+        with Session.open(config, go, platform, debug=State.debug) as session:
+            session.ui.result(resolve(session, cli, file, project_name).rstrip("\n"))
+
+    guarded(run)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,72 @@
+"""What the compose tests share: the real Compose binary, a private copy of examples/compose with free ports
+and a unique project name, and cleanup that takes down exactly that project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kodev.compose import ComposeCLI, ComposeError, find_compose
+from tests.conftest import EXAMPLES
+from tests.integration.conftest import _missing
+from tests.integration.process import free_port
+
+
+@pytest.fixture(scope="session")
+def compose_cli() -> ComposeCLI:
+    try:
+        return find_compose()
+    except ComposeError as exc:
+        _missing(f"Docker Compose v2 ({exc})")
+        raise
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A copy of examples/compose: its directory, its project name and the ports its services listen on."""
+
+    dir: Path
+    name: str
+    ports: dict[str, int]
+
+    @property
+    def compose_file(self) -> Path:
+        return self.dir / "compose.yaml"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}/"
+
+
+def unique_name(prefix: str = "kodevtest") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, go_binary: str, docker_client: Any, compose_cli: ComposeCLI,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """examples/compose copied, the store's binary built (its Dockerfile copies it), ports free on 127.0.0.1.
+
+    Ports reach Compose through its own interpolation (API_PORT...), set in the environment kodev runs in.
+    Taken down with its volumes afterwards, by project name only.
+    """
+    target = tmp_path / "stack"
+    shutil.copytree(EXAMPLES / "compose", target, symlinks=True)
+    subprocess.run([go_binary, "build", "-o", "store", "."], cwd=target / "store", check=True,
+                   env={**os.environ, "CGO_ENABLED": "0"}, capture_output=True)
+    ports = {"api": free_port(), "worker": free_port(), "store": free_port()}
+    for service, port in ports.items():
+        monkeypatch.setenv(f"{service.upper()}_PORT", str(port))
+    monkeypatch.chdir(target)
+    made = Stack(dir=target, name=unique_name(), ports=ports)
+    yield made
+    compose_cli.run(["-p", made.name, "down", "--volumes", "--timeout", "2"])
+    for image in docker_client.images.list(filters={"reference": f"{made.name}-*"}):
+        docker_client.images.remove(image.id, force=True)
