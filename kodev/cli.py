@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 
 from kodev import __version__
+
+if TYPE_CHECKING:
+    from kodev.session import Session
 
 app = typer.Typer(
     name="kodev",
@@ -190,6 +193,16 @@ def watch_command(
     paths: Annotated[ListOption, typer.Argument(
         metavar="[PATH...]", show_default=False,
         help="Commands to watch (default: the services and commands in kodev.toml).")] = None,
+    compose_files: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
+        "--file", "-f", metavar="FILE", show_default=False,
+        help="A compose file (repeatable): run the project through Compose, keeping its ko:// services fresh.")
+    ] = None,
+    project_name: Annotated[Str, typer.Option(
+        "--project-name", "-p", metavar="NAME", show_default=False,
+        help="Compose project name (default: Compose's, from the directory name).")] = None,
+    take_down: Annotated[bool, typer.Option(
+        "--down", help="On Ctrl-C take the compose project down (containers removed, volumes kept) instead of "
+                       "stopping it.")] = False,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -200,10 +213,30 @@ def watch_command(
 
     def start() -> int:
         with Session.open(config, go, platform, debug=State.debug) as session:
+            if compose_files:
+                return _watch_compose(session, compose_files, project_name, take_down)
             targets = session.watch_targets(paths or [])
             return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or [])).run()
 
     raise typer.Exit(guarded(start))
+
+
+def _watch_compose(session: Session, files: list[Path], project_name: str | None, take_down: bool) -> int:
+    from kodev.compose import find_compose, load_with_own_refs, write_override
+    from kodev.compose.build import watch_commands
+    from kodev.deliver.compose import ComposeStack
+    from kodev.errors import ConfigError
+    from kodev.watch import DevLoop
+
+    cli = find_compose()
+    project = load_with_own_refs(session, cli, files, project_name)
+    if not project.kodev_services:
+        raise ConfigError(f"no service of {', '.join(str(f) for f in project.files)} runs a kodev command: give one "
+                          "an image ko://<import path> or ko://./cmd/NAME (relative to the compose file).")
+    commands = watch_commands(session, project)
+    override = write_override(project, {s: c.plan.ref for c in commands for s in c.compose})
+    stack = ComposeStack(cli, project, override, session.daemon.client, take_down=take_down)
+    return DevLoop(session, commands, prefix_logs=True, stack=stack).run()
 
 
 @app.command("resolve")

@@ -35,6 +35,7 @@ class CommandServices:
 
     plan: CommandPlan
     specs: tuple[ContainerSpec, ...] = ()
+    compose: tuple[str, ...] = ()  # compose services that run its image (kodev watch -f)
 
 
 @dataclass(frozen=True)

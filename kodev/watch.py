@@ -19,6 +19,7 @@ from kodev.affected import Decision, decide
 from kodev.containers import Containers, LogFollower, Owner
 from kodev.deliver import Delivered, Delivery
 from kodev.deliver.choose import deliveries_for
+from kodev.deliver.compose import ComposeService, ComposeStack
 from kodev.errors import KodevError
 from kodev.events import (
     SETTLE_MAX_SECONDS,
@@ -49,8 +50,9 @@ class DevLoop:
     """
 
     def __init__(self, session: Session, commands: list[CommandServices], prefix_logs: bool,
-                 watch_paths: list[str] | None = None) -> None:
+                 watch_paths: list[str] | None = None, stack: ComposeStack | None = None) -> None:
         self.session = session
+        self.stack = stack
         self.ui = session.ui
         self.prefix_logs = prefix_logs
         self.watch_paths = watch_paths
@@ -66,8 +68,11 @@ class DevLoop:
     def _use(self, session: Session, commands: list[CommandServices]) -> None:
         """Take a (new) session and its commands: deliveries, log colors, the rebuild rounds."""
         self.session = session
-        self.commands = [WatchedCommand(c.plan, deliveries_for(c.specs, self.containers)) for c in commands]
+        self.commands = [WatchedCommand(c.plan, deliveries_for(c.specs, c.compose, self.containers, self.stack))
+                         for c in commands]
         services = [d.service for c in self.commands for d in c.deliveries if d.service]
+        if self.stack is not None:  # the project's other services log too
+            services += [s.name for s in self.stack.project.services if s.name not in services]
         self.colors = {name: SERVICE_COLORS[i % len(SERVICE_COLORS)] for i, name in enumerate(services)}
         self.width = max((len(n) for n in services), default=0)
         self.ui.align([c.plan.name for c in self.commands])
@@ -108,18 +113,34 @@ class DevLoop:
             raise failure
         self._watch()  # before the first build, so that a save during it is not missed
         self.rebuild.run({c.import_path for c in self.commands}, set())
+        if self.stack is not None:
+            self._start_stack()
         assert self.graph is not None
         self.watcher.wait_ready()
         self.ui.note(f"watching {', '.join(str(r) for r in self.graph.roots)} — save a file to rebuild; "
                      "Ctrl-C to stop")
 
+    def _start_stack(self) -> None:
+        """The compose project, up as a whole once every kodev service has its image; logs followed."""
+        assert self.stack is not None
+        started = time.monotonic()
+        running = self.stack.start()
+        self.ui.info(f"compose project {self.stack.project.name} is up ({time.monotonic() - started:.2f}s): "
+                     f"{', '.join(sorted(running)) or 'no containers'}")
+        composed = {d.service: d for d in self.deliveries if isinstance(d, ComposeService)}
+        for service, container_id in running.items():
+            if service in composed:
+                composed[service].adopt(container_id)
+            self._follow(Delivered(service, "started", 0.0, container_id))
+
     def _watch(self) -> None:
         """(Re)start the watcher when the directories to watch changed."""
         assert self.graph is not None
         roots = list(self.graph.roots)
-        config_file = self.session.config.path
-        if config_file is not None and not any(config_file.is_relative_to(root) for root in roots):
-            roots.append(config_file)  # kodev.toml outside the module: watch the file itself
+        files = [self.session.config.path, *(self.stack.project.files if self.stack else ())]
+        for file in files:
+            if file is not None and not any(file.is_relative_to(root) for root in roots):
+                roots.append(file)  # kodev.toml or a compose file outside the module: watch the file itself
         if tuple(roots) != self.watcher.roots:
             self.watcher.start(roots)
 
@@ -174,6 +195,8 @@ class DevLoop:
         config_file = self.session.config.path
         if config_file is not None and any(Path(p) == config_file for _, p in raw) and self._reload_config():
             return  # the new configuration was applied with a full rebuild
+        if self.stack is not None and any(Path(p) in self.stack.project.files for _, p in raw):
+            self._reload_compose()
         changes = list(normalize(raw, self.graph))
         decision = decide(changes, self.graph, {c.import_path: c.sources for c in self.commands})
         if decision.refresh_graph or self.graph_failed:  # a failed graph is tried again on any save
@@ -234,6 +257,31 @@ class DevLoop:
         self._rebuild_all()
         self._watch()
         return True
+
+    def _reload_compose(self) -> None:
+        """A compose file changed: Compose applies it; a broken one leaves the running project as it is."""
+        from kodev.compose import ComposeError, load_with_own_refs
+
+        assert self.stack is not None
+        old = self.stack.project
+        try:
+            project = load_with_own_refs(self.session, self.stack.cli, old.files, old.name if old.explicit_name
+                                         else None)
+            if [s.name for s in project.kodev_services] != [s.name for s in old.kodev_services]:
+                self.ui.warn("the compose file now names other kodev services: restart kodev watch to build them; "
+                             "the other changes are applied.")
+            running = self.stack.apply(project)
+        except ComposeError as exc:
+            self.ui.error(KodevError(f"{exc} The running project stays as it is; fix the file and save again."))
+            return
+        self.ui.info(f"compose project {project.name} updated")
+        following = {d.container() for d in self.deliveries}
+        for service, container_id in running.items():
+            for delivery in self.deliveries:
+                if delivery.service == service and isinstance(delivery, ComposeService):
+                    delivery.adopt(container_id)
+            if container_id not in following:
+                self._follow(Delivered(service, "started", 0.0, container_id))
 
     # --- workloads: logs, exits, health ----------------------------------------------------------------
 
@@ -311,9 +359,19 @@ class DevLoop:
     # --- shutdown --------------------------------------------------------------------------------
 
     def shutdown(self) -> bool:
-        """Stop watching, stop and remove this session's containers. False if some could not be removed."""
+        """Stop watching, stop and remove this session's containers (stop the compose project). False if
+        some could not be cleaned up."""
         self.watcher.stop()
-        return self._stop_workloads()
+        cleaned = self._stop_workloads()
+        if self.stack is not None:
+            try:
+                done = self.stack.shutdown()
+            except KodevError as exc:
+                self.ui.error(exc)
+                return False
+            if done:
+                self.ui.info(done)
+        return cleaned
 
     def _stop_workloads(self) -> bool:
         for delivery in self.deliveries:

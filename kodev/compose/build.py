@@ -15,6 +15,7 @@ from kodev.compose.project import ComposeProject, ComposeService, classify, comp
 from kodev.compose.project import split_reference as _split
 from kodev.errors import ConfigError, GoError
 from kodev.gomod import KO_SCHEME, enclosing
+from kodev.session import CommandServices
 
 if TYPE_CHECKING:
     from kodev.builder import BuiltImage, CommandPlan
@@ -98,6 +99,14 @@ def command_plans(session: Session, project: ComposeProject) -> dict[str, Comman
                           "./cmd/... names several); give the directory or import path of one command.")
         result[service.name] = match
     return result
+
+
+def watch_commands(session: Session, project: ComposeProject) -> list[CommandServices]:
+    """What `kodev watch -f` keeps fresh: each kodev service's command, with the services that run it."""
+    by_plan: dict[CommandPlan, list[str]] = {}
+    for service, plan in command_plans(session, project).items():
+        by_plan.setdefault(plan, []).append(service)
+    return [CommandServices(plan, compose=tuple(services)) for plan, services in by_plan.items()]
 
 
 def build_services(session: Session, project: ComposeProject) -> dict[str, BuiltImage]:

@@ -6,13 +6,16 @@ from collections.abc import Sequence
 
 from kodev.containers import Containers
 from kodev.deliver import Delivery
+from kodev.deliver.compose import ComposeService, ComposeStack
 from kodev.deliver.image_only import ImageOnly
 from kodev.deliver.recreate import Recreate
 from kodev.services import ContainerSpec
 
 
-def deliveries_for(specs: Sequence[ContainerSpec], containers: Containers) -> list[Delivery]:
-    """One delivery per service; a command no service runs gets the image-only one."""
-    if not specs:
-        return [ImageOnly()]
-    return [Recreate(spec, containers) for spec in specs]
+def deliveries_for(specs: Sequence[ContainerSpec], compose: Sequence[str], containers: Containers,
+                   stack: ComposeStack | None) -> list[Delivery]:
+    """One delivery per service (kodev.toml's or a compose project's); none: the image-only one."""
+    found: list[Delivery] = [Recreate(spec, containers) for spec in specs]
+    if stack is not None:
+        found += [ComposeService(service, stack) for service in compose]
+    return found or [ImageOnly()]
