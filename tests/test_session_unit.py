@@ -147,7 +147,7 @@ def test_a_pattern_is_not_a_watch_target(hello: Path, go: GoTool) -> None:
 def test_nothing_to_watch_without_go_running(tmp_path: Path) -> None:
     no_go = GoTool("/nonexistent/go", {})  # these errors come before any go command
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ConfigError, match="no go.mod in"):
+    with pytest.raises(ConfigError, match=r"no go\.mod in"):
         session(tmp_path / "plain", no_go, Config(root=tmp_path / "plain")).watch_targets([])
     (tmp_path / "plain" / "go.mod").write_text("module example.com/plain\n")
     with pytest.raises(ConfigError, match="nothing to watch"):
