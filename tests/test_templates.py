@@ -11,6 +11,7 @@ import pytest
 
 from kodev.errors import ConfigError
 from kodev.templates import GitInfo, TemplateContext, expand, git_info
+from tests.integration.conftest import _missing
 
 NOW = 1_700_000_000  # 2023-11-14T22:13:20Z
 COMMIT_TIME = 1_600_000_000  # 2020-09-13T12:26:40Z
@@ -114,11 +115,18 @@ def test_context_current_uses_source_date_epoch(monkeypatch: pytest.MonkeyPatch,
 
 # --- git_info on real repositories ----------------------------------------------------------------
 
-needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git CLI")
+@pytest.fixture
+def git_cli() -> None:
+    """The real git CLI; without it these tests skip, or fail under KODEV_REQUIRE_REAL=1."""
+    if shutil.which("git") is None:
+        _missing("the git CLI")
+
+
+needs_git = pytest.mark.usefixtures("git_cli")
 
 
 @pytest.fixture
-def git_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+def git_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, git_cli: None) -> dict[str, str]:
     """An environment in which git sees only the repositories made by the test."""
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY"):
         monkeypatch.delenv(name, raising=False)

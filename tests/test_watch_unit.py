@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -239,12 +240,12 @@ def test_many_paths_one_change_each_sorted(module: tuple[Path, ModuleGraph]) -> 
 # --- events.settle_seconds ---------------------------------------------------------------------------
 
 def test_settle_single_save_builds_at_once() -> None:
-    now = events.time.monotonic()
+    now = time.monotonic()
     assert events.settle_seconds(False, 1, now, now + 5) == 0.0
 
 
 def test_settle_after_a_build_waits_for_quiet_and_a_storm_for_its_hold() -> None:
-    now = events.time.monotonic()
+    now = time.monotonic()
     quiet = events.settle_seconds(True, 1, now, now + 5)
     assert abs(quiet - events.SETTLE_SECONDS) < 0.05
     storm = events.settle_seconds(True, events.STORM_BATCHES, now, now + 5)

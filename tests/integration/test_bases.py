@@ -386,11 +386,11 @@ def test_large_base_is_sent_once_then_rebuilds_send_about_the_binary(
     rootfs = tmp_path / "big-rootfs.tar"
     archive = tmp_path / "big-docker-save.tar"
     try:
-        with tarfile.open(rootfs, "w", format=tarfile.PAX_FORMAT, copybufsize=1 << 20) as tar:
+        with tarfile.TarFile(rootfs, "w", format=tarfile.PAX_FORMAT, copybufsize=1 << 20) as tar:
             info = tarfile.TarInfo("big/random.bin")
             info.size = LARGE
             info.mode = 0o644
-            tar.addfile(info, _RandomReader(LARGE))  # type: ignore[arg-type]
+            tar.addfile(info, _RandomReader(LARGE))
         docker_client.api.import_image(src=str(rootfs), repository=big_ref.split(":")[0], tag="1")
         rootfs.unlink()
 

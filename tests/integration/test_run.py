@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_kodev
+from tests.integration.conftest import _missing, run_kodev
 from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page
 
 PRINTENV = """package main
@@ -415,7 +415,8 @@ def test_host_port_in_use(module: Path, ctx: Ctx) -> None:
     try:
         network = ctx.client.networks.create(ctx.name("net"), driver="bridge")
     except docker.errors.APIError as exc:
-        pytest.skip(f"this daemon cannot create a bridge network: {exc}")
+        _missing(f"a daemon that can create a bridge network ({exc.explanation or exc})")
+        raise
     name = ctx.name("busy")
     try:
         with socket.socket() as blocker:

@@ -1,0 +1,178 @@
+"""Small fakes behind kodev's seams (Publisher, Delivery/Pending, the builder), for unit tests of the composition.
+
+Each stands in only where the real part cannot show the case on demand: `go build` producing the same binary
+twice or failing at will, a daemon refusing a load or vanishing mid-round. Tests against the real Go and Docker
+are in tests/integration/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kodev.builder import CommandPlan
+from kodev.deliver import Delivered, Release
+from kodev.errors import CompileError
+from kodev.gobuild import Binary, BuildRequest
+from kodev.gomod import MainPackage
+from kodev.image.assemble import Image
+from kodev.image.layers import Layer
+from kodev.publish import Published, Publisher
+
+MODULE = "example.com/m"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def layer(name: str) -> Layer:
+    """A layer known by name only: its file is never written (nothing here reads layer files)."""
+    digest = sha(name)
+    return Layer(diff_id=f"sha256:{digest}", path=Path("/nonexistent") / f"{digest}.tar", size=1, created_by=name)
+
+
+def image_of(*names: str, config: str = "") -> Image:
+    layers = tuple(layer(n) for n in names)
+    return Image(json.dumps({"layers": [x.diff_id for x in layers], "extra": config}).encode(), layers)
+
+
+def plan(root: Path, name: str, module: str = MODULE) -> CommandPlan:
+    command = MainPackage(import_path=f"{module}/cmd/{name}", dir=root / "cmd" / name, module_path=module,
+                          module_dir=root)
+    return CommandPlan(command=command, request=BuildRequest(command), base="static", base_where="test",
+                       repository=f"kodev.local/{name}")
+
+
+class RecordingPublisher:
+    """A destination that records what it was sent; `fail` makes it refuse a reference (the real daemon
+    cannot be told to refuse one particular load)."""
+
+    def __init__(self, name: str = "fake", log: list[tuple[str, str]] | None = None) -> None:
+        self.name = name
+        self.log = log if log is not None else []
+        self.sent: list[str] = []  # refs, in order
+        self.fail: dict[str, BaseException] = {}
+        self.replaced: dict[str, str] = {}  # ref -> the image ID the next publish reports as replaced
+        self.closed = False
+
+    def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
+        self.log.append((self.name, ref))
+        if ref in self.fail:
+            raise self.fail[ref]
+        self.sent.append(ref)
+        return Published(ref, image.config_digest, 1_234_567, 0.03, replaced=self.replaced.pop(ref, None))
+
+    def close(self) -> None:
+        self.log.append((self.name, "close"))
+        self.closed = True
+
+
+class FakeBuilder:
+    """Duck-types `Builder` for `Rebuild`: what `go build` yields is set per command (`binaries`), a compile
+    error is raised at will (`compile_error`), images are real `Image` values over named layers."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.binaries: dict[str, str] = {}  # import path -> the next binary's content
+        self.kodata: dict[str, str] = {}  # import path -> the kodata's content
+        self.compile_error: CompileError | None = None
+        self.compiled: list[list[str]] = []
+        self.pruned: list[set[Path]] = []
+
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path) -> tuple[list[Binary], float]:
+        self.compiled.append([p.command.import_path for p in plans])
+        if self.compile_error is not None:
+            raise self.compile_error
+        binaries = []
+        for p in plans:
+            content = self.binaries.get(p.command.import_path, "v1")
+            binaries.append(Binary(p.command, scratch / p.command.app_name, sha(f"{p.command.import_path}:{content}"),
+                                   0.0))
+        return binaries, 0.25
+
+    def binary_layer(self, plan: CommandPlan, binary: Binary) -> Layer:
+        return layer(f"binary:{binary.digest}")
+
+    def heads(self, commands: Sequence[MainPackage]) -> dict[Path, Any]:
+        return {}
+
+    def allowed_root(self, command: MainPackage, git: Any) -> Path:
+        return command.module_dir
+
+    def image(self, plan: CommandPlan, top: Layer, git: Any) -> Image:
+        import_path = plan.command.import_path
+        layers = (layer("base"), layer(f"kodata:{import_path}:{self.kodata.get(import_path, '')}"), top)
+        config = json.dumps({"cmd": import_path, "layers": [x.diff_id for x in layers]}).encode()
+        return Image(config, layers)
+
+    def publish(self, plan: CommandPlan, image: Image) -> Published:
+        return self.publisher.publish(image, plan.ref)
+
+    def prune(self, in_use: set[Path]) -> None:
+        self.pruned.append(in_use)
+
+
+class FakeDaemon:
+    """`reachable` on demand (a daemon that dies between a refused load and the check cannot be arranged)."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.endpoint = "unix:///fake.sock"
+
+    def reachable(self) -> bool:
+        return self.up
+
+
+class FakeDelivery:
+    """A workload that records begin/complete/abort; `running` is its container, `down` makes it want even
+    an unchanged release (as a recreate does for a stopped service)."""
+
+    def __init__(self, service: str, log: list[tuple[str, ...]], running: str | None = None,
+                 down: bool = False) -> None:
+        self.service: str | None = service
+        self.stop_timeout = 0
+        self.log = log
+        self.running = running
+        self.down = down
+        self.releases: list[Release] = []
+
+    def prepare(self) -> None:
+        pass
+
+    def wants(self, release: Release) -> bool:
+        return release.changed or self.down
+
+    def begin(self, release: Release) -> FakePending:
+        self.releases.append(release)
+        self.log.append(("begin", str(self.service)))
+        return FakePending(self)
+
+    def owns(self, container_id: str) -> bool:
+        return container_id == self.running
+
+    def lost(self) -> None:
+        self.down = True
+
+    def container(self) -> str | None:
+        return self.running
+
+    def close(self) -> None:
+        pass
+
+
+class FakePending:
+    def __init__(self, delivery: FakeDelivery) -> None:
+        self.delivery = delivery
+
+    def complete(self, published: Published | None) -> Delivered:
+        service = str(self.delivery.service)
+        self.delivery.log.append(("complete", service, published.image_id if published else "-"))
+        self.delivery.running, self.delivery.down = f"c-{service}", False
+        return Delivered(service, "recreated", 0.05, f"c-{service}")
+
+    def abort(self) -> None:
+        self.delivery.log.append(("abort", str(self.delivery.service)))

@@ -1,0 +1,206 @@
+"""One rebuild round (kodev/rebuild.py) composed from fakes behind its seams.
+
+The real Go and daemon cannot produce these cases on demand (the same binary twice, a compile error or a
+refused load at will, a daemon that vanishes between a refusal and the check), so the builder, the
+destination, the daemon's ping and the deliveries are fakes (tests/fakes.py). The loop end to end is in
+tests/integration/test_watch.py.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from kodev.builder import Builder
+from kodev.daemon import Daemon
+from kodev.deliver import Delivered, Delivery
+from kodev.deliver.image_only import ImageOnly
+from kodev.errors import CompileError, DaemonError
+from kodev.publish.pruning import PruningPublisher
+from kodev.rebuild import DaemonLost, Rebuild, WatchedCommand
+from kodev.ui import UI
+from tests.fakes import FakeBuilder, FakeDaemon, FakeDelivery, RecordingPublisher, plan
+
+A, Z = "example.com/m/cmd/aaa", "example.com/m/cmd/zzz"
+
+
+@dataclass
+class Round:
+    rebuild: Rebuild
+    builder: FakeBuilder
+    destination: RecordingPublisher
+    daemon: FakeDaemon
+    err: io.StringIO
+    log: list[tuple[str, ...]]
+    delivered: list[Delivered]
+
+    def run(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset()) -> str:
+        """One round; what it wrote to stderr."""
+        mark = self.err.tell()
+        self.rebuild.run(set(compile_these), set(reimage_these))
+        return self.err.getvalue()[mark:]
+
+    def command(self, import_path: str) -> WatchedCommand:
+        return next(c for c in self.rebuild.commands if c.import_path == import_path)
+
+
+def make(tmp_path: Path, deliveries: dict[str, list[Delivery]]) -> Round:
+    destination = RecordingPublisher()
+    daemon = FakeDaemon()
+    builder = FakeBuilder(PruningPublisher(destination, cast(Daemon, daemon)))
+    err = io.StringIO()
+    ui = UI(stdout=io.StringIO(), stderr=err)
+    commands = [WatchedCommand(plan(tmp_path, path.rsplit("/", 1)[-1]), list(ds)) for path, ds in deliveries.items()]
+    delivered: list[Delivered] = []
+    rebuild = Rebuild(cast(Builder, builder), cast(PruningPublisher, builder.publisher), cast(Daemon, daemon), ui,
+                      commands, tmp_path, delivered.append)
+    log: list[tuple[str, ...]] = []
+    for command in commands:
+        for delivery in command.deliveries:
+            if isinstance(delivery, FakeDelivery):
+                delivery.log = log
+    return Round(rebuild, builder, destination, daemon, err, log, delivered)
+
+
+def web() -> FakeDelivery:
+    return FakeDelivery("web", [])
+
+
+# --- what is published, and in which order ------------------------------------------------------------
+
+def test_services_first_even_when_sorted_after_an_image_only_command(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()], Z: [web()]})
+    out = loop.run({A, Z})
+    assert loop.destination.sent == ["kodev.local/zzz:latest", "kodev.local/aaa:latest"]
+    assert out.index("zzz") < out.index("aaa")
+    assert loop.builder.compiled == [[A, Z]]  # one go build for both
+    assert loop.log == [("begin", "web"), ("complete", "web", loop.command(Z).image_id or "")]
+    assert [d.service for d in loop.delivered] == ["web"]
+    assert "built in" in out and "rebuilt" not in out
+
+
+def test_unchanged_image_is_reported_and_nothing_is_published_or_delivered(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()], Z: [web()]})
+    loop.run({A, Z})
+    sent, logged, delivered = list(loop.destination.sent), list(loop.log), list(loop.delivered)
+    out = loop.run({A, Z})  # same source: go build gives the same binaries
+    assert loop.destination.sent == sent
+    assert loop.log == logged and loop.delivered == delivered
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 2 and all("unchanged" in line and "nothing restarted" in line for line in lines)
+
+
+def test_unchanged_image_still_reaches_a_workload_that_is_down(tmp_path: Path) -> None:
+    loop = make(tmp_path, {Z: [web()]})
+    loop.run({Z})
+    delivery = cast(FakeDelivery, loop.command(Z).deliveries[0])
+    delivery.lost()  # its container exited
+    loop.log.clear()
+    out = loop.run({Z})
+    assert loop.destination.sent == ["kodev.local/zzz:latest"]  # not published again
+    assert loop.log == [("begin", "web"), ("complete", "web", "-")]  # delivered the image it has
+    assert delivery.releases[-1].changed is False
+    assert "rebuilt in" in out
+
+
+def test_a_never_built_command_asked_to_reimage_is_compiled(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()]})
+    loop.run(set(), frozenset({A}))
+    assert loop.builder.compiled == [[A]]
+    assert loop.destination.sent == ["kodev.local/aaa:latest"]
+
+
+# --- a publish that fails ----------------------------------------------------------------------------
+
+def test_publish_failure_aborts_every_pending_delivery_and_the_round_goes_on(tmp_path: Path) -> None:
+    first, second = FakeDelivery("web", []), FakeDelivery("worker", [])
+    loop = make(tmp_path, {A: [ImageOnly()], Z: [first, second]})
+    loop.destination.fail["kodev.local/zzz:latest"] = DaemonError("the daemon refused zzz")
+    out = loop.run({A, Z})
+    assert loop.log == [("begin", "web"), ("begin", "worker"), ("abort", "web"), ("abort", "worker")]
+    assert "error: the daemon refused zzz" in out
+    assert loop.destination.sent == ["kodev.local/aaa:latest"]  # the next command was still published
+    assert loop.command(Z).image is None and loop.command(Z).binary_layer is None  # not a good build yet
+    assert loop.delivered == []
+
+
+def test_a_client_error_while_publishing_is_reported_as_a_daemon_error(tmp_path: Path) -> None:
+    loop = make(tmp_path, {Z: [web()]})
+    loop.destination.fail["kodev.local/zzz:latest"] = ConnectionResetError("connection reset by peer")
+    out = loop.run({Z})
+    assert "the Docker daemon failed while publishing zzz" in out and "connection reset" in out
+    assert loop.log == [("begin", "web"), ("abort", "web")]
+
+
+def test_publish_failure_with_the_daemon_gone_raises_daemon_lost(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()], Z: [web()]})
+    loop.destination.fail["kodev.local/zzz:latest"] = DaemonError("lost the daemon")
+    loop.daemon.up = False
+    with pytest.raises(DaemonLost):
+        loop.run({A, Z})
+    assert loop.log == [("begin", "web"), ("abort", "web")]
+    assert loop.destination.sent == []  # the round ended there
+    assert "error:" not in loop.err.getvalue()  # the loop says it once, not per command
+
+
+# --- compile errors ----------------------------------------------------------------------------------
+
+def compile_error() -> CompileError:
+    return CompileError("go build failed for ./cmd/zzz", "cmd/zzz/main.go:3:1: syntax error\n")
+
+
+def test_compile_error_before_any_build(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()], Z: [web()]})
+    loop.builder.compile_error = compile_error()
+    out = loop.run({A, Z})
+    assert "error: go build failed" in out and "cmd/zzz/main.go:3:1: syntax error" in out
+    assert "nothing has been built yet" in out
+    assert loop.destination.sent == [] and loop.log == [] and loop.delivered == []
+
+
+def test_compile_error_keeps_the_last_good_images(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()]})
+    loop.run({A})
+    good = loop.command(A).image
+    loop.builder.compile_error = compile_error()
+    out = loop.run({A})
+    assert "the last good images stay in the daemon" in out
+    assert loop.destination.sent == ["kodev.local/aaa:latest"] and loop.command(A).image == good
+
+
+def test_compile_error_keeps_the_running_containers(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()], Z: [web()]})
+    loop.run({A, Z})
+    logged = list(loop.log)
+    loop.builder.compile_error = compile_error()
+    out = loop.run({A, Z})
+    assert "the running containers keep the last good build" in out
+    assert loop.log == logged and len(loop.destination.sent) == 2
+
+
+# --- Release.binary: set only when the binary layer is all that changed -------------------------------
+
+def test_release_binary_only_when_just_the_binary_changed(tmp_path: Path) -> None:
+    loop = make(tmp_path, {Z: [web()]})
+    delivery = cast(FakeDelivery, loop.command(Z).deliveries[0])
+    loop.run({Z})
+    assert delivery.releases[-1].binary is None  # first build: nothing to swap into
+
+    loop.builder.binaries[Z] = "v2"
+    loop.run({Z})
+    release = delivery.releases[-1]
+    assert release.changed and release.binary == tmp_path / "zzz"
+
+    loop.builder.binaries[Z], loop.builder.kodata[Z] = "v3", "new page"
+    loop.run({Z})
+    assert delivery.releases[-1].changed and delivery.releases[-1].binary is None  # kodata changed too
+
+    loop.builder.kodata[Z] = "newer page"
+    loop.run(set(), frozenset({Z}))  # a kodata edit: re-imaged, not compiled
+    assert loop.builder.compiled[-1] == [Z] and len(loop.builder.compiled) == 3
+    assert delivery.releases[-1].changed and delivery.releases[-1].binary is None
+    assert len(loop.destination.sent) == 4
