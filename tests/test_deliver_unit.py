@@ -166,7 +166,7 @@ def test_image_only_wants_nothing_and_delivers_nothing() -> None:
 
 def test_choose_one_recreate_per_service_or_image_only(tmp_path: Path) -> None:
     containers = cast(Containers, FakeContainers())
-    assert [type(d) for d in deliveries_for([], containers)] == [ImageOnly]
+    assert [type(d) for d in deliveries_for([], [], containers, None)] == [ImageOnly]
     specs = [ContainerSpec(service=name, name=name, command="./cmd/server") for name in ("a", "b")]
-    chosen = deliveries_for(specs, containers)
+    chosen = deliveries_for(specs, [], containers, None)
     assert [type(d) for d in chosen] == [Recreate, Recreate] and [d.service for d in chosen] == ["a", "b"]

@@ -45,6 +45,9 @@ class PruningPublisher:
         found = self.daemon.inspect(image_id)
         if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
             return False
+        if found.get("RepoTags"):  # someone tagged it (docker tag): removing it by ID would untag and delete it
+            log.debug("kept image %s: tagged %s", image_id[:19], ", ".join(found["RepoTags"]))
+            return False
         try:
             self.daemon.api.remove_image(image_id, noprune=False)
         except docker.errors.APIError as exc:

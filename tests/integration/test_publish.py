@@ -128,9 +128,6 @@ def test_a_replaced_image_is_kept_while_a_container_uses_it(hello: Path, repo: s
         assert not present(docker_client, old)
 
 
-@pytest.mark.xfail(strict=True, reason="PruningPublisher.forget removes an image by ID even when someone else "
-                   "tagged it (the daemon untags and deletes it): kodev/publish/pruning.py must skip images that "
-                   "still have RepoTags")
 def test_a_replaced_image_with_another_tag_is_kept(hello: Path, repo: str, docker_client: Any) -> None:
     with open_session() as session:
         first = build_hello(session)
