@@ -141,11 +141,18 @@ def test_tarball_without_images_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "images.tar").exists()
 
 
-def test_tarball_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    out = tmp_path / "missing" / "images.tar"
+def test_tarball_in_a_missing_directory_is_a_clear_error_before_anything_is_built(tmp_path: Path) -> None:
+    with pytest.raises(KodevError, match=r"cannot write the image archive .*missing/images.tar"):
+        TarballPublisher(tmp_path / "missing" / "images.tar")
+
+
+def test_tarball_that_cannot_be_written_at_close_is_a_clear_error(tmp_path: Path) -> None:
+    out = tmp_path / "gone" / "images.tar"
+    out.parent.mkdir()
     publisher = TarballPublisher(out)
     publisher.publish(real_image(tmp_path, "one", b"1"), REF)
-    with pytest.raises(KodevError, match=r"cannot write the image archive .*missing/images.tar"):
+    out.parent.rmdir()  # the directory vanished while kodev was building
+    with pytest.raises(KodevError, match=r"cannot write the image archive .*gone/images.tar"):
         publisher.close()
 
 
