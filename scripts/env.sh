@@ -124,6 +124,8 @@ PY
 fi
 
 _kodev_saved_options=$(set +o)
+# A command substitution does not inherit errexit, so `set +o` above always says it is off: ask $-.
+case $- in *e*) _kodev_saved_options+=$'\nset -o errexit' ;; esac
 KODEV_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export KODEV_REPO
 
