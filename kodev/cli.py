@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 
 from kodev import __version__
+
+if TYPE_CHECKING:
+    from kodev.network import Origin
+    from kodev.services import ContainerSpec
+    from kodev.session import Session
 
 app = typer.Typer(
     name="kodev",
@@ -147,6 +152,7 @@ def run(
 ) -> None:
     """Build a command, run it in a container in the foreground; with --watch, keep it up to date."""
     from kodev.config import ServiceConfig
+    from kodev.network import Origin
     from kodev.services import container_spec
     from kodev.session import Session
 
@@ -163,6 +169,7 @@ def run(
                 env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
                 volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
             spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=rm)
+            _check_network(session, [(spec, Origin("kodev run", "`--network host` (and no -p)"))])
             from kodev.session import Target
             from kodev.watch import DevLoop
 
@@ -192,9 +199,27 @@ def watch_command(
     def start() -> int:
         with Session.open(config, go, platform, debug=State.debug) as session:
             targets = session.watch_targets(paths or [])
+            _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
             return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or [])).run()
 
     raise typer.Exit(guarded(start))
+
+
+def _check_network(session: Session, specs: Sequence[tuple[ContainerSpec, Origin]]) -> None:
+    """Before anything is built: a bridge-less daemon cannot publish ports (error) nor reach a default network."""
+    from kodev.network import check
+
+    for warning in check(session.daemon.client, specs):
+        session.ui.warn(warning)
+
+
+def _origin(session: Session, spec: ContainerSpec) -> Origin:
+    from kodev.network import Origin
+
+    if spec.service in session.config.services:
+        return Origin(f"{session.config.describe()}: services.{spec.service}",
+                      'network = "host" in that table (and no ports)')
+    return Origin(f"kodev watch {spec.command}", 'a [services.NAME] table in kodev.toml with network = "host"')
 
 
 def main() -> None:
