@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from kodev import __version__
 
 if TYPE_CHECKING:
+    from typer._click import Context, HelpFormatter, Parameter  # click itself with typer < 0.24
+
     from kodev.network import Origin
     from kodev.services import ContainerSpec
     from kodev.session import Session
@@ -26,6 +29,30 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
+
+
+class Command(TyperCommand):
+    """Arguments shown by their metavar as written (`PATH...`), not as `{PATH...}...` with a `<list[str]>` type."""
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        return [*([self.options_metavar] if self.options_metavar else []), *(_arg_name(p) for p in _args(self, ctx))]
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        arguments = [(_arg_name(p), getattr(p, "help", None) or "") for p in _args(self, ctx)]
+        options = [record for p in self.get_params(ctx)
+                   if p.param_type_name == "option" and (record := p.get_help_record(ctx))]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _args(command: TyperCommand, ctx: Context) -> list[Parameter]:
+    return [p for p in command.get_params(ctx) if p.param_type_name == "argument" and not getattr(p, "hidden", False)]
+
+
+def _arg_name(param: Parameter) -> str:
+    return param.metavar or (param.name or "").upper()
 
 ConfigOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045 - typer needs Optional on 3.9 syntax
     "--config", "-c", metavar="FILE", help="kodev.toml to use (default: the nearest one, up to the module root).",
@@ -77,7 +104,7 @@ def guarded(action: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
-@app.command()
+@app.command(cls=Command)
 def build(
     paths: Annotated[list[str], typer.Argument(
         metavar="PATH...", help="Commands to build: ./cmd/server, example.com/m/cmd/server or ko://example.com/m/cmd/server.",
@@ -130,7 +157,7 @@ RmOption = Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the contain
 WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")]
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     path: Annotated[str, typer.Argument(metavar="PATH", show_default=False,
                                         help="The command to run: ./cmd/server or its import path.")],
@@ -183,7 +210,7 @@ def run(
     raise typer.Exit(guarded(start))
 
 
-@app.command("watch")
+@app.command("watch", cls=Command)
 def watch_command(
     paths: Annotated[ListOption, typer.Argument(
         metavar="[PATH...]", show_default=False,
@@ -223,7 +250,10 @@ def _origin(session: Session, spec: ContainerSpec) -> Origin:
 
 
 def main() -> None:
+    from kodev.signals import own_sigint
+
     try:
+        own_sigint()
         app()
     except KeyboardInterrupt:
         sys.exit(130)
