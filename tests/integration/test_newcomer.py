@@ -282,3 +282,50 @@ def test_the_suite_passes_with_the_quick_start_edits_left_in_the_example(tmp_pat
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     assert "2 passed" in done.stdout, done.stdout
+
+
+def test_a_private_dockerd_started_by_env_sh_survives_the_terminals_ctrl_c(go_binary: str) -> None:
+    """The dockerd env.sh starts is in a session of its own: a Ctrl-C in the terminal that started it (which
+    reaches everything in the terminal's foreground process group) leaves it running for the next kodev."""
+    import shutil
+    import tempfile
+
+    import docker
+
+    from tests.integration.conftest import _missing
+
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        _missing("root and dockerd (to start a private dockerd as scripts/env.sh does)")
+    # A short path: the unix sockets under it must stay within the 108-byte limit.
+    directory = Path(tempfile.mkdtemp(prefix="kodev-dd-", dir="/tmp"))
+    env = {**_venv_env(), "KODEV_DOCKERD_DIR": str(directory), "DOCKER_HOST": f"unix://{directory}/none.sock"}
+    terminal = Terminal(["bash", "-c", f". {REPO}/scripts/env.sh; echo SET-UP-DONE; sleep 600"], REPO, env)
+    pid = 0
+    try:
+        terminal.wait_for("^SET-UP-DONE$", timeout=120)
+        assert "private dockerd is up" in terminal.text(), terminal.text()
+        pid = int((directory / "dockerd.pid").read_text())
+        terminal.ctrl_c()
+        assert terminal.process.wait(timeout=30) != 0, "the shell did not get the terminal's SIGINT"
+        client = docker.DockerClient(base_url=f"unix://{directory}/docker.sock", timeout=30)
+        try:
+            answers = bool(client.ping())
+        except Exception:
+            answers = False
+        finally:
+            client.close()
+        assert answers, f"the private dockerd died with the terminal's Ctrl-C:\n{terminal.text()}"
+    finally:
+        terminal.close()
+        if pid and Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), 60,
+                       "the test's private dockerd did not stop")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
