@@ -130,6 +130,21 @@ def test_default_network_without_a_bridge_is_a_one_line_warning(module: Path, ow
         assert "no bridge network" in warnings[0] and "--network host" in warnings[0]
 
 
+# --- the daemon --------------------------------------------------------------------------------------------
+
+def test_unreachable_daemon_names_the_private_dockerd_and_the_line_to_use_it(module: Path, tmp_path: Path) -> None:
+    host = os.environ.get("DOCKER_HOST", "")
+    if not (host.startswith("unix://") and host.endswith("/docker.sock")):
+        pytest.skip("this session's daemon is not a private dockerd on a socket of its own (scripts/env.sh's)")
+    missing = f"unix://{tmp_path}/missing.sock"
+    done = run_kodev(["build", "./cmd/hello"], module,
+                     {"DOCKER_HOST": missing, "KODEV_DOCKERD_DIR": str(Path(host.removeprefix("unix://")).parent)})
+    _no_traceback(done.stderr)
+    assert done.returncode == 1, done.stderr
+    assert f"Tried {missing} (from DOCKER_HOST)." in done.stderr
+    assert f"`export DOCKER_HOST={host}`" in done.stderr
+
+
 # --- signals ------------------------------------------------------------------------------------------------
 
 def test_inherited_ignored_sigint_still_stops_kodev_and_cleans_up(module: Path, own: Own) -> None:
