@@ -93,7 +93,11 @@ def guarded(action: Callable[[], T]) -> T:
     except KodevError as exc:
         UI(debug=State.debug).error(exc)
         raise typer.Exit(1) from None
-    except (KeyboardInterrupt, typer.Exit):
+    except KeyboardInterrupt:
+        # Before a loop owned anything (the loops clean up and return on their own): click would say
+        # "Aborted!" and exit 1; a Ctrl-C is not an error.
+        raise typer.Exit(130) from None
+    except typer.Exit:
         raise
     except Exception as exc:
         if State.debug:
