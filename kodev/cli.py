@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from kodev import __version__
 
 if TYPE_CHECKING:
+    from typer._click import Context, HelpFormatter, Parameter  # click itself with typer < 0.24
+
+    from kodev.network import Origin
+    from kodev.services import ContainerSpec
     from kodev.session import Session
 
 app = typer.Typer(
@@ -24,6 +29,30 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
+
+
+class Command(TyperCommand):
+    """Arguments shown by their metavar as written (`PATH...`), not as `{PATH...}...` with a `<list[str]>` type."""
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        return [*([self.options_metavar] if self.options_metavar else []), *(_arg_name(p) for p in _args(self, ctx))]
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        arguments = [(_arg_name(p), getattr(p, "help", None) or "") for p in _args(self, ctx)]
+        options = [record for p in self.get_params(ctx)
+                   if p.param_type_name == "option" and (record := p.get_help_record(ctx))]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _args(command: TyperCommand, ctx: Context) -> list[Parameter]:
+    return [p for p in command.get_params(ctx) if p.param_type_name == "argument" and not getattr(p, "hidden", False)]
+
+
+def _arg_name(param: Parameter) -> str:
+    return param.metavar or (param.name or "").upper()
 
 ConfigOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045 - typer needs Optional on 3.9 syntax
     "--config", "-c", metavar="FILE", help="kodev.toml to use (default: the nearest one, up to the module root).",
@@ -71,7 +100,11 @@ def guarded(action: Callable[[], T]) -> T:
     except KodevError as exc:
         UI(debug=State.debug).error(exc)
         raise typer.Exit(1) from None
-    except (KeyboardInterrupt, typer.Exit):
+    except KeyboardInterrupt:
+        # Before a loop owned anything (the loops clean up and return on their own): click would say
+        # "Aborted!" and exit 1; a Ctrl-C is not an error.
+        raise typer.Exit(130) from None
+    except typer.Exit:
         raise
     except Exception as exc:
         if State.debug:
@@ -82,7 +115,7 @@ def guarded(action: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
-@app.command()
+@app.command(cls=Command)
 def build(
     paths: Annotated[list[str], typer.Argument(
         metavar="PATH...", help="Commands to build: ./cmd/server, example.com/m/cmd/server or ko://example.com/m/cmd/server.",
@@ -138,7 +171,7 @@ RmOption = Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the contain
 WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")]
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     path: Annotated[str, typer.Argument(metavar="PATH", show_default=False,
                                         help="The command to run: ./cmd/server or its import path.")],
@@ -160,6 +193,7 @@ def run(
 ) -> None:
     """Build a command, run it in a container in the foreground; with --watch, keep it up to date."""
     from kodev.config import ServiceConfig
+    from kodev.network import Origin
     from kodev.services import container_spec
     from kodev.session import Session
 
@@ -176,6 +210,7 @@ def run(
                 env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
                 volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
             spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=rm)
+            _check_network(session, [(spec, Origin("kodev run", "`--network host` (and no -p)"))])
             from kodev.session import CommandServices
             from kodev.watch import DevLoop
 
@@ -188,7 +223,7 @@ def run(
     raise typer.Exit(guarded(start))
 
 
-@app.command("watch")
+@app.command("watch", cls=Command)
 def watch_command(
     paths: Annotated[ListOption, typer.Argument(
         metavar="[PATH...]", show_default=False,
@@ -216,6 +251,7 @@ def watch_command(
             if compose_files:
                 return _watch_compose(session, compose_files, project_name, take_down)
             targets = session.watch_targets(paths or [])
+            _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
             return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or [])).run()
 
     raise typer.Exit(guarded(start))
@@ -263,8 +299,28 @@ def resolve_command(
     guarded(run)
 
 
+def _check_network(session: Session, specs: Sequence[tuple[ContainerSpec, Origin]]) -> None:
+    """Before anything is built: a bridge-less daemon cannot publish ports (error) nor reach a default network."""
+    from kodev.network import check
+
+    for warning in check(session.daemon.client, specs):
+        session.ui.warn(warning)
+
+
+def _origin(session: Session, spec: ContainerSpec) -> Origin:
+    from kodev.network import Origin
+
+    if spec.service in session.config.services:
+        return Origin(f"{session.config.describe()}: services.{spec.service}",
+                      'network = "host" in that table (and no ports)')
+    return Origin(f"kodev watch {spec.command}", 'a [services.NAME] table in kodev.toml with network = "host"')
+
+
 def main() -> None:
+    from kodev.signals import own_sigint
+
     try:
+        own_sigint()
         app()
     except KeyboardInterrupt:
         sys.exit(130)

@@ -16,8 +16,9 @@ _LOAD_TIMEOUT = 600  # seconds the daemon may take to answer a load; large bases
 
 
 def _hint(endpoint: str) -> str:
-    return (f"Start Docker (e.g. `sudo systemctl start docker`, or `sudo dockerd &`), or point kodev at a "
-            f"running daemon with DOCKER_HOST or `docker context use NAME`. Tried {endpoint}.")
+    from kodev.endpoints import unreachable_hint
+
+    return unreachable_hint(endpoint)
 
 
 def _current_context_name() -> str:
@@ -54,6 +55,8 @@ def connect() -> Daemon:
         raise
     except Exception as exc:  # the SDK raises DockerException, requests' and socket errors alike
         where = locals().get("endpoint") or host or DEFAULT_SOCKET
+        if where == DEFAULT_SOCKET:
+            where += " (the default: DOCKER_HOST is not set and the docker context is 'default')"
         raise DaemonError(f"cannot reach the Docker daemon: {reason(exc)}. {_hint(str(where))}") from None
     return Daemon(client, endpoint)
 

@@ -12,14 +12,26 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def exit_quietly(_signum: int, _frame: FrameType | None) -> None:
+    """For the first moments of a kodev process (its imports): Ctrl-C ends it with 130, without a traceback."""
+    raise SystemExit(130)
+
+
+def own_sigint() -> None:
+    """Ctrl-C raises KeyboardInterrupt whatever kodev inherited: a SIGINT ignored by `nohup … &` is not kept."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextmanager
 def interrupts_as_keyboard() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C (SIGINT) does."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, whatever handling kodev inherited."""
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_interrupt))}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager

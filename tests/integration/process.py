@@ -18,11 +18,14 @@ from pathlib import Path
 class KodevProcess:
     """`python -m kodev ARGS` in `cwd`; stdout and stderr collected by threads, never blocking the test."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None,
+                 ignore_sigint: bool = False) -> None:
+        """`ignore_sigint`: start kodev with SIGINT ignored, as `nohup kodev … &` does."""
         self.args = args
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kodev", *args], cwd=cwd, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            preexec_fn=_ignore_sigint if ignore_sigint else None)
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._lock = threading.Lock()
@@ -72,6 +75,10 @@ class KodevProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -401,9 +401,14 @@ def test_config_scratch_base_and_image_name(hello: Path, repo: str, docker_clien
 
 
 def test_the_default_image_name_is_kodev_local_greeter(hello: Path, docker_client: Any) -> None:
-    (hello / "kodev.toml").write_text('base = "scratch"\n[commands."./cmd/hello"]\nimage = "greeter"\n')
-    assert build(["./cmd/hello"], hello) == ["kodev.local/greeter:latest"]
-    assert inspect_config(docker_client, "kodev.local/greeter:latest")["Labels"]["dev.kodev.command"] == HELLO
+    # A name of this test's own under kodev.local, removed afterwards: never one a user may have.
+    name = f"greeter-{uuid.uuid4().hex[:10]}"
+    (hello / "kodev.toml").write_text(f'base = "scratch"\n[commands."./cmd/hello"]\nimage = "{name}"\n')
+    try:
+        assert build(["./cmd/hello"], hello) == [f"kodev.local/{name}:latest"]
+        assert inspect_config(docker_client, f"kodev.local/{name}:latest")["Labels"]["dev.kodev.command"] == HELLO
+    finally:
+        remove_repo(docker_client, "kodev.local", only=name)
 
 
 def test_config_is_found_in_a_parent_directory(hello: Path, repo: str, docker_client: Any) -> None:

@@ -1,8 +1,9 @@
 """.ko.yaml instead of kodev.toml: what a ko user already has builds as ko would build it.
 
-`.ko.yaml` has no repository setting, so these images are tagged kodev.local/<name> like ko's defaults;
-to stay correct while other tests build into kodev.local too, every image is used by the ID kodev reports
-for it, never by tag, and a tag is only removed while it still points at the image built here.
+`.ko.yaml` has no repository setting, so these images are tagged kodev.local/<name> like ko's defaults.
+The commands are renamed to names of this test session's own (hello<uid>, ...), so a user's own
+kodev.local/hello and kodev.local/server images (from examples/hello) are never replaced nor removed; and
+every image is used by the ID kodev reports for it, a tag only removed while it still points at it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,10 @@ import pytest
 
 from tests.integration.conftest import run_container, run_kodev
 
-HELLO = "example.com/hello/cmd/hello"
-SERVER = "example.com/hello/cmd/server"
+UID = uuid.uuid4().hex[:8]
+H, S, OT = f"hello{UID}", f"server{UID}", f"other{UID}"  # the commands' (and images') names
+HELLO = f"example.com/hello/cmd/{H}"
+SERVER = f"example.com/hello/cmd/{S}"
 VERSIONED_MAIN = """// Command hello prints the shared greeting, then the version and extra set by -ldflags -X.
 package main
 
@@ -49,20 +53,20 @@ func main() {
 }
 """
 
-KO_YAML = """\
+KO_YAML = f"""\
 defaultBaseImage: scratch
 baseImageOverrides:
-  example.com/hello/cmd/server: static
+  {SERVER}: static
 defaultPlatforms:
   - linux/arm64
 defaultLdflags:
   - -X main.extra=from-defaults
 builds:
   - id: hello
-    main: ./cmd/hello
+    main: ./cmd/{H}
     goos: linux
     ldflags:
-      - -X main.version={{.Git.ShortCommit}}
+      - -X main.version={{{{.Git.ShortCommit}}}}
 """
 
 
@@ -108,9 +112,11 @@ def git(module: Path, *args: str) -> str:
 def ko_module(hello: Path) -> Path:
     """The hello copy as a ko user's repository: no kodev.toml, hello printing -X variables, one commit."""
     (hello / "kodev.toml").unlink()
-    (hello / "cmd" / "hello" / "main.go").write_text(VERSIONED_MAIN)
-    (hello / "cmd" / "other").mkdir()
-    (hello / "cmd" / "other" / "main.go").write_text(VERSIONED_MAIN)  # no build entry: the defaults apply
+    (hello / "cmd" / "hello").rename(hello / "cmd" / H)
+    (hello / "cmd" / "server").rename(hello / "cmd" / S)
+    (hello / "cmd" / H / "main.go").write_text(VERSIONED_MAIN)
+    (hello / "cmd" / OT).mkdir()
+    (hello / "cmd" / OT / "main.go").write_text(VERSIONED_MAIN)  # no build entry: the defaults apply
     git(hello, "init", "-q")
     git(hello, "add", "-A")
     git(hello, "-c", "user.name=kodev tests", "-c", "user.email=tests@kodev.invalid", "commit", "-q", "-m", "init")
@@ -146,8 +152,8 @@ def test_ko_yaml_builds_as_ko_would(ko_module: Path, built: Built, docker_client
     git(ko_module, "add", ".ko.yaml")
     git(ko_module, "-c", "user.name=kodev tests", "-c", "user.email=tests@kodev.invalid", "commit", "-q", "-m", "ko")
     short = git(ko_module, "rev-parse", "--short", "HEAD")
-    ids, stderr = build(ko_module, built, "./cmd/hello", "./cmd/server", "./cmd/other")
-    assert list(ids) == ["kodev.local/hello:latest", "kodev.local/server:latest", "kodev.local/other:latest"]
+    ids, stderr = build(ko_module, built, f"./cmd/{H}", f"./cmd/{S}", f"./cmd/{OT}")
+    assert list(ids) == [f"kodev.local/{H}:latest", f"kodev.local/{S}:latest", f"kodev.local/{OT}:latest"]
     hello, server, other = ids.values()
 
     # hello: on scratch (no base layer), PATH=/ko-app, its own ldflags replacing the defaults.
@@ -175,8 +181,8 @@ def test_ko_yaml_builds_as_ko_would(ko_module: Path, built: Built, docker_client
 
 def test_ko_defaultbaseimage_overrides_the_file(ko_module: Path, built: Built, docker_client: Any) -> None:
     (ko_module / ".ko.yaml").write_text("defaultBaseImage: scratch\n")
-    ids, stderr = build(ko_module, built, "./cmd/hello", env={"KO_DEFAULTBASEIMAGE": "static"})
-    image = inspect(docker_client, ids["kodev.local/hello:latest"])
+    ids, stderr = build(ko_module, built, f"./cmd/{H}", env={"KO_DEFAULTBASEIMAGE": "static"})
+    image = inspect(docker_client, ids[f"kodev.local/{H}:latest"])
     assert image["Config"]["User"] == "65532"
     assert len(image["RootFS"]["Layers"]) == 3
     assert "warning" not in stderr.lower()
@@ -188,9 +194,9 @@ def test_build_entry_and_base_override_for_the_same_command(ko_module: Path, bui
     (ko_module / ".ko.yaml").write_text(
         "defaultBaseImage: scratch\n"
         f"baseImageOverrides:\n  {HELLO}: static\n"
-        "builds:\n  - main: ./cmd/hello\n    ldflags: ['-X main.version=from-build']\n")
-    ids, _ = build(ko_module, built, "./cmd/hello")
-    hello = ids["kodev.local/hello:latest"]
+        f"builds:\n  - main: ./cmd/{H}\n    ldflags: ['-X main.version=from-build']\n")
+    ids, _ = build(ko_module, built, f"./cmd/{H}")
+    hello = ids[f"kodev.local/{H}:latest"]
     assert inspect(docker_client, hello)["Config"]["User"] == "65532", "the base override was not applied"
     assert run_container(docker_client, hello)[1].endswith("version=from-build extra=\n"), \
         "the build entry's ldflags were not applied"
@@ -202,18 +208,18 @@ def test_ko_config_path(form: str, ko_module: Path, built: Built, docker_client:
     elsewhere.mkdir()
     config = elsewhere / (".ko.yaml" if form == "directory" else "custom-ko.yaml")
     config.write_text("defaultBaseImage: scratch\n"
-                      "builds:\n  - main: ./cmd/hello\n    ldflags: ['-X main.version=from-ko-config-path']\n")
+                      f"builds:\n  - main: ./cmd/{H}\n    ldflags: ['-X main.version=from-ko-config-path']\n")
     target = elsewhere if form == "directory" else config
-    ids, _ = build(ko_module, built, "./cmd/hello", env={"KO_CONFIG_PATH": str(target)})
-    hello = ids["kodev.local/hello:latest"]
+    ids, _ = build(ko_module, built, f"./cmd/{H}", env={"KO_CONFIG_PATH": str(target)})
+    hello = ids[f"kodev.local/{H}:latest"]
     assert len(inspect(docker_client, hello)["RootFS"]["Layers"]) == 2, "KO_CONFIG_PATH's defaultBaseImage unused"
     # As in ko, a build's dir/main are relative to where ko runs, not to the config file's directory.
     assert run_container(docker_client, hello)[1].endswith("version=from-ko-config-path extra=\n"), \
-        "the build entry of KO_CONFIG_PATH's file was not applied to ./cmd/hello"
+        "the build entry of KO_CONFIG_PATH's file was not applied to the hello command"
 
 
 def test_ko_config_path_that_does_not_exist(ko_module: Path, tmp_path: Path) -> None:
-    stderr = fails(ko_module, "./cmd/hello", env={"KO_CONFIG_PATH": str(tmp_path / "nowhere")})
+    stderr = fails(ko_module, f"./cmd/{H}", env={"KO_CONFIG_PATH": str(tmp_path / "nowhere")})
     assert "KO_CONFIG_PATH" in stderr
 
 
@@ -223,7 +229,7 @@ def test_ko_config_path_that_does_not_exist(ko_module: Path, tmp_path: Path) -> 
     ("builds: 3\n", "builds"),
     ("defaultFlags: {a: b}\n", "defaultFlags"),
     ("defaultBaseImage: [scratch]\n", "defaultBaseImage"),
-    ("builds:\n  - main: ./cmd/hello\n    ldflags: 5\n", "builds[0].ldflags"),
+    (f"builds:\n  - main: ./cmd/{H}\n    ldflags: 5\n", "builds[0].ldflags"),
     ("builds:\n  - 7\n", "builds[0]"),
     ("baseImageOverrides: [static]\n", "baseImageOverrides"),
     (f"baseImageOverrides:\n  {HELLO}: 3\n", f"baseImageOverrides.{HELLO}"),
@@ -231,13 +237,13 @@ def test_ko_config_path_that_does_not_exist(ko_module: Path, tmp_path: Path) -> 
         "overrides-list", "override-int"])
 def test_wrong_types_name_the_file_and_key(text: str, key: str, ko_module: Path) -> None:
     (ko_module / ".ko.yaml").write_text(text)
-    stderr = fails(ko_module, "./cmd/hello")
+    stderr = fails(ko_module, f"./cmd/{H}")
     assert ".ko.yaml" in stderr
     assert f"'{key}'" in stderr or key in stderr, stderr
 
 
 def test_invalid_yaml(ko_module: Path) -> None:
-    (ko_module / ".ko.yaml").write_text("builds:\n  - main: ./cmd/hello\n   ldflags: [unclosed\n")
-    stderr = fails(ko_module, "./cmd/hello")
+    (ko_module / ".ko.yaml").write_text(f"builds:\n  - main: ./cmd/{H}\n   ldflags: [unclosed\n")
+    stderr = fails(ko_module, f"./cmd/{H}")
     assert ".ko.yaml" in stderr
     assert "YAML" in stderr

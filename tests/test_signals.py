@@ -1,0 +1,55 @@
+"""A Ctrl-C in the first moments of a kodev process: exit 130, no traceback, whatever SIGINT was inherited.
+
+The SIGINT is real (os.kill of the process itself) and arrives at a chosen moment: while `kodev.cli` imports
+typer, the slowest part of kodev's start-up — no timing involved.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+# Runs the `kodev` entry point (kodev.__main__:main) and sends itself SIGINT when typer is being imported.
+PROBE = """
+import builtins, os, signal, sys
+real_import = builtins.__import__
+def hook(name, *args, **kwargs):
+    if name == "typer":
+        builtins.__import__ = real_import
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = hook
+sys.argv = ["kodev", "--help"]
+from kodev.__main__ import main
+main()
+print("not interrupted")
+"""
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_ctrl_c_while_kodev_starts_exits_130_without_a_traceback(inherited: str) -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          preexec_fn=_ignore_sigint if inherited == "ignored" else None, check=False)
+    assert done.returncode == 130, f"exit code {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+    assert "not interrupted" not in done.stdout
+    assert "Usage" not in done.stdout  # it stopped where the signal came
+
+
+def test_after_start_up_sigint_is_kodevs_own_even_if_ignored_before() -> None:
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "from kodev.signals import interrupts_as_keyboard\n"
+            "with interrupts_as_keyboard():\n    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # restored afterwards\nprint('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.stdout.strip() == "ok", done.stderr
