@@ -1,7 +1,8 @@
 """Stage 'decide': which commands a batch of file changes affects. Pure: no I/O, no Go, no Docker.
 
 Decided from the package graph, not from globs: a file counts when it is one a command is built from
-(its dependency packages' Go files and embedded files), part of its kodata, or a go.mod/go.sum/go.work.
+(its dependency packages' Go, assembly and .syso files and embedded files — vendored packages' too), part
+of its kodata, or a go.mod/go.sum/go.work/vendor/modules.txt.
 The watch loop normalizes events first (an atomic save or delete-then-create is one 'modified').
 """
 
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from kodev.gomod import MODULE_FILES, GoPackage, ModuleGraph
+from kodev.gomod import GoPackage, ModuleGraph, is_module_file
 
 Change = Literal["added", "modified", "deleted"]
 _NOISE = re.compile(r"(~$|^\.#|^#.*#$|\.sw[a-p]x?$|^4913$|\.tmp$|\.bak$|\.orig$|^\.DS_Store$)")
+_OTHER_BUILD_SUFFIXES = {".s", ".S", ".h", ".syso"}  # assembled, included or linked without cgo too
 _NOISE_DIRS = {".git", ".hg", ".svn", ".idea", ".vscode", "node_modules", "__pycache__"}
 
 
@@ -69,7 +71,7 @@ def decide(changes: Iterable[FileChange], graph: ModuleGraph,
         path = item.path
         if is_noise(path) or path.name.endswith("_test.go"):
             continue
-        if path.name in MODULE_FILES:
+        if is_module_file(path):
             if any(_under(path, root) for root in graph.roots):
                 rebuild.update(graph.deps)
                 refresh = True
@@ -87,6 +89,13 @@ def decide(changes: Iterable[FileChange], graph: ModuleGraph,
                 # A package the graph does not know (yet): a command may import it already, and a build
                 # that failed for want of it must be retried once it exists.
                 refresh = True
+        elif path.suffix in _OTHER_BUILD_SUFFIXES:
+            package = graph.package_in(path.parent)
+            if package is not None and path.name in package.build_files:
+                rebuild.update(graph.dependents(package.import_path))
+                refresh = refresh or item.change != "modified"
+            elif package is not None and path.name not in package.excluded_files:
+                refresh = True  # a new assembly file or .syso: let Go say whether it is built
         for package in graph.packages_above(path):
             if package.embed_files or package.embed_dirs:
                 hit, stale = _embedded(item, package)

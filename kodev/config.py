@@ -9,94 +9,31 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kodev import koyaml
 from kodev.errors import ConfigError
+from kodev.settings import (
+    CONFIG_NAME,
+    DEFAULT_BASE,
+    DEFAULT_REPO,
+    BuildSettings,
+    CommandConfig,
+    Config,
+    ServiceConfig,
+    WatchSettings,
+    find,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-CONFIG_NAME = "kodev.toml"
-DEFAULT_BASE = "static"
-DEFAULT_REPO = "kodev.local"
-
-
-@dataclass(frozen=True)
-class BuildSettings:
-    """`go build` settings. For a command, a set value replaces the default (ko's semantics), never merges."""
-
-    env: tuple[str, ...] | None = None
-    flags: tuple[str, ...] | None = None
-    ldflags: tuple[str, ...] | None = None
-
-    def over(self, defaults: BuildSettings) -> BuildSettings:
-        return BuildSettings(
-            env=self.env if self.env is not None else defaults.env,
-            flags=self.flags if self.flags is not None else defaults.flags,
-            ldflags=self.ldflags if self.ldflags is not None else defaults.ldflags,
-        )
-
-
-@dataclass(frozen=True)
-class CommandConfig:
-    """A `[commands."./cmd/x"]` table. `path` is the key as written, relative to the config's directory."""
-
-    path: str
-    base: str | None = None
-    image: str | None = None
-    build: BuildSettings = BuildSettings()
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """A `[services.NAME]` table: a container that runs one command's image."""
-
-    name: str
-    command: str
-    args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    env_file: str | None = None
-    ports: tuple[str, ...] = ()
-    network: str | None = None
-    volumes: tuple[str, ...] = ()
-    user: str | None = None
-    stop_timeout: int = 10
-    restart: bool = True
-
-
-@dataclass(frozen=True)
-class WatchSettings:
-    """`[watch]`: how file events are collected."""
-
-    poll: bool = False
-    poll_interval_ms: int = 300
-    debounce_ms: int = 25
-    ignore: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything kodev.toml says. `root` is the directory relative paths in it are resolved against."""
-
-    root: Path
-    path: Path | None = None
-    base: str = DEFAULT_BASE
-    repo: str = DEFAULT_REPO
-    platform: str | None = None
-    build: BuildSettings = BuildSettings()
-    commands: Mapping[str, CommandConfig] = field(default_factory=dict)
-    services: Mapping[str, ServiceConfig] = field(default_factory=dict)
-    watch: WatchSettings = WatchSettings()
-    warnings: tuple[str, ...] = ()  # things the file says that kodev ignores (e.g. unsupported .ko.yaml keys)
-
-    def describe(self) -> str:
-        return str(self.path) if self.path else "the built-in defaults"
-
-
+# The types live in `settings` (shared with the .ko.yaml reader); they are re-exported from here.
+__all__ = ["CONFIG_NAME", "CONTAINER_NAME", "DEFAULT_BASE", "DEFAULT_REPO", "BuildSettings", "CommandConfig",
+           "Config", "ServiceConfig", "WatchSettings", "find", "load", "parse"]
 # --- schema -----------------------------------------------------------------------------------------
 
 _STR, _STRS, _BOOL, _INT, _ENV = "a string", "a list of strings", "true or false", "an integer", "env"
@@ -203,6 +140,10 @@ def parse(text: str, path: Path) -> Config:
     services: dict[str, ServiceConfig] = {}
     for name, raw in reader.table(top.get("services", {}), "services", None).items():
         key = _join("services", name)
+        if not CONTAINER_NAME.match(name):
+            # The service name is its container's name; Docker (and Podman) refuse this one at creation.
+            raise reader.fail(key, f"'{name}' cannot name a container: Docker wants two or more letters, digits, "
+                                   "'_', '.' or '-', starting with a letter or digit. Rename the service")
         table = reader.table(raw, key, _SERVICE_KEYS)
         if "command" not in table:
             raise reader.fail(_join(key, "command"), 'missing: say which command it runs, e.g. "./cmd/server"')
@@ -229,6 +170,7 @@ def parse(text: str, path: Path) -> Config:
                   watch=watch)
 
 
+CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # Docker's rule for container names
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _REGISTRY = re.compile(r"^[a-zA-Z0-9.-]+(?::[0-9]+)?$")
 
@@ -243,23 +185,10 @@ def _valid_image_name(name: str) -> bool:
     return bool(name) and all(_COMPONENT.match(part) for part in parts)
 
 
-def find(start: Path, name: str = CONFIG_NAME) -> Path | None:
-    """The file `name` in `start` or the nearest parent, stopping at the module root (go.mod) or repo root."""
-    for directory in (start, *start.parents):
-        candidate = directory / name
-        if candidate.is_file():
-            return candidate
-        if (directory / "go.mod").exists() or (directory / ".git").exists():
-            return None
-    return None
-
-
 def load(explicit: Path | None, cwd: Path) -> Config:
     """`--config PATH` if given, else the nearest kodev.toml, else ko's .ko.yaml, else defaults at `cwd`."""
     path = explicit if explicit is not None else find(cwd)
     if path is None or path.suffix in (".yaml", ".yml"):
-        from kodev import koyaml
-
         ko_config = path or koyaml.find(cwd)
         if ko_config is not None:
             return koyaml.load(ko_config if ko_config.is_absolute() else cwd / ko_config, cwd)

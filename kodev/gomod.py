@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,29 +98,48 @@ def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path) -> list[MainPac
         raise GoError(f"`go list` failed in {run_dir}:\n{done.stderr.strip()}")
 
     found: list[MainPackage] = []
-    by_pattern = iter(zip(args, patterns, strict=True))
-    current_arg, current_pattern = next(by_pattern, ("", ""))
+    claimed: set[str] = set()
     for package in packages:
-        # go list prints packages in the order of the patterns; a "..." pattern may expand to many.
-        if "..." not in current_pattern:
-            arg = current_arg
-            current_arg, current_pattern = next(by_pattern, ("", ""))
-        else:
-            arg = current_arg
-        command = _main_package(arg, package, wildcard="..." in arg)
+        # Matched by content, not by order: go list drops duplicates, and a "..." may expand to many.
+        claims = [(arg, pattern) for arg, pattern in zip(args, patterns, strict=True) if _matches(pattern, package)]
+        exact = next(((arg, pattern) for arg, pattern in claims if "..." not in pattern), None)
+        arg, pattern = exact or (claims[0] if claims else (" ".join(args), "..."))
+        claimed.update(a for a, _ in claims)
+        command = _main_package(arg, package, wildcard=exact is None, go=go, run_dir=run_dir)
         if command is not None and command not in found:
             found.append(command)
+    for arg, pattern in zip(args, patterns, strict=True):
+        if arg not in claimed and "..." not in pattern:
+            raise GoError(f"{arg}: go list reported no package for it. Check the path; kodev needs the directory "
+                          "or import path of a `package main` in your module.")
     if not found:
         raise GoError(f"{' '.join(args)}: no `package main` found. Give the directory of a command, "
                       "e.g. ./cmd/server.")
     return found
 
 
-def _main_package(arg: str, package: dict[str, Any], wildcard: bool) -> MainPackage | None:
+def _matches(pattern: str, package: dict[str, Any]) -> bool:
+    """Whether go list printed `package` for `pattern` (an absolute directory or an import path, maybe
+    with `...` wildcards, which match any string, and `x/...` matches `x` too, as in Go)."""
+    import_path = str(package.get("ImportPath", ""))
+    directory = Path(package["Dir"]).resolve() if package.get("Dir") else None
+    if "..." not in pattern:
+        return import_path == pattern or (pattern.startswith("/") and directory == Path(pattern))
+    if pattern.startswith("/"):
+        base = Path(pattern.split("/...")[0])
+        return directory is not None and directory.is_relative_to(base)
+    regex = re.escape(pattern).replace(r"/\.\.\.", "(/.*)?").replace(r"\.\.\.", ".*")
+    return re.fullmatch(regex, import_path) is not None
+
+
+def _main_package(arg: str, package: dict[str, Any], wildcard: bool, go: GoTool, run_dir: Path
+                  ) -> MainPackage | None:
     error = (package.get("Error") or {}).get("Err")
     if error:
         if wildcard and "matched no packages" in error:
             return None
+        if "no required module provides package" in error:
+            raise GoError(_no_such_package(arg, str(package.get("ImportPath", arg)), go, run_dir))
         raise GoError(f"{arg}: {error}. Check the path; kodev needs the directory or import path of a "
                       "`package main` in your module.")
     name = package.get("Name")
@@ -137,11 +157,33 @@ def _main_package(arg: str, package: dict[str, Any], wildcard: bool) -> MainPack
                        module_path=module["Path"], module_dir=Path(module["Dir"]))
 
 
+def _no_such_package(arg: str, import_path: str, go: GoTool, run_dir: Path) -> str:
+    """kodev's message for an import path Go cannot find (rather than Go's advice to `go get` it)."""
+    done = go.run(["list", "-m", "-f", "{{.Path}}\t{{.Dir}}"], cwd=run_dir)  # only on this error path
+    modules = [line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line]
+    for module_path, module_dir in modules:
+        if import_path == module_path or import_path.startswith(module_path + "/"):
+            missing = Path(module_dir, import_path.removeprefix(module_path).lstrip("/"))
+            why = "holds no Go files" if missing.is_dir() else "does not exist"
+            return (f"{arg}: there is no package {import_path} in your module {module_path} ({missing} {why}). "
+                    "Check the spelling, or give the directory of a `package main` instead, e.g. ./cmd/server.")
+    names = ", ".join(path for path, _ in modules) or "your module"
+    return (f"{arg}: {import_path} is not a package of {names}, nor of a module it requires. kodev builds the "
+            "commands of the module it runs in: give the directory of a `package main` (e.g. ./cmd/server) or "
+            "its import path within the module.")
+
+
 # --- the package graph, for deciding what a file change affects ------------------------------------
 
 _GRAPH_FIELDS = ("ImportPath,Name,Dir,Module,Error,Standard,Deps,Imports,GoFiles,CgoFiles,EmbedFiles,"
-                 "EmbedPatterns,IgnoredGoFiles,IgnoredOtherFiles,TestGoFiles,XTestGoFiles")
+                 "EmbedPatterns,IgnoredGoFiles,IgnoredOtherFiles,TestGoFiles,XTestGoFiles,SFiles,HFiles,SysoFiles")
 MODULE_FILES = ("go.mod", "go.sum", "go.work", "go.work.sum")
+VENDOR_DIR, VENDOR_MANIFEST = "vendor", "modules.txt"
+
+
+def is_module_file(path: Path) -> bool:
+    """go.mod, go.sum, go.work, go.work.sum, or a vendor/modules.txt: any of them may change every package."""
+    return path.name in MODULE_FILES or (path.name == VENDOR_MANIFEST and path.parent.name == VENDOR_DIR)
 
 
 @dataclass(frozen=True)
@@ -150,7 +192,7 @@ class GoPackage:
 
     import_path: str
     dir: Path
-    build_files: frozenset[str]  # GoFiles + CgoFiles: a change here changes the binary
+    build_files: frozenset[str]  # GoFiles + CgoFiles + SFiles, HFiles, SysoFiles: they make the binary
     embed_files: frozenset[str]  # EmbedFiles, relative paths such as "static/site.css"
     embed_dirs: frozenset[str]  # embed patterns naming a directory: a new file under it is embedded
     excluded_files: frozenset[str]  # tests and files excluded by build constraints for the target
@@ -184,13 +226,24 @@ class ModuleGraph:
         return {command for command, deps in self.deps.items() if import_path in deps}
 
 
-def _watch_root(module: dict[str, Any]) -> Path | None:
-    """The main module, go.work members and local `replace` targets are watched; the module cache is not."""
+def _watch_root(module: dict[str, Any], directory: Path) -> Path | None:
+    """The main module, go.work members, local `replace` targets and vendored packages are watched; the
+    module cache is not (read-only)."""
     if module.get("Main"):
         return Path(module["Dir"])
     replace = module.get("Replace") or {}
     if str(replace.get("Path", "")).startswith((".", "/")) and replace.get("Dir"):
         return Path(replace["Dir"])
+    if not module.get("Dir"):  # in vendor mode Go reports no module directory, only the package's
+        return vendor_dir(directory)
+    return None
+
+
+def vendor_dir(directory: Path) -> Path | None:
+    """The `vendor/` (with its modules.txt) that holds `directory`, if it is a vendored package's."""
+    for parent in directory.parents:
+        if parent.name == VENDOR_DIR and (parent / VENDOR_MANIFEST).is_file():
+            return parent
     return None
 
 
@@ -207,10 +260,11 @@ def load_graph(go: GoTool, commands: Sequence[MainPackage], cwd: Path) -> Module
     for raw in decode_json_stream(done.stdout):
         if raw.get("Standard") or not raw.get("Dir"):
             continue
-        root = _watch_root(raw.get("Module") or {})
+        root = _watch_root(raw.get("Module") or {}, Path(raw["Dir"]))
         if root is None:
             continue  # module cache: read-only, nothing to watch
-        roots.setdefault(root, None)
+        if not any(root.is_relative_to(known) for known in roots):  # a module's vendor/ is watched with it
+            roots.setdefault(root, None)
         packages[raw["ImportPath"]] = _package(raw)
         if raw["ImportPath"] in wanted:
             deps[raw["ImportPath"]] = frozenset([raw["ImportPath"], *raw.get("Deps", ())])
@@ -218,8 +272,8 @@ def load_graph(go: GoTool, commands: Sequence[MainPackage], cwd: Path) -> Module
         deps[command] = frozenset(p for p in deps[command] if p in packages)
     workspace = enclosing(cwd, "go.work")
     if workspace is not None:  # go.work may sit above every module: watch the file itself
-        for name in ("go.work", "go.work.sum"):
-            if (workspace / name).is_file() and not any(workspace.is_relative_to(r) for r in roots):
+        for name in ("go.work", "go.work.sum", f"{VENDOR_DIR}/{VENDOR_MANIFEST}"):
+            if (workspace / name).is_file() and not any((workspace / name).is_relative_to(r) for r in roots):
                 roots.setdefault(workspace / name, None)
     return ModuleGraph(packages=packages, deps=deps, roots=tuple(roots))
 
@@ -233,7 +287,8 @@ def _package(raw: dict[str, Any]) -> GoPackage:
                            if (directory / p.removeprefix("all:")).is_dir())
     return GoPackage(
         import_path=raw["ImportPath"], dir=directory,
-        build_files=names("GoFiles", "CgoFiles"), embed_files=names("EmbedFiles"), embed_dirs=embed_dirs,
+        build_files=names("GoFiles", "CgoFiles", "SFiles", "HFiles", "SysoFiles"),
+        embed_files=names("EmbedFiles"), embed_dirs=embed_dirs,
         excluded_files=names("IgnoredGoFiles", "IgnoredOtherFiles", "TestGoFiles", "XTestGoFiles"),
         imports=names("Imports"),
     )

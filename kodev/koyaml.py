@@ -12,9 +12,9 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from kodev.config import DEFAULT_BASE, BuildSettings, CommandConfig, Config
-from kodev.config import find as find_file
 from kodev.errors import ConfigError
+from kodev.settings import DEFAULT_BASE, BuildSettings, CommandConfig, Config
+from kodev.settings import find as find_file
 
 KO_CONFIG = ".ko.yaml"
 _SUPPORTED = {"defaultBaseImage", "baseImageOverrides", "builds", "defaultEnv", "defaultFlags", "defaultLdflags"}

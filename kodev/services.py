@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kodev.config import ServiceConfig
+from kodev.config import CONTAINER_NAME, ServiceConfig
 from kodev.errors import ConfigError
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -136,9 +136,9 @@ def parse_network(value: str | None, where: str) -> str | None:
 
 
 def container_name(value: str, where: str) -> str:
-    if not _NAME.match(value):
-        raise ConfigError(f"{where}: container name {value!r} may only hold letters, digits, '_', '.' and '-' "
-                          "and must start with a letter or digit.")
+    if not CONTAINER_NAME.match(value):
+        raise ConfigError(f"{where}: container name {value!r} must be two or more letters, digits, '_', '.' "
+                          "and '-', starting with a letter or digit (Docker refuses any other).")
     return value
 
 

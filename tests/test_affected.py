@@ -268,6 +268,59 @@ def test_module_files_outside_every_root_affect_nothing(path: Path) -> None:
     assert run(FileChange(path, "modified")).empty
 
 
+# --- vendored packages, assembly, vendor/modules.txt -----------------------------------------------
+
+VENDORED = "example.com/dep/zap"  # vendor/example.com/dep/zap, imported by the server only
+FAST = "example.com/hello/internal/fast"  # fast.go + fast_amd64.s + a .syso, imported by hello only
+
+
+def vendored_graph() -> ModuleGraph:
+    base = make_graph()
+    packages = {**base.packages,
+                VENDORED: package(VENDORED, ROOT / "vendor/example.com/dep/zap", {"global.go", "level.go"},
+                                  excluded={"global_test.go"}),
+                FAST: package(FAST, ROOT / "internal/fast", {"fast.go", "fast_amd64.s", "fast.h", "rsrc.syso"},
+                              excluded={"fast_arm64.s"})}
+    deps = {SERVER: base.deps[SERVER] | {VENDORED}, HELLO: base.deps[HELLO] | {FAST}}
+    return ModuleGraph(packages=packages, deps=deps, roots=base.roots)
+
+
+def test_vendored_package_edit_rebuilds_exactly_its_dependents() -> None:
+    decision = run(mod("vendor/example.com/dep/zap/global.go"), graph=vendored_graph())
+    assert decision == Decision(frozenset({SERVER}), frozenset(), False)
+    new_file = run(FileChange(ROOT / "vendor/example.com/dep/zap/sugar.go", "added"), graph=vendored_graph())
+    assert new_file.refresh_graph and not new_file.rebuild
+    assert run(mod("vendor/example.com/dep/zap/global_test.go"), graph=vendored_graph()).empty
+    assert run(mod("vendor/example.com/dep/zap/README.md"), graph=vendored_graph()).empty
+
+
+@pytest.mark.parametrize("change", ["added", "modified", "deleted"])
+def test_vendor_modules_txt_is_a_module_file(change: str) -> None:
+    decision = run(FileChange(ROOT / "vendor/modules.txt", change), graph=vendored_graph())  # type: ignore[arg-type]
+    assert decision.rebuild == {SERVER, HELLO}
+    assert decision.refresh_graph
+
+
+@pytest.mark.parametrize("path", [ROOT / "docs/modules.txt", ROOT / "vendor/example.com/dep/modules.txt",
+                                  Path("/src/vendor/modules.txt")])
+def test_other_modules_txt_files_are_not(path: Path) -> None:
+    assert run(FileChange(path, "modified"), graph=vendored_graph()).empty
+
+
+@pytest.mark.parametrize("name", ["fast_amd64.s", "fast.h", "rsrc.syso"])
+def test_assembly_and_syso_files_rebuild_their_dependents(name: str) -> None:
+    decision = run(mod(f"internal/fast/{name}"), graph=vendored_graph())
+    assert decision == Decision(frozenset({HELLO}), frozenset(), False)
+    deleted = run(FileChange(ROOT / "internal/fast" / name, "deleted"), graph=vendored_graph())
+    assert deleted.rebuild == {HELLO} and deleted.refresh_graph
+
+
+def test_new_assembly_file_refreshes_and_an_excluded_one_does_nothing() -> None:
+    added = run(FileChange(ROOT / "internal/fast/fast_386.s", "added"), graph=vendored_graph())
+    assert added == Decision(frozenset(), frozenset(), True)
+    assert run(mod("internal/fast/fast_arm64.s"), graph=vendored_graph()).empty
+
+
 # --- Decision ------------------------------------------------------------------------------------------
 
 def test_decision_empty() -> None:

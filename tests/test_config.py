@@ -166,8 +166,7 @@ def test_empty_file_gives_defaults(cfg_path: Path) -> None:
 
 def test_example_file_parses() -> None:
     example = Path(__file__).resolve().parent.parent / "kodev.toml.example"
-    if not example.exists():
-        pytest.skip("no kodev.toml.example in this checkout")
+    assert example.is_file(), "kodev.toml.example is part of the repository and documents every key"
     config = parse(example.read_text(encoding="utf-8"), example)
     assert "./cmd/server" in config.commands
     assert config.commands["./cmd/server"].build.flags == ()
@@ -185,8 +184,8 @@ def test_env_as_list_and_as_table_are_equivalent(cfg_path: Path) -> None:
 
 
 def test_service_env_table(cfg_path: Path) -> None:
-    config = parse('[services.s]\ncommand = "./cmd/s"\n[services.s.env]\nX = "1"\nY = "y y"\n', cfg_path)
-    assert config.services["s"].env == ("X=1", "Y=y y")
+    config = parse('[services.sv]\ncommand = "./cmd/s"\n[services.sv.env]\nX = "1"\nY = "y y"\n', cfg_path)
+    assert config.services["sv"].env == ("X=1", "Y=y y")
 
 
 # --- BuildSettings.over ----------------------------------------------------------------------------
@@ -234,25 +233,25 @@ def test_unknown_key_inside_command(cfg_path: Path) -> None:
     [
         ('[build]\nflags = "-trimpath"\n', "build.flags", "got a string"),
         ('[commands."./cmd/x"]\nldflags = "-s"\n', 'commands."./cmd/x".ldflags', "got a string"),
-        ('[services.s]\ncommand = "./cmd/s"\nports = "8080:8080"\n', "services.s.ports", "got a string"),
+        ('[services.sv]\ncommand = "./cmd/s"\nports = "8080:8080"\n', "services.sv.ports", "got a string"),
         ('[watch]\nignore = "*.tmp"\n', "watch.ignore", "got a string"),
-        ('[services.s]\ncommand = "./cmd/s"\nstop_timeout = true\n', "services.s.stop_timeout", "got a boolean"),
+        ('[services.sv]\ncommand = "./cmd/s"\nstop_timeout = true\n', "services.sv.stop_timeout", "got a boolean"),
         ("[watch]\ndebounce_ms = false\n", "watch.debounce_ms", "got a boolean"),
         ("[watch]\npoll_interval_ms = -5\n", "watch.poll_interval_ms", "non-negative"),
         ("[watch]\npoll_interval_ms = 1.5\n", "watch.poll_interval_ms", "got a number"),
         ('[watch]\npoll = "yes"\n', "watch.poll", "got a string"),
-        ('[services.s]\ncommand = "./cmd/s"\nrestart = 1\n', "services.s.restart", "got an integer"),
+        ('[services.sv]\ncommand = "./cmd/s"\nrestart = 1\n', "services.sv.restart", "got an integer"),
         ('[build]\nldflags = ["-s", 1]\n', "build.ldflags", "list"),
         ('[commands."./cmd/x"]\nflags = ["-v", true]\n', 'commands."./cmd/x".flags', "list"),
-        ('[services.s]\ncommand = "./cmd/s"\nargs = [1, 2]\n', "services.s.args", "list"),
+        ('[services.sv]\ncommand = "./cmd/s"\nargs = [1, 2]\n', "services.sv.args", "list"),
         ("base = 1\n", "base", "got an integer"),
         ('repo = ["a"]\n', "repo", "got a list"),
         ("platform = true\n", "platform", "got a boolean"),
         ('[commands."./cmd/x"]\nimage = 3\n', 'commands."./cmd/x".image', "got an integer"),
-        ('[services.s]\ncommand = ["./cmd/s"]\n', "services.s.command", "got a list"),
+        ('[services.sv]\ncommand = ["./cmd/s"]\n', "services.sv.command", "got a list"),
         ('build = "fast"\n', "build", "expected a table"),
         ('[commands]\n"./cmd/x" = "x"\n', 'commands."./cmd/x"', "expected a table"),
-        ('services = { s = 1 }\n', "services.s", "expected a table"),
+        ('services = { sv = 1 }\n', "services.sv", "expected a table"),
         ('[build]\nenv = "A=1"\n', "build.env", "KEY=VALUE"),
         ('[build]\nenv = { A = 1 }\n', "build.env", "got a table"),
     ],
@@ -268,7 +267,7 @@ def test_wrong_types(cfg_path: Path, text: str, key: str, expected: str) -> None
     [
         ('[build]\nenv = ["CGO_ENABLED"]\n', "build.env", "CGO_ENABLED"),
         ('[commands."./cmd/x"]\nenv = ["A=1", "NOEQUALS"]\n', 'commands."./cmd/x".env', "NOEQUALS"),
-        ('[services.s]\ncommand = "./cmd/s"\nenv = ["=value"]\n', "services.s.env", "=value"),
+        ('[services.sv]\ncommand = "./cmd/s"\nenv = ["=value"]\n', "services.sv.env", "=value"),
     ],
 )
 def test_env_item_without_equals(cfg_path: Path, text: str, key: str, item: str) -> None:
@@ -342,8 +341,25 @@ def test_missing_service_command(cfg_path: Path) -> None:
 
 
 def test_quoted_service_name_in_key(cfg_path: Path) -> None:
-    message = parse_error('[services."my web"]\nstop_timeout = "soon"\ncommand = "./cmd/w"\n', cfg_path)
-    assert """key 'services."my web".stop_timeout'""" in message
+    message = parse_error('[services."my.web"]\nstop_timeout = "soon"\ncommand = "./cmd/w"\n', cfg_path)
+    assert """key 'services."my.web".stop_timeout'""" in message
+
+
+@pytest.mark.parametrize(("name", "key"), [("a", "services.a"), ("7", "services.7"), ('"my web"', 'services."my web"'),
+                                           ('"-web"', 'services.-web'), ('"_x"', 'services._x'),
+                                           ('"ümlaut"', 'services.ümlaut'), ('"a/b"', 'services."a/b"')])
+def test_service_names_docker_refuses_are_config_errors(cfg_path: Path, name: str, key: str) -> None:
+    """The service name is the container's: Docker refuses a one-letter or odd one only at creation, after a
+    full build, so kodev refuses it when reading the file, naming the key."""
+    message = parse_error(f'[services.{name}]\ncommand = "./cmd/w"\n', cfg_path)
+    assert f"key '{key}'" in message
+    assert "cannot name a container" in message and "two or more" in message
+
+
+@pytest.mark.parametrize("name", ["ab", "w1", "0start", "my-app_1.2", "Web"])
+def test_service_names_docker_accepts(cfg_path: Path, name: str) -> None:
+    key = f'"{name}"' if "." in name else name
+    assert name in parse(f'[services.{key}]\ncommand = "./cmd/w"\n', cfg_path).services
 
 
 # --- find ------------------------------------------------------------------------------------------

@@ -234,12 +234,13 @@ def test_read_env_file_bad_line_names_the_file(tmp_path: Path) -> None:
 
 # --- names ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["web", "Web2", "my-app_1.2", "0start", "a"])
+@pytest.mark.parametrize("name", ["web", "Web2", "my-app_1.2", "0start", "ab"])
 def test_container_name_valid(name: str) -> None:
     assert container_name(name, WHERE) == name
 
 
-@pytest.mark.parametrize("name", ["", "-web", "_web", ".web", "has space", "a/b", "tab\t", "ümlaut", "x:y"])
+@pytest.mark.parametrize("name", ["", "a", "7", "-web", "_web", ".web", "has space", "a/b", "tab\t", "ümlaut",
+                                  "x:y"])
 def test_container_name_invalid(name: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
         container_name(name, WHERE)
@@ -283,7 +284,7 @@ def test_container_spec_env_file_relative_to_base_dir(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "app.env").write_text("X=1\n")
     cwd = os.getcwd()
-    spec = container_spec(ServiceConfig(name="w", command="./cmd/w", env_file="conf/app.env"), tmp_path, WHERE)
+    spec = container_spec(ServiceConfig(name="wk", command="./cmd/w", env_file="conf/app.env"), tmp_path, WHERE)
     assert spec.env == ("X=1",)
     assert os.getcwd() == cwd
 

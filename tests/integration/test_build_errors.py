@@ -53,7 +53,9 @@ def repo(docker_client: Any) -> Iterator[str]:
 
 @pytest.mark.parametrize("path", ["./cmd/nope", "example.com/hello/cmd/nope", "ko://example.com/hello/cmd/nope"])
 def test_path_that_does_not_exist(hello: Path, path: str) -> None:
-    assert_fails(kodev_build([path], hello), path)
+    done = kodev_build([path], hello)
+    assert_fails(done, path)
+    assert "go get" not in done.stderr  # Go's advice would fetch a module; the path is mistyped instead
 
 
 def test_path_that_is_a_file(hello: Path) -> None:
@@ -64,6 +66,12 @@ def test_path_that_is_a_file(hello: Path) -> None:
 def test_package_that_is_not_main(hello: Path, path: str) -> None:
     done = kodev_build([path], hello)
     assert_fails(done, path, "package main")
+
+
+@pytest.mark.parametrize("args", [["./cmd/...", "./internal/greeting"], ["./internal/greeting", "./cmd/..."]])
+def test_package_that_is_not_main_next_to_a_wildcard(hello: Path, args: list[str]) -> None:
+    """Regression: after `./cmd/...` the non-main path used to be dropped and the commands built."""
+    assert_fails(kodev_build(args, hello), "./internal/greeting", "not `package main`")
 
 
 @pytest.fixture
