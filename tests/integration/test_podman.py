@@ -148,10 +148,12 @@ def _sent(stderr: str, command: str) -> str:
 def test_build_sends_full_archives(podman_host: str, podman: Any, module: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from kodev.daemon import connect
+    from kodev.publish.daemon import DaemonPublisher
 
     monkeypatch.setenv("DOCKER_HOST", podman_host)
     daemon = connect()
-    assert daemon.store() == "podman"  # detected from the version's components: slim loads never tried
+    # Detected from the version's components: slim loads are never tried.
+    assert DaemonPublisher(daemon).store() == "podman"
     daemon.client.close()
 
     repo = f"kodev.test/{uuid.uuid4().hex[:12]}"
