@@ -47,6 +47,13 @@ class CommandPlan:
     def name(self) -> str:
         return self.repository.rsplit("/", 1)[-1]
 
+    @property
+    def container_name(self) -> str:
+        """The default container name: the command's name, made one Docker accepts (`a` -> `kodev-a`)."""
+        from kodev.config import CONTAINER_NAME
+
+        return self.name if CONTAINER_NAME.match(self.name) else f"kodev-{self.name}"
+
 
 @dataclass(frozen=True)
 class BuiltImage:

@@ -150,7 +150,7 @@ class Session:
         for arg in paths:
             plan, runs = services[plan_of[arg].command.import_path]
             if not runs:  # named on the command line: run it, as `kodev run` would
-                service = ServiceConfig(name=plan.name, command=arg)
+                service = ServiceConfig(name=plan.container_name, command=arg)
                 runs.append(container_spec(service, self.cwd, f"command {arg}"))
         return [CommandServices(plan, tuple(runs)) for plan, runs in services.values()]
 
