@@ -206,7 +206,8 @@ def run(
                 raise GoError(f"{path}: names {len(plan)} commands; kodev run runs one.")
             target_plan = plan[0]
             service = ServiceConfig(
-                name=name or target_plan.container_name, command=path, args=_after_separator(args), env=tuple(env or ()),
+                name=name or target_plan.container_name, command=path, args=_after_separator(args),
+                env=tuple(env or ()),
                 env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
                 volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
             spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=rm)
