@@ -303,10 +303,7 @@ def test_watch_rebuilds_survives_a_compile_error_and_cleans_up(module: Path, ctx
     seen: list[str] = []
     try:
         page(proc, url, "Hello, kodev!", timeout=90)
-        proc.wait_for("watching", timeout=30)
-        # kodev prints "watching" as it starts its watcher thread, before the watches are in place: an edit
-        # in the next few milliseconds is lost (see test_save_while_starting_is_not_lost).
-        time.sleep(1)
+        proc.wait_for("watching", timeout=30)  # printed once the watches are in place: no wait needed
         first = ctx.container(name)
         assert first is not None
         seen.append(first.id)
@@ -352,7 +349,6 @@ def test_watch_reports_an_exited_container_and_restarts_it_on_the_next_build(mod
         proc.wait_for("Hello, dan!", timeout=30, stream="stdout")
         proc.wait_for(r"exited with code 3", timeout=30)
         assert proc.process.poll() is None, "kodev --watch ended with its container\n" + proc.output()
-        time.sleep(1)  # see test_watch_rebuilds_survives_a_compile_error_and_cleans_up
         greeting.write_text(original.replace('"Hello, "', '"Again, "'))
         proc.wait_for("Again, dan!", timeout=30, stream="stdout")
         proc.wait_for(r"exited with code 3", count=2, timeout=30)
