@@ -169,6 +169,9 @@ StopTimeoutOption = Annotated[int, typer.Option("--stop-timeout", min=0, metavar
                                                 help="Seconds between SIGTERM and SIGKILL.")]
 RmOption = Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the container when it exits.")]
 WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")]
+SwapOption = Annotated[bool, typer.Option(
+    "--swap/--no-swap", help="While watching, swap a new binary into the running container when only the binary "
+                             "changed (kodev's supervisor restarts the app); --no-swap recreates it every time.")]
 
 
 @app.command(cls=Command)
@@ -187,6 +190,7 @@ def run(
     stop_timeout: StopTimeoutOption = 10,
     rm: RmOption = True,
     watch: WatchOption = False,
+    swap: SwapOption = True,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -216,7 +220,7 @@ def run(
             from kodev.watch import DevLoop
 
             if watch:
-                return DevLoop(session, [CommandServices(target_plan, (spec,))], prefix_logs=False).run()
+                return DevLoop(session, [CommandServices(target_plan, (spec,))], prefix_logs=False, swap=swap).run()
             from kodev.run import run_once
 
             return run_once(session, target_plan, spec)
@@ -239,6 +243,7 @@ def watch_command(
     take_down: Annotated[bool, typer.Option(
         "--down", help="On Ctrl-C take the compose project down (containers removed, volumes kept) instead of "
                        "stopping it.")] = False,
+    swap: SwapOption = True,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -253,7 +258,7 @@ def watch_command(
                 return _watch_compose(session, compose_files, project_name, take_down)
             targets = session.watch_targets(paths or [])
             _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
-            return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or [])).run()
+            return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []), swap=swap).run()
 
     raise typer.Exit(guarded(start))
 

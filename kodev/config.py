@@ -43,7 +43,8 @@ _TOP_KEYS = {"base": _STR, "repo": _STR, "platform": _STR, "build": "table", "co
              "services": "table", "watch": "table"}
 _COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
 _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
-                 "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL}
+                 "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL,
+                 "swap": _BOOL}
 _WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS}
 
 
@@ -153,6 +154,7 @@ def parse(text: str, path: Path) -> Config:
             ports=tuple(table.get("ports", ())), network=table.get("network"),
             volumes=tuple(table.get("volumes", ())), user=table.get("user"),
             stop_timeout=table.get("stop_timeout", 10), restart=table.get("restart", True),
+            swap=table.get("swap", True),
         )
 
     watch_table = reader.table(top.get("watch", {}), "watch", _WATCH_KEYS)

@@ -153,8 +153,12 @@ class Containers:
         self.start(container_id, spec)
         return container_id
 
-    def create(self, spec: ContainerSpec, image: str) -> str:
-        """Create (not start) the container for `spec`; its name must be free (see claim_name)."""
+    def create(self, spec: ContainerSpec, image: str, entrypoint: list[str] | None = None,
+               extra_volumes: Mapping[str, dict[str, str]] | None = None) -> str:
+        """Create (not start) the container for `spec`; its name must be free (see claim_name).
+
+        `entrypoint` replaces the image's (kodev's supervisor runs the image's own); `extra_volumes` are
+        bind mounts kodev adds (the supervisor's directory)."""
         import docker.errors
 
         labels = {**self.owner.labels(), SERVICE_LABEL: spec.service}
@@ -171,9 +175,9 @@ class Containers:
             container = self.client.containers.create(
                 image, list(spec.args) or None, name=spec.name, environment=list(spec.env),
                 ports=_port_map(spec) or None, user=spec.user or None, labels=labels, detach=True,
-                volumes={m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts}
-                or None,
-                **network,
+                volumes={**{m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+                            for m in spec.mounts}, **(extra_volumes or {})} or None,
+                entrypoint=entrypoint, **network,
             )
         except docker.errors.APIError as exc:
             raise ContainerError(f"cannot create container {spec.name!r} from {image}: {exc.explanation or exc}"
@@ -280,14 +284,19 @@ class Replacement:
         except Exception as exc:
             log.debug("stop of the replaced %s: %s", self.old_id[:12], exc)
 
-    def finish(self, image: str) -> str:
-        """The new container, started; the old one removed."""
+    def finish(self, image: str, create: Callable[[], str] | None = None) -> str:
+        """The new container, started; the old one removed. `create` makes the new container (not started)
+        when it needs more than the spec says (the supervisor)."""
         self._rename_tried.wait()
-        new_id = self.containers.create(self.spec, image) if self._renamed else None  # while the old one stops
+        make = create or (lambda: self.containers.create(self.spec, image))
+        new_id = make() if self._renamed else None  # while the old one stops
         self._stopper.join()
         self.containers.remove(self.old_id, 0)
         if new_id is None:
-            return self.containers.create_and_start(self.spec, image)
+            if create is None:
+                return self.containers.create_and_start(self.spec, image)
+            self.containers.claim_name(self.spec)
+            new_id = create()
         self.containers.start(new_id, self.spec)
         return new_id
 

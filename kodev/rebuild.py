@@ -152,10 +152,16 @@ class Rebuild:
                                          image_seconds))
             return
         pending = [d.begin(release) for d in wanting]  # a recreate stops the old container during the load
+        swapped_at = time.monotonic()  # a swap serves from here: the image follows, off the path to serving
         published = self._send(command, image, pending) if changed else None
         delivered = tuple(p.complete(published) for p in pending)
-        self.ui.report(CommandReport(plan.name, "built" if first else "rebuilt", time.monotonic() - clock_start,
-                                     go_seconds, image_seconds, published, delivered))
+        only_swaps = bool(delivered) and all(d.how == "swapped" for d in delivered)
+        serving = (swapped_at if only_swaps else time.monotonic()) - clock_start
+        self.ui.report(CommandReport(plan.name, "built" if first else "rebuilt", serving, go_seconds, image_seconds,
+                                     published, delivered))
+        for done in delivered:
+            if done.note:
+                self.ui.warn(done.note)
         for done in delivered:
             self.on_delivered(done)
 

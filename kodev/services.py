@@ -51,6 +51,7 @@ class ContainerSpec:
     stop_timeout: int = 10
     remove_on_exit: bool = True  # --rm
     restart: bool = True  # false: started once, never recreated nor removed by kodev
+    swap: bool = True  # watch: swap a new binary in place (kodev's supervisor) instead of recreating
 
 
 def parse_port(spec: str, where: str) -> PortBinding:
@@ -162,4 +163,5 @@ def container_spec(service: ServiceConfig, base_dir: Path, where: str, name: str
         stop_timeout=service.stop_timeout,
         remove_on_exit=remove_on_exit,
         restart=service.restart,
+        swap=service.swap,
     )

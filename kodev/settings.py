@@ -56,6 +56,7 @@ class ServiceConfig:
     user: str | None = None
     stop_timeout: int = 10
     restart: bool = True
+    swap: bool = True  # watch: binary-only changes are swapped into the running container
 
 
 @dataclass(frozen=True)

@@ -81,12 +81,16 @@ class UI:
             self.stage(report.name, "unchanged", report.total,
                        f"({', '.join(parts)}) — same binary and kodata, nothing restarted")
             return
-        if report.published is not None:
-            parts.append(f"load {report.published.seconds:.2f}s")
         words = sorted({_DELIVERY_WORDS[d.how] for d in report.delivered if d.how in _DELIVERY_WORDS})
-        for word in words:
-            seconds = sum(d.seconds for d in report.delivered if _DELIVERY_WORDS.get(d.how) == word)
-            parts.append(f"{word} {seconds:.2f}s")
+        delivery = [f"{word} {sum(d.seconds for d in report.delivered if _DELIVERY_WORDS.get(d.how) == word):.2f}s"
+                    for word in words]
+        swapped = "swap" in words
+        if swapped:  # served after the swap; the image was loaded after that, off the path to serving
+            parts += delivery
+        if report.published is not None:
+            parts.append(f"load {report.published.seconds:.2f}s" + (" after" if swapped else ""))
+        if not swapped:
+            parts += delivery
         verb = "built in" if report.outcome == "built" else "rebuilt in"
         self.stage(report.name, verb, report.total, f"({', '.join(parts)})" + (f" · {sent}" if sent else ""))
 

@@ -8,6 +8,7 @@ says so once, keeps watching, retries with backoff, and rebuilds and restarts ev
 
 from __future__ import annotations
 
+import os
 import queue
 import tempfile
 import time
@@ -20,6 +21,7 @@ from kodev.containers import Containers, LogFollower, Owner
 from kodev.deliver import Delivered, Delivery
 from kodev.deliver.choose import deliveries_for
 from kodev.deliver.compose import ComposeService, ComposeStack
+from kodev.deliver.supervision import Supervision
 from kodev.errors import KodevError
 from kodev.events import (
     SETTLE_MAX_SECONDS,
@@ -50,9 +52,12 @@ class DevLoop:
     """
 
     def __init__(self, session: Session, commands: list[CommandServices], prefix_logs: bool,
-                 watch_paths: list[str] | None = None, stack: ComposeStack | None = None) -> None:
+                 watch_paths: list[str] | None = None, stack: ComposeStack | None = None, swap: bool = True) -> None:
         self.session = session
         self.stack = stack
+        self.supervision = (Supervision(session.go, session.daemon.client,
+                                        force_copy=os.environ.get("KODEV_SWAP_COPY", "") not in ("", "0"))
+                            if swap else None)
         self.ui = session.ui
         self.prefix_logs = prefix_logs
         self.watch_paths = watch_paths
@@ -68,7 +73,8 @@ class DevLoop:
     def _use(self, session: Session, commands: list[CommandServices]) -> None:
         """Take a (new) session and its commands: deliveries, log colors, the rebuild rounds."""
         self.session = session
-        self.commands = [WatchedCommand(c.plan, deliveries_for(c.specs, c.compose, self.containers, self.stack))
+        self.commands = [WatchedCommand(c.plan, deliveries_for(c.specs, c.compose, self.containers, self.stack,
+                                                               self.supervision, c.plan.command.app_name))
                          for c in commands]
         services = [d.service for c in self.commands for d in c.deliveries if d.service]
         if self.stack is not None:  # the project's other services log too

@@ -35,6 +35,7 @@ class Delivered:
     how: str
     seconds: float
     container_id: str | None = None  # a new container whose logs are to be followed
+    note: str = ""  # something the user should know (a swap that fell back to a recreate, and why)
 
 
 class Pending(Protocol):

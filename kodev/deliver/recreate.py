@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from kodev.containers import Containers, Replacement
-from kodev.deliver import Delivered, Release
+from kodev.deliver import Delivered, Pending, Release
 from kodev.publish import Published
 from kodev.services import ContainerSpec
 
@@ -31,7 +31,7 @@ class Recreate:
     def wants(self, release: Release) -> bool:
         return self.down or (release.changed and self.spec.restart)
 
-    def begin(self, release: Release) -> _Recreating:
+    def begin(self, release: Release) -> Pending:
         replacement = None
         if self.container_id is not None:
             replacement = Replacement(self.containers, self.container_id, self.spec)

@@ -21,6 +21,7 @@ class PruningPublisher:
         self.inner = inner
         self.daemon = daemon
         self._replaced: list[str] = []
+        self._in_use: set[str] = set()  # refused by the daemon on the last try: a container uses them
 
     def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
         published = self.inner.publish(image, ref, hints)
@@ -29,9 +30,11 @@ class PruningPublisher:
         return published
 
     def prune(self) -> list[str]:
-        """Remove the replaced kodev images nothing uses any more; the IDs removed."""
+        """Remove the replaced kodev images nothing uses any more; the IDs removed. One a container still
+        runs (a swapped binary keeps the container on its first image) is tried again on the next prune."""
         removed = [image_id for image_id in self._replaced if self.forget(image_id)]
-        self._replaced.clear()
+        self._replaced = [i for i in self._replaced if i in self._in_use and i not in removed]
+        self._in_use.clear()
         return removed
 
     def forget(self, image_id: str) -> bool:
@@ -52,6 +55,7 @@ class PruningPublisher:
             self.daemon.api.remove_image(image_id, noprune=False)
         except docker.errors.APIError as exc:
             log.debug("kept image %s: %s", image_id[:19], exc.explanation or exc)
+            self._in_use.add(image_id)
             return False
         return True
 

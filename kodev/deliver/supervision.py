@@ -1,0 +1,113 @@
+"""What swapping needs once per session: kodev's supervisor compiled for the target, and whether the daemon
+sees this machine's files (then binaries go through a bind mount, else they are copied into containers)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kodev import cache
+from kodev.errors import GoError
+from kodev.gotool import GoTool
+
+log = logging.getLogger(__name__)
+
+RESTART_SIGNAL = "SIGRTMIN+3"  # the supervisor's restart trigger (signal 37): never forwarded to the app
+MOUNT_POINT = "/kodev"  # mount mode: the supervisor and the swapped binary, read-only
+COPY_DIR = "/ko-app"  # copy mode: exists in every kodev image
+
+
+@dataclass(frozen=True)
+class SwapKit:
+    """What every swapping service shares: the supervisor binary, and how binaries reach containers."""
+
+    supervisor: Path
+    mode: str  # 'mount' or 'copy'
+    root: Path  # mount mode: per-container directories live here (the user's alone: 0700)
+    grace_seconds: float = 2.0
+
+    def entrypoint(self, app: str, slot: str) -> list[str]:
+        supervisor = f"{MOUNT_POINT}/supervisor" if self.mode == "mount" else f"{COPY_DIR}/.kodev-supervisor"
+        return [supervisor, "-bin", slot, "-grace", f"{self.grace_seconds}s", "--", f"/ko-app/{app}"]
+
+
+
+SOURCE = Path(__file__).resolve().parent.parent / "supervisor" / "supervisor.go"
+
+
+def build_supervisor(go: GoTool) -> Path:
+    """The supervisor for the target platform (go.env), static; compiled once per Go version, platform and
+    source, into kodev's cache."""
+    source = SOURCE.read_bytes()
+    version = go.run(["version"], cwd=Path.cwd()).stdout.strip()
+    target = " ".join(f"{k}={go.env.get(k, '')}" for k in ("GOOS", "GOARCH", "GOARM", "GOAMD64", "GOARM64"))
+    key = hashlib.sha256(b"\0".join([version.encode(), target.encode(), source])).hexdigest()[:20]
+    built = cache.subdir("supervisor") / f"supervisor-{key}"
+    if built.is_file():
+        return built
+    with tempfile.TemporaryDirectory(prefix="supervisor-", dir=cache.subdir("tmp")) as scratch:
+        shutil.copyfile(SOURCE, Path(scratch) / "main.go")
+        (Path(scratch) / "go.mod").write_text("module kodev.dev/supervisor\n\ngo 1.21\n")
+        out = Path(scratch) / "supervisor"
+        done = go.run(["build", "-trimpath", "-ldflags=-s -w", "-o", str(out), "."], cwd=Path(scratch),
+                      extra_env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOWORK": "off"})
+        if done.returncode != 0:
+            raise GoError(f"cannot compile kodev's supervisor with {go.binary}: {done.stderr.strip()[:500]}. "
+                          "Use --no-swap to recreate containers instead.")
+        os.replace(out, built)  # atomic: a concurrent kodev finds a whole file or none
+    return built
+
+
+class Supervision:
+    """Prepares the `SwapKit` on first use (needs an image to probe the daemon with)."""
+
+    def __init__(self, go: GoTool, client: Any, force_copy: bool = False) -> None:
+        self.go = go
+        self.client = client
+        self.force_copy = force_copy
+        self._kit: SwapKit | None = None
+
+    def kit(self, image: str) -> SwapKit:
+        if self._kit is None:
+            supervisor = build_supervisor(self.go)
+            root = cache.subdir("swap")
+            mode = "copy" if self.force_copy or not self._sees_local_files(image, supervisor, root) else "mount"
+            log.debug("swapping binaries by %s", mode)
+            self._kit = SwapKit(supervisor=supervisor, mode=mode, root=root)
+        return self._kit
+
+    def _sees_local_files(self, image: str, supervisor: Path, root: Path) -> bool:
+        """A probe container on `image` runs the supervisor from a bind-mounted directory and checks a token
+        written here: true only if the daemon sees this machine's files (not guessed from DOCKER_HOST)."""
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix="probe-", dir=root))
+        token = secrets.token_hex(8)
+        container = None
+        try:
+            probe.chmod(0o755)
+            shutil.copyfile(supervisor, probe / "supervisor")
+            (probe / "supervisor").chmod(0o555)
+            (probe / "token").write_text(token)
+            container = self.client.containers.create(
+                image, entrypoint=[f"{MOUNT_POINT}/supervisor", "-probe", f"{MOUNT_POINT}/token", "-token", token],
+                volumes={str(probe): {"bind": MOUNT_POINT, "mode": "ro"}}, network_mode="none",
+                labels={"dev.kodev.probe": "true"})
+            container.start()
+            return int(container.wait(timeout=60).get("StatusCode", 1)) == 0
+        except Exception as exc:  # the entrypoint is missing on the daemon's side: it cannot see our files
+            log.debug("bind-mount probe: %s", exc)
+            return False
+        finally:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except Exception as exc:
+                    log.debug("probe container removal: %s", exc)
+            shutil.rmtree(probe, ignore_errors=True)
