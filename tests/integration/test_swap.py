@@ -1,0 +1,117 @@
+"""Swap in place (`kodev run --watch`, watch mode's default): a binary-only change is served by the same
+container, kodev's supervisor its PID 1 — through the bind mount and through the copy path; anything else
+recreates; the image in the daemon follows the last good build; --no-swap recreates every time."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import run_kodev
+from tests.integration.process import KodevProcess, free_port, sigint_not_ignored
+from tests.integration.test_run import Ctx, ctx, module, page, server  # noqa: F401 - fixtures
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+def _supervised(container: Any) -> bool:
+    return str(container.attrs["Config"]["Entrypoint"][0]).endswith("supervisor")
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["mount", "copy"])
+def test_binary_only_change_is_served_by_the_same_container(module: Path, ctx: Ctx,  # noqa: F811
+                                                            copy: bool) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    name = ctx.name("swap")
+    with sigint_not_ignored():
+        proc = KodevProcess(server(ctx, "swap", port, "--watch"), module,
+                            env={"KODEV_SWAP_COPY": "1" if copy else "0", "KODEV_DEBUG": "1"})
+    try:
+        page(proc, url, "Hello, kodev!", timeout=120)
+        proc.wait_for("watching", timeout=30)
+        first = ctx.container(name)
+        assert first is not None and _supervised(first), proc.output()
+        proc.wait_for(rf"swapping binaries by {'copy' if copy else 'mount'}")
+
+        # main.go: only the binary changes -> swapped into the running container.
+        _edit(module / "internal" / "greeting" / "greeting.go", '"Hello, "', '"Howdy, "')
+        page(proc, url, "Howdy, kodev!")
+        proc.wait_for(r"^\s+server\s+rebuilt in .*\bswap [\d.]+s", timeout=30)
+        same = ctx.container(name)
+        assert same is not None and same.id == first.id, "a binary-only change recreated the container"
+        assert same.status == "running"
+
+        # The image follows: the tag holds what a fresh `kodev build` makes of the same sources.
+        tagged = ctx.client.api.inspect_image(ctx.ref("server"))["Id"]
+        built = run_kodev(["build", "./cmd/server"], module)
+        assert built.returncode == 0, built.stderr
+        assert tagged[:19] in built.stderr, (tagged, built.stderr)
+
+        # kodata changed: a new image, a new container (still supervised).
+        (module / "cmd" / "server" / "kodata" / "banner.txt").write_text("swapped banner\n")
+        page(proc, url, "swapped banner")
+        recreated = ctx.container(name)
+        assert recreated is not None and recreated.id != first.id and _supervised(recreated)
+
+        # And a binary change after the recreate swaps again, into the new container.
+        _edit(module / "internal" / "greeting" / "greeting.go", '"Howdy, "', '"Hi again, "')
+        page(proc, url, "Hi again, kodev!")
+        again = ctx.container(name)
+        assert again is not None and again.id == recreated.id
+
+        assert proc.stop(signal.SIGINT) == 0, proc.output()
+        assert ctx.container(name) is None, "the container was left behind"
+        assert "Traceback" not in proc.output()
+    finally:
+        proc.kill()
+
+
+def test_no_swap_recreates_and_does_not_use_the_supervisor(module: Path, ctx: Ctx) -> None:  # noqa: F811
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    name = ctx.name("noswap")
+    with sigint_not_ignored():
+        proc = KodevProcess(server(ctx, "noswap", port, "--watch", "--no-swap"), module)
+    try:
+        page(proc, url, "Hello, kodev!", timeout=120)
+        proc.wait_for("watching", timeout=30)
+        first = ctx.container(name)
+        assert first is not None and not _supervised(first)
+        _edit(module / "internal" / "greeting" / "greeting.go", '"Hello, "', '"Howdy, "')
+        page(proc, url, "Howdy, kodev!")
+        second = ctx.container(name)
+        assert second is not None and second.id != first.id
+        assert proc.stop(signal.SIGINT) == 0, proc.output()
+    finally:
+        proc.kill()
+
+
+def test_a_binary_that_crashes_on_start_is_reported_and_the_next_good_build_recovers(
+        module: Path, ctx: Ctx) -> None:  # noqa: F811
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    main = module / "cmd" / "server" / "main.go"
+    good = main.read_text()
+    with sigint_not_ignored():
+        proc = KodevProcess(server(ctx, "crash", port, "--watch"), module)
+    try:
+        page(proc, url, "Hello, kodev!", timeout=120)
+        proc.wait_for("watching", timeout=30)
+        assert "func main() {" in good
+        main.write_text(good.replace("func main() {", 'func main() {\n\tpanic("boom on start")', 1))
+        proc.wait_for(r"exited with code 2", timeout=60)
+        main.write_text(good)
+        _edit(module / "internal" / "greeting" / "greeting.go", '"Hello, "', '"Back, "')
+        page(proc, url, "Back, kodev!")
+        assert proc.stop(signal.SIGINT) == 0, proc.output()
+        assert ctx.container(ctx.name("crash")) is None
+    finally:
+        proc.kill()
