@@ -1,6 +1,6 @@
 """A newcomer's first hour, against the real parts: README's scripts under a real terminal, Ctrl-C, the
-private daemon, a daemon without a bridge, an inherited ignored SIGINT, and the test suite after the Quick
-start's edits to examples/hello.
+private daemon, a daemon without a bridge, an inherited ignored SIGINT, a daemon that goes away before kodev
+can clean up, and the test suite after the Quick start's edits to examples/hello.
 
 Every kodev here builds into a repository of this test's own and names its containers after it; what runs
 the repository's own scripts (scripts/try, the test suite) runs in a scratch copy of this checkout, reusing
@@ -344,3 +344,135 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except OSError:
         return "Z"
+
+
+# --- the daemon gone while kodev cleans up --------------------------------------------------------------------
+
+class PrivateDockerd:
+    """A dockerd of this test's own, started as scripts/env.sh starts one: a session of its own, no bridge, no
+    iptables rules. Its directory is short: the unix sockets under it must stay within the 108-byte limit."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.host = f"unix://{directory}/docker.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.directory / "dockerd.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["dockerd", "--host", self.host, "--data-root", f"{self.directory}/data", "--exec-root",
+                 f"{self.directory}/exec", "--pidfile", f"{self.directory}/dockerd.pid", "--bridge=none",
+                 "--iptables=false", "--ip6tables=false"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        wait_until(self.answers, 60, lambda: f"the test's dockerd did not come up:\n{self.log()}")
+
+    def client(self) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=self.host, timeout=30)
+
+    def answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the test's dockerd exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            client = self.client()  # asks the daemon its version
+        except Exception:
+            return False
+        try:
+            return bool(client.ping())
+        except Exception:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """SIGTERM, by its pidfile, as a daemon going away is stopped: it stops its containers, then exits."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        assert int((self.directory / "dockerd.pid").read_text()) == self.process.pid
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the test's dockerd did not stop on SIGTERM:\n{self.log()}") from None
+
+    def log(self) -> str:
+        return "\n".join((self.directory / "dockerd.log").read_text(errors="replace").splitlines()[-20:])
+
+    def remove(self) -> None:
+        """Unmount what the daemon left mounted under its directory (deepest first), then remove it."""
+        import shutil
+
+        self.stop()
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(f"{self.directory}/")), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def private_dockerd() -> Iterator[PrivateDockerd]:
+    import shutil
+    import tempfile
+
+    from tests.integration.conftest import _missing
+
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        _missing("root and dockerd (to start a private dockerd as scripts/env.sh does)")
+    daemon = PrivateDockerd(Path(tempfile.mkdtemp(prefix="kodev-dd-", dir="/tmp")))
+    try:
+        yield daemon
+    finally:
+        daemon.remove()
+
+
+def test_daemon_gone_at_cleanup_kodev_names_what_it_left_exits_1_and_the_next_kodev_removes_it(
+        hello: Path, private_dockerd: PrivateDockerd) -> None:
+    """The daemon goes away (SIGTERM: it stops its containers, then exits) while kodev runs; then Ctrl-C.
+
+    `kodev run --watch`, not plain `kodev run`: plain `kodev run` ends on its own when the daemon stops its
+    container (the log stream ends with the container's exit code), before any Ctrl-C, so it would never
+    clean up against a missing daemon. The watch loop stays up when its container exits and its daemon is gone,
+    as a developer's session does, and the Ctrl-C then finds no daemon to clean up with. The container the
+    daemon stopped is still in its data when it comes back, as 'exited', labelled with a kodev that is gone."""
+    daemon = private_dockerd
+    env = {"DOCKER_HOST": daemon.host}
+    name, port = f"nc-{uuid.uuid4().hex[:10]}-gone", free_port()
+    daemon.start()
+    proc = KodevProcess(["run", "--watch", "--network", "host", "--name", name, "--stop-timeout", "3",
+                         "./cmd/server", "--", "-addr", f"127.0.0.1:{port}"], hello, env)
+    try:
+        try:
+            wait_for_page(f"http://127.0.0.1:{port}/", "Hello, kodev!", timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{proc.output()}") from None
+        daemon.stop()
+        proc.wait_for("Docker daemon .* is not answering", timeout=30)  # kodev noticed, and is still up
+        code = proc.stop(signal.SIGINT, timeout=60)
+        output = proc.output()
+        _no_traceback(output)
+        assert code == 1, f"exit code {code}\n{output}"
+        errors = [line for line in proc.err_lines() if line.startswith("error:")]
+        assert len(errors) == 1, output
+        assert "cannot list kodev's containers to clean up" in errors[0], output
+        assert f"Left behind: {name};" in errors[0] and "the next kodev removes them" in errors[0], output
+    finally:
+        proc.kill()
+
+    daemon.start()
+    client = daemon.client()
+    try:
+        left = client.api.containers(all=True, filters={"name": name})
+        assert [(c["Names"], c["State"]) for c in left] == [([f"/{name}"], "exited")], left
+        done = run_kodev(["run", "--network", "host", "--name", f"{name}-next", "./cmd/hello", "--", "again"],
+                         hello, env, timeout=120)
+        _no_traceback(done.stderr)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["Hello, again!"]
+        assert f"removed containers left by a kodev that is gone: {name}" in done.stderr
+        assert client.api.containers(all=True, filters={"name": name}) == []
+    finally:
+        client.close()
