@@ -237,7 +237,10 @@ class Containers:
         try:
             found = self._listed(f"{SESSION_LABEL}={self.owner.session}")
         except Exception as exc:
-            raise DaemonError(f"cannot list kodev's containers to clean up: {exc}") from None
+            from kodev.daemon import reason
+
+            raise DaemonError(f"cannot list kodev's containers to clean up: the Docker daemon is not answering "
+                              f"({reason(exc)})") from None
         doomed = [c for c in found if (c.get("Labels") or {}).get(KEEP_LABEL) != "true"]
 
         def remove(container: dict[str, Any]) -> None:
