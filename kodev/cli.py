@@ -169,9 +169,10 @@ StopTimeoutOption = Annotated[int, typer.Option("--stop-timeout", min=0, metavar
                                                 help="Seconds between SIGTERM and SIGKILL.")]
 RmOption = Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the container when it exits.")]
 WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")]
-SwapOption = Annotated[bool, typer.Option(
-    "--swap/--no-swap", help="While watching, swap a new binary into the running container when only the binary "
-                             "changed (kodev's supervisor restarts the app); --no-swap recreates it every time.")]
+SwapOption = Annotated[Optional[bool], typer.Option(  # noqa: UP045
+    "--swap/--no-swap", show_default=False,
+    help="While watching, swap a new binary into the running container when only the binary changed (kodev's "
+         "supervisor restarts the app); --no-swap recreates it every time. Default: on, unless KODEV_SWAP=0.")]
 
 
 @app.command(cls=Command)
@@ -190,7 +191,7 @@ def run(
     stop_timeout: StopTimeoutOption = 10,
     rm: RmOption = True,
     watch: WatchOption = False,
-    swap: SwapOption = True,
+    swap: SwapOption = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -220,7 +221,8 @@ def run(
             from kodev.watch import DevLoop
 
             if watch:
-                return DevLoop(session, [CommandServices(target_plan, (spec,))], prefix_logs=False, swap=swap).run()
+                return DevLoop(session, [CommandServices(target_plan, (spec,))], prefix_logs=False,
+                               swap=_swapping(swap)).run()
             from kodev.run import run_once
 
             return run_once(session, target_plan, spec)
@@ -243,7 +245,7 @@ def watch_command(
     take_down: Annotated[bool, typer.Option(
         "--down", help="On Ctrl-C take the compose project down (containers removed, volumes kept) instead of "
                        "stopping it.")] = False,
-    swap: SwapOption = True,
+    swap: SwapOption = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -258,9 +260,17 @@ def watch_command(
                 return _watch_compose(session, compose_files, project_name, take_down)
             targets = session.watch_targets(paths or [])
             _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
-            return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []), swap=swap).run()
+            return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []),
+                           swap=_swapping(swap)).run()
 
     raise typer.Exit(guarded(start))
+
+
+def _swapping(flag: bool | None) -> bool:
+    """--swap/--no-swap, else KODEV_SWAP (0 turns it off), else on."""
+    import os
+
+    return flag if flag is not None else os.environ.get("KODEV_SWAP", "1") not in ("0", "false", "no")
 
 
 def _watch_compose(session: Session, files: list[Path], project_name: str | None, take_down: bool) -> int:

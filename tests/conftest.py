@@ -19,5 +19,8 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("KODEV_CACHE_DIR", str(cache))
     for name in ("SOURCE_DATE_EPOCH", "KO_DATA_DATE_EPOCH"):
         monkeypatch.delenv(name, raising=False)
+    # The tests of the recreate delivery see it on every change; swapping in place is tested where a test
+    # asks for it (KODEV_SWAP=1: tests/integration/test_swap.py).
+    monkeypatch.setenv("KODEV_SWAP", "0")
     os.environ.setdefault("GOTOOLCHAIN", "local")
     yield

@@ -33,7 +33,7 @@ def test_binary_only_change_is_served_by_the_same_container(module: Path, ctx: C
     name = ctx.name("swap")
     with sigint_not_ignored():
         proc = KodevProcess(server(ctx, "swap", port, "--watch"), module,
-                            env={"KODEV_SWAP_COPY": "1" if copy else "0", "KODEV_DEBUG": "1"})
+                            env={"KODEV_SWAP": "1", "KODEV_SWAP_COPY": "1" if copy else "0", "KODEV_DEBUG": "1"})
     try:
         page(proc, url, "Hello, kodev!", timeout=120)
         proc.wait_for("watching", timeout=30)
@@ -79,7 +79,7 @@ def test_no_swap_recreates_and_does_not_use_the_supervisor(module: Path, ctx: Ct
     url = f"http://127.0.0.1:{port}/"
     name = ctx.name("noswap")
     with sigint_not_ignored():
-        proc = KodevProcess(server(ctx, "noswap", port, "--watch", "--no-swap"), module)
+        proc = KodevProcess(server(ctx, "noswap", port, "--watch", "--no-swap"), module, env={"KODEV_SWAP": "1"})
     try:
         page(proc, url, "Hello, kodev!", timeout=120)
         proc.wait_for("watching", timeout=30)
@@ -101,7 +101,7 @@ def test_a_binary_that_crashes_on_start_is_reported_and_the_next_good_build_reco
     main = module / "cmd" / "server" / "main.go"
     good = main.read_text()
     with sigint_not_ignored():
-        proc = KodevProcess(server(ctx, "crash", port, "--watch"), module)
+        proc = KodevProcess(server(ctx, "crash", port, "--watch", "--swap"), module)
     try:
         page(proc, url, "Hello, kodev!", timeout=120)
         proc.wait_for("watching", timeout=30)
