@@ -23,9 +23,62 @@ from kodev.ui import UI
 
 if TYPE_CHECKING:
     from kodev.affected import FileChange
+    from kodev.gomod import ModuleGraph
 
 SCHEMA = "kodev.events/1"
 PROGRESS_SECONDS = 0.5  # at most this often a `build.progress` event: a line per package would flood
+
+# The schema, as data: each event's own fields and their JSON types (besides schema, event, time). The
+# README documents it; `check_event` holds every emitted line to it in the tests.
+_NUM, _STR, _LIST = (int, float), (str,), (list,)
+_OPT_NUM, _OPT_INT, _OPT_STR = (int, float, type(None)), (int, type(None)), (str, type(None))
+EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
+    "started": {"command": _STR, "version": _STR},
+    "graph.loaded": {"packages": (int,), "all_packages": (int,), "seconds": _NUM},
+    "changes": {"files": _LIST, "commands": _LIST},
+    "watching": {"roots": _LIST},
+    "build.started": {"commands": _LIST, "estimate": _OPT_INT},
+    "build.progress": {"commands": _LIST, "packages": (int,), "estimate": _OPT_INT},
+    "build.finished": {"commands": _LIST, "seconds": _NUM, "packages": (int,)},
+    "build.failed": {"commands": _LIST, "seconds": _NUM, "packages": (int,), "message": _STR, "output": _STR},
+    "image.published": {"command": _STR, "ref": _STR, "image_id": _STR, "bytes_sent": (int,), "slim": (bool,),
+                        "seconds": _NUM},
+    "delivered": {"command": _STR, "service": _STR, "how": _STR, "seconds": _NUM, "serving_seconds": _NUM},
+    "command.result": {"command": _STR, "outcome": _STR, "total_seconds": _NUM, "go_seconds": _OPT_NUM,
+                       "image_seconds": _NUM, "load_seconds": _OPT_NUM, "bytes_sent": _OPT_INT, "ref": _OPT_STR,
+                       "image_id": _OPT_STR, "delivered": _LIST},
+    "service.log": {"service": _STR, "stream": _STR, "line": _STR},
+    "service.exited": {"service": _STR, "code": (int,), "last_lines": _LIST},
+    "daemon.lost": {"endpoint": _STR},
+    "daemon.back": {},
+    "config.reloaded": {"path": _STR},
+    "config.rejected": {"path": _STR, "message": _STR},
+    "message": {"level": _STR, "text": _STR},
+    "error": {"kind": _STR, "message": _STR, "fatal": (bool,)},  # and `output` for a compile error
+    "exit": {"code": (int,)},
+}
+_OPTIONAL = {"error": {"output": _STR}}
+
+
+def check_event(event: dict[str, Any]) -> None:
+    """Raise ValueError unless `event` is one of this schema's events with exactly its fields and types."""
+    if event.get("schema") != SCHEMA:
+        raise ValueError(f"schema is {event.get('schema')!r}, not {SCHEMA!r}")
+    name = event.get("event")
+    if name not in EVENTS:
+        raise ValueError(f"unknown event {name!r}")
+    if not isinstance(event.get("time"), str) or not event["time"].endswith("Z"):
+        raise ValueError(f"{name}: time {event.get('time')!r} is not RFC 3339 UTC")
+    datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+    fields = {**EVENTS[name], **_OPTIONAL.get(name, {})}
+    extra = set(event) - {"schema", "event", "time"} - set(fields)
+    missing = set(EVENTS[name]) - set(event)
+    if extra or missing:
+        raise ValueError(f"{name}: unexpected fields {sorted(extra)}, missing {sorted(missing)}")
+    for key, value in event.items():
+        types = fields.get(key)
+        if types is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            raise ValueError(f"{name}.{key} = {value!r} is not of {[t.__name__ for t in types]}")
 
 
 def _now() -> str:
@@ -86,9 +139,9 @@ class JsonUI(UI):
 
     # --- the loop ----------------------------------------------------------------------------------
 
-    def graph_loaded(self, packages: int, seconds: float) -> None:
-        self.graph_packages = packages
-        self.emit("graph.loaded", packages=packages, seconds=_seconds(seconds))
+    def graph_loaded(self, graph: ModuleGraph, seconds: float) -> None:
+        self.estimate = graph.listed or None
+        self.emit("graph.loaded", packages=len(graph.packages), all_packages=graph.listed, seconds=_seconds(seconds))
 
     def changes(self, changes: Sequence[FileChange], root: Path, commands: Sequence[str] = ()) -> None:
         files = [{"path": str(c.path.relative_to(root)) if c.path.is_relative_to(root) else str(c.path),
@@ -100,14 +153,13 @@ class JsonUI(UI):
 
     def _build_started(self, commands: Sequence[str]) -> None:
         self._last_progress = time.monotonic()
-        self.emit("build.started", commands=list(commands), graph_packages=self.graph_packages)
+        self.emit("build.started", commands=list(commands), estimate=self.estimate)
 
     def _build_progress(self, commands: Sequence[str], packages: int) -> None:
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_SECONDS:
             self._last_progress = now
-            self.emit("build.progress", commands=list(commands), packages=packages,
-                      graph_packages=self.graph_packages)
+            self.emit("build.progress", commands=list(commands), packages=packages, estimate=self.estimate)
 
     def _build_finished(self, commands: Sequence[str], seconds: float, packages: int) -> None:
         self.emit("build.finished", commands=list(commands), seconds=_seconds(seconds), packages=packages)
@@ -122,7 +174,8 @@ class JsonUI(UI):
         if published is not None:
             self.emit("image.published", command=report.name, ref=published.ref, image_id=published.image_id,
                       bytes_sent=published.bytes_sent, slim=published.slim, seconds=_seconds(published.seconds))
-        for delivered in report.delivered:
+        workloads = [d for d in report.delivered if d.service]  # an image-only command delivers to nobody
+        for delivered in workloads:
             self.emit("delivered", command=report.name, service=delivered.service, how=delivered.how,
                       seconds=_seconds(delivered.seconds), serving_seconds=_seconds(report.total))
         self.emit("command.result", command=report.name, outcome=report.outcome,
@@ -132,7 +185,7 @@ class JsonUI(UI):
                   bytes_sent=published.bytes_sent if published else None,
                   ref=published.ref if published else None, image_id=published.image_id if published else None,
                   delivered=[{"service": d.service, "how": d.how, "seconds": _seconds(d.seconds)}
-                             for d in report.delivered])
+                             for d in workloads])
 
     def service_exited(self, service: str, code: int, last_lines: Sequence[str]) -> None:
         self.emit("service.exited", service=service, code=code, last_lines=list(last_lines))

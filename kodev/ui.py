@@ -24,6 +24,7 @@ from kodev.status import StatusLine, wants_status
 
 if TYPE_CHECKING:
     from kodev.affected import FileChange
+    from kodev.gomod import ModuleGraph
 
 # How a delivery is named in a report line: the word the user knows from docker.
 _DELIVERY_WORDS = {"recreated": "restart", "started": "restart", "swapped": "swap"}
@@ -72,7 +73,7 @@ class UI:
         self._stdout = stdout or sys.stdout
         self.out = Console(file=self._stdout, highlight=False, soft_wrap=True)
         self.width = 10  # of the subject column: the longest command name in play, so lines stay aligned
-        self.graph_packages: int | None = None  # the package graph's size, when a loop loaded one
+        self.estimate: int | None = None  # the most packages a build compiles (the graph's size), if known
         self._lock = threading.RLock()  # log threads write too
         self._status = StatusLine(err_file, self._lock) if (wants_status(err_file) if status is None else status) \
             else None
@@ -170,9 +171,9 @@ class UI:
 
     # --- what happens in a loop, said semantically (kodev.jsonui says it as events) ---------------------
 
-    def graph_loaded(self, packages: int, seconds: float) -> None:
-        self.graph_packages = packages
-        self.info(f"package graph: {packages} packages ({seconds:.2f}s)")
+    def graph_loaded(self, graph: ModuleGraph, seconds: float) -> None:
+        self.estimate = graph.listed or None
+        self.info(f"package graph: {len(graph.packages)} packages ({seconds:.2f}s)")
 
     def changes(self, changes: Sequence[FileChange], root: Path, commands: Sequence[str] = ()) -> None:
         """Files changed; `commands` are the ones they affect (none known yet when the graph failed)."""
@@ -188,9 +189,9 @@ class UI:
     def building(self, commands: Sequence[str]) -> Iterator[Callable[[str], None]]:
         """Around one `go build` of `commands`: yields the callback for each package Go starts compiling.
 
-        On a terminal the status line shows the commands, packages compiled so far (of the package graph's
-        size, when known: the most a cold build compiles) and the time; then, until each command's report,
-        that its image is being made and delivered."""
+        On a terminal the status line shows the commands, packages compiled so far (of every package in the
+        graph, standard library included, when a loop loaded one: the most a cold build compiles) and the
+        time; then, until each command's report, that its image is being made and delivered."""
         started = time.monotonic()
         compiled: list[str] = []
         self.width = max(self.width, *(len(name) for name in commands))  # `kodev build` names never aligned
@@ -215,7 +216,7 @@ class UI:
             return
         self._pending = list(commands)
         names = ", ".join(commands)
-        total = self.graph_packages
+        total = self.estimate
         progress = self._progress = [0]
 
         def render(elapsed: float) -> str:

@@ -134,7 +134,7 @@ class DevLoop:
         git = self.session.builder.heads(commands)
         for command in self.commands:
             command.update_sources(self.session.builder, git.get(command.plan.command.module_dir))
-        self.ui.graph_loaded(len(self.graph.packages), time.monotonic() - started)
+        self.ui.graph_loaded(self.graph, time.monotonic() - started)
         return None
 
     # --- the loop --------------------------------------------------------------------------------
