@@ -64,10 +64,10 @@ class StatusLine:
         with self.lock:
             self._render = None
             self._erase()
-            thread, self._thread = self._thread, None
+            self._thread = None
+            # Not joined: a caller may hold the lock the thread waits for. Set under the lock, the event
+            # stops it before it draws again; a later `show` starts a thread with an event of its own.
             self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=1)
 
     @contextmanager
     def above(self) -> Iterator[None]:
