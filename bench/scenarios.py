@@ -26,6 +26,7 @@ from bench.context import REPO, Context
 from bench.generate import Shape, generate, set_shared_tag
 from bench.measure import (
     BenchError,
+    Line,
     Process,
     Series,
     cpu_seconds,
@@ -45,21 +46,51 @@ SERVER_MAIN = "cmd/server/main.go"
 SERVER_LINE = "\t\tfmt.Fprint(w, body)\n"
 INITIAL_TEXT = "Hello, kodev"
 PAUSE = 0.3  # seconds between two contenders' turns, for the previous one's tail (log followers, docker)
-STAGE = re.compile(r"^\s+(?P<name>\S+)\s+(?P<what>built in|rebuilt in|unchanged)\s+(?P<total>[\d.]+)s\s+"
-                   r"\((?P<detail>[^)]*)\)(?:.*·\s*(?P<sent>[\d.]+) (?P<unit>B|kB|MB|GB) sent)?")
-_UNITS = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
+EVENTS_SCHEMA = "kodev.events/1"  # kodev runs with --json: its events, one JSON object per stdout line
+_DELIVERY_WORDS = {"recreated": "restart", "started": "restart", "swapped": "swap"}  # as kodev's own line
 
 
-def parse_stage(text: str) -> dict[str, float]:
-    """kodev watch's per-command line -> {"total", "go", "image", "load", "restart", "sent_mb"}."""
-    match = STAGE.search(text)
-    if not match:
+def event_pattern(name: str) -> str:
+    """A regex for the stdout line of one kodev event (its fields come in a fixed order: schema, event, ...)."""
+    return rf'^\{{"schema": "{re.escape(EVENTS_SCHEMA)}", "event": "{re.escape(name)}"'
+
+
+def parse_event(line: Line) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(line.text)
+    if event.get("schema") != EVENTS_SCHEMA:
+        raise BenchError(f"kodev speaks {event.get('schema')!r}, the benchmark reads {EVENTS_SCHEMA!r}")
+    return event
+
+
+def wait_event(process: Process, name: str, mark: int = 0, timeout: float = 120,
+               where: Callable[[dict[str, Any]], bool] = lambda _e: True) -> tuple[Line, dict[str, Any]]:
+    """The first `name` event after `mark` that `where` accepts, with its line (and the time it was read)."""
+    count = 1
+    while True:
+        line = process.wait_for(event_pattern(name), mark=mark, count=count, timeout=timeout, stream="stdout")[-1]
+        event = parse_event(line)
+        if where(event):
+            return line, event
+        count += 1
+
+
+def parse_result(event: dict[str, Any]) -> dict[str, float]:
+    """A `command.result` event -> {"total", "go", "image", "load", "restart", "sent_mb"} (those it has)."""
+    if event.get("event") != "command.result":
         return {}
-    found = {"total": float(match["total"])}
-    for part, value in re.findall(r"(\w+) ([\d.]+)s", match["detail"]):
-        found[part] = float(value)
-    if match["sent"]:
-        found["sent_mb"] = float(match["sent"]) * _UNITS[match["unit"]]
+    found = {"total": float(event["total_seconds"]), "image": float(event["image_seconds"])}
+    if event["go_seconds"] is not None:
+        found["go"] = float(event["go_seconds"])
+    if event["outcome"] == "unchanged":
+        return found
+    if event["load_seconds"] is not None:
+        found["load"] = float(event["load_seconds"])
+    for delivered in event["delivered"]:
+        word = _DELIVERY_WORDS.get(delivered["how"])
+        if word:
+            found[word] = found.get(word, 0.0) + float(delivered["seconds"])
+    if event["bytes_sent"] is not None:
+        found["sent_mb"] = event["bytes_sent"] / 1e6
     return found
 
 
@@ -119,9 +150,9 @@ class KodevServer(HelloCopy):
 
     def start(self, timeout: float = 300) -> float:
         """Start kodev watch; seconds until the page is served and kodev says it is watching."""
-        self.process = self.context.kodev(self.module, "watch")
+        self.process = self.context.kodev(self.module, "watch", "--json")
         wait_for_text(self.port, INITIAL_TEXT, timeout=timeout)
-        self.process.wait_for(r"^watching ", timeout=timeout, stream="stderr")
+        wait_event(self.process, "watching", timeout=timeout)
         return time.monotonic() - self.process.started
 
     def measure(self, token: str) -> tuple[float, dict[str, float]]:
@@ -136,14 +167,15 @@ class KodevServer(HelloCopy):
         except BenchError as exc:
             raise BenchError(f"{exc}\nkodev watch ({self.label}) printed:\n{self.process.tail()}") from None
         try:
-            # kodev prints its line after the restart and after removing the replaced image, which a busy
-            # daemon can make slow: the page is the measurement, the line only its breakdown.
-            line = self.process.wait_for(r"^\s+server\s+rebuilt in ", mark=mark, timeout=120, stream="stderr")[0]
+            # kodev reports after the restart and after removing the replaced image, which a busy daemon
+            # can make slow: the page is the measurement, the `command.result` event only its breakdown.
+            _, result = wait_event(self.process, "command.result", mark=mark, timeout=120,
+                                   where=lambda e: e["command"] == "server" and e["outcome"] == "rebuilt")
         except BenchError as exc:
             self.context.log(f"warning: no breakdown for this round: {exc}")
             return served - started, {}
-        # kodev's own CPU for the round (its Python; not go's nor the daemon's): from the write to its line.
-        return served - started, {**parse_stage(line.text), "cpu": cpu_seconds(self.process.pid) - cpu}
+        # kodev's own CPU for the round (its Python; not go's nor the daemon's): from the write to its event.
+        return served - started, {**parse_result(result), "cpu": cpu_seconds(self.process.pid) - cpu}
 
     def stop(self) -> None:
         if self.process is not None:
@@ -378,18 +410,17 @@ def _commands_toml(shape: Shape, skip: frozenset[str] = frozenset()) -> str:
     return "".join(f'[commands."{d}"]\n' for d in shape.command_dirs if d not in skip)
 
 
-STAGE_LINE = r"^\s+c\d+\s+(built in|rebuilt in|unchanged)\s"
-
-
 def kodev_round(process: Process, module: Path, tag: str, quiet: float = 1.0) -> tuple[float, list[str], float]:
-    """Edit internal/shared in `module`; (seconds to the last per-command line, commands, kodev's go time)."""
+    """Edit internal/shared in `module`; (seconds to the last `command.result`, commands, kodev's go time)."""
     mark = process.mark()
     started = time.monotonic()
     set_shared_tag(module, tag)
-    process.wait_for(STAGE_LINE, mark=mark, timeout=180, stream="stderr")
-    lines = process.quiet_after(STAGE_LINE, mark, quiet=quiet, timeout=300)
-    names = [STAGE.search(line.text)["name"] for line in lines]  # type: ignore[index]
-    go_time = median([parse_stage(line.text).get("go", float("nan")) for line in lines])
+    result = event_pattern("command.result")
+    process.wait_for(result, mark=mark, timeout=180, stream="stdout")
+    lines = process.quiet_after(result, mark, quiet=quiet, timeout=300)
+    results = [parse_event(line) for line in lines]
+    names = [event["command"] for event in results]
+    go_time = median([parse_result(event).get("go", float("nan")) for event in results])
     return lines[-1].at - started, names, go_time
 
 
@@ -428,10 +459,10 @@ def shared_package(context: Context) -> ScenarioResult:
     b_counts: list[int] = []
     a_go: list[float] = []
     context.log("scenario 2: first builds of both contenders (20 commands each)")
-    a = context.kodev(mod_a, "watch")
+    a = context.kodev(mod_a, "watch", "--json")
     b = context.python(mod_b, "bench.globwatch", *shape.command_dirs)
     try:
-        a.wait_for(r"^watching ", timeout=600, stream="stderr")
+        wait_event(a, "watching", timeout=600)
         b.wait_for(r"^ready ", timeout=600, stream="stdout")
         time.sleep(PAUSE)
         for index, counted in _rounds(context, settings.shared_warmup, settings.shared_reps):
@@ -605,11 +636,11 @@ def footprint(context: Context) -> ScenarioResult:
                    'network = "host"\nstop_timeout = 5\n\n')
     config += _commands_toml(shape, skip=frozenset(shape.command_dirs[:services]))
     _write_config(module, config)
-    process = context.kodev(module, "watch")
+    process = context.kodev(module, "watch", "--json")
     try:
         serving = wait_until(lambda: all(fetch(p) is not None for p in ports), 600, "every service to serve")
         startup = serving - process.started
-        process.wait_for(r"^watching ", timeout=120, stream="stderr")
+        wait_event(process, "watching", timeout=120)
         context.log(f"scenario 4: kodev watch start to {services} services serving: {startup:.2f}s; "
                     f"idle for {settings.idle_seconds:.0f}s")
         time.sleep(1.0)  # the last log lines, the first build's tail

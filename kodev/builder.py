@@ -150,7 +150,8 @@ class Builder:
     def compile(self, plans: Sequence[CommandPlan], scratch: Path) -> tuple[list[Binary], float]:
         """One `go build` for all plans (as few as their settings allow); the binaries and the time taken."""
         started = time.monotonic()
-        binaries = compile_commands(self.go, [p.request for p in plans], scratch)
+        with self.ui.building([p.name for p in plans]) as on_package:  # progress, build events
+            binaries = compile_commands(self.go, [p.request for p in plans], scratch, on_package)
         return binaries, time.monotonic() - started
 
     def base(self, plan: CommandPlan) -> base_images.BaseImage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TypeVar
 
 import typer
 from typer.core import TyperCommand
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from kodev.network import Origin
     from kodev.services import ContainerSpec
     from kodev.session import Session
+    from kodev.ui import UI
 
 app = typer.Typer(
     name="kodev",
@@ -62,6 +63,8 @@ GoOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
 PlatformOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--platform", metavar="OS/ARCH", help="Target OS/ARCH[/VARIANT] (default: the config's, else the daemon's).",
     show_default=False)]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Write events as JSON lines on stdout (schema kodev.events/1, see the README) instead of text.")]
 
 
 class State:
@@ -90,15 +93,27 @@ def main_options(
         enable_debug_log()
 
 
-def guarded(action: Callable[[], T]) -> T:
+def make_ui(command: str, json: bool) -> UI:
+    """The output of this invocation: text for people, or JSON events (`--json`)."""
+    if json:
+        from kodev.jsonui import JsonUI
+
+        return JsonUI(command, debug=State.debug)
+    from kodev.ui import UI
+
+    return UI(debug=State.debug)
+
+
+def guarded(action: Callable[[], T], ui: UI | None = None) -> T:
     """Run `action`; a KodevError becomes one paragraph on stderr and exit code 1, never a traceback."""
     from kodev.errors import KodevError
     from kodev.ui import UI
 
+    ui = ui or UI(debug=State.debug)
     try:
         return action()
     except KodevError as exc:
-        UI(debug=State.debug).error(exc)
+        ui.error(exc, fatal=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         # Before a loop owned anything (the loops clean up and return on their own): click would say
@@ -110,9 +125,24 @@ def guarded(action: Callable[[], T]) -> T:
         if State.debug:
             raise
         # A bug or a failure kodev did not foresee: one paragraph; --debug shows the traceback.
-        UI().error(KodevError(f"unexpected {type(exc).__name__}: {exc}. Run again with --debug to see the "
-                              "traceback, and please report it."))
+        ui.error(KodevError(f"unexpected {type(exc).__name__}: {exc}. Run again with --debug to see the "
+                            "traceback, and please report it."), fatal=True)
         raise typer.Exit(1) from None
+
+
+def finish(ui: UI, action: Callable[[], int | None]) -> NoReturn:
+    """Run `action` guarded and exit with its code; the UI closes first (the `exit` event, the status line)."""
+    code = 1
+    try:
+        code = guarded(action, ui) or 0
+    except typer.Exit as exit_:
+        code = exit_.exit_code
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    finally:
+        ui.close(code)
+    raise typer.Exit(code)
 
 
 @app.command(cls=Command)
@@ -128,16 +158,19 @@ def build(
     tarball: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--tarball", metavar="FILE", show_default=False,
         help="Also write the images into FILE, a `docker save` archive (`docker load -i FILE` elsewhere).")] = None,
+    json: JsonOption = False,
 ) -> None:
     """Build each command into an image, load it into the Docker daemon, print its reference."""
     from kodev.session import Session
 
+    ui = make_ui("build", json)
+
     def run() -> None:
-        with Session.open(config, go, platform, debug=State.debug, pull=pull, tarball=tarball) as session:
+        with Session.open(config, go, platform, debug=State.debug, ui=ui, pull=pull, tarball=tarball) as session:
             for built in session.build_paths(paths):
                 session.ui.result(built.plan.ref)
 
-    guarded(run)
+    finish(ui, run)
 
 
 ListOption = Optional[list[str]]  # noqa: UP045
@@ -195,6 +228,7 @@ def run(
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Build a command, run it in a container in the foreground; with --watch, keep it up to date."""
     from kodev.config import ServiceConfig
@@ -202,8 +236,10 @@ def run(
     from kodev.services import container_spec
     from kodev.session import Session
 
+    ui = make_ui("run", json)
+
     def start() -> int:
-        with Session.open(config, go, platform, debug=State.debug) as session:
+        with Session.open(config, go, platform, debug=State.debug, ui=ui) as session:
             plan = session.plan([path])
             if len(plan) != 1:
                 from kodev.errors import GoError
@@ -227,7 +263,7 @@ def run(
 
             return run_once(session, target_plan, spec)
 
-    raise typer.Exit(guarded(start))
+    finish(ui, start)
 
 
 @app.command("watch", cls=Command)
@@ -249,13 +285,16 @@ def watch_command(
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Watch the module; rebuild only what a change affects and recreate the containers running it."""
     from kodev.session import Session
     from kodev.watch import DevLoop
 
+    ui = make_ui("watch", json)
+
     def start() -> int:
-        with Session.open(config, go, platform, debug=State.debug) as session:
+        with Session.open(config, go, platform, debug=State.debug, ui=ui) as session:
             if compose_files:
                 return _watch_compose(session, compose_files, project_name, take_down)
             targets = session.watch_targets(paths or [])
@@ -263,7 +302,7 @@ def watch_command(
             return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []),
                            swap=_swapping(swap)).run()
 
-    raise typer.Exit(guarded(start))
+    finish(ui, start)
 
 
 def _swapping(flag: bool | None) -> bool:

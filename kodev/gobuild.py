@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kodev.errors import CompileError, GoError
 from kodev.gomod import MainPackage
 from kodev.gotool import GoTool
+
+# A line `go build -v` prints as it compiles a package: the bare import path. The compiler's own lines
+# ('# pkg' headers, 'file.go:1:2: ...', 'go: ...') always hold a space, a colon or a '#'.
+_PACKAGE_LINE = re.compile(r"^[^\s:#]+$")
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,10 @@ def _env(pairs: Sequence[str]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs)
 
 
-def build_args(group: Sequence[BuildRequest], out_dir: Path) -> list[str]:
+def build_args(group: Sequence[BuildRequest], out_dir: Path, verbose: bool = False) -> list[str]:
     head = group[0]
-    args = ["build", "-trimpath", *head.flags]
+    # -v names each package as it is compiled (not those the build cache has): the progress kodev shows.
+    args = ["build", "-trimpath", *(["-v"] if verbose else []), *head.flags]
     # An empty build ID keeps the binary a function of the compiled code alone: Go's default ID hashes
     # the source files, so a comment-only edit would otherwise change the image and restart containers.
     ldflags = head.ldflags if any("-buildid" in flag for flag in head.ldflags) else ("-buildid=", *head.ldflags)
@@ -73,9 +79,12 @@ def build_args(group: Sequence[BuildRequest], out_dir: Path) -> list[str]:
     return [*args, "-o", f"{out_dir}{os.sep}", *(r.command.import_path for r in group)]
 
 
-def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path) -> list[Binary]:
+def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path,
+                     on_package: Callable[[str], None] | None = None) -> list[Binary]:
     """Compile every request into `out_dir`; one `go build` per group of compatible requests.
 
+    With `on_package`, `go build -v` runs and it is called with each package's import path as Go starts
+    compiling it (packages the build cache holds are not named).
     A compile error raises `CompileError` carrying the compiler output exactly as Go printed it.
     Interrupting (Ctrl-C, SIGTERM) ends the `go` process group before the exception propagates.
     """
@@ -85,7 +94,8 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
         group_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         cwd = group[0].command.module_dir
-        output, returncode = _run(go, build_args(group, group_dir), cwd, _env(group[0].env))
+        args = build_args(group, group_dir, verbose=on_package is not None)
+        output, returncode = _run(go, args, cwd, _env(group[0].env), on_package)
         seconds = time.monotonic() - started
         if returncode != 0:
             names = ", ".join(r.command.import_path for r in group)
@@ -103,15 +113,24 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
     return sorted(binaries, key=lambda binary: order[binary.command])
 
 
-def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, int]:
+def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str],
+         on_package: Callable[[str], None] | None) -> tuple[str, int]:
+    """Go's output as it comes: package lines (with -v) to `on_package`, the rest kept verbatim; the exit code."""
     process = go.popen(args, cwd=cwd, extra_env=env)
+    assert process.stdout is not None
+    kept: list[str] = []
     try:
-        output, _ = process.communicate()
+        for line in process.stdout:
+            if on_package is not None and _PACKAGE_LINE.match(line.rstrip("\n")):
+                on_package(line.strip())
+            else:
+                kept.append(line)
+        process.wait()
     except BaseException:
         # Its own session, so end the whole group: go, compile and link children alike.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise
-    return output, process.returncode
+    return "".join(kept), process.returncode
 

@@ -207,6 +207,7 @@ class ModuleGraph:
     deps: dict[str, frozenset[str]]  # command import path -> non-standard packages it is built from
     roots: tuple[Path, ...]
     by_dir: dict[Path, GoPackage] = field(default_factory=dict, compare=False, repr=False)
+    listed: int = 0  # every package `go list -deps` named, standard library too: the most a cold build compiles
 
     def __post_init__(self) -> None:
         # An index, so that a change costs a few dict lookups, not a scan of every package.
@@ -257,7 +258,9 @@ def load_graph(go: GoTool, commands: Sequence[MainPackage], cwd: Path) -> Module
     deps: dict[str, frozenset[str]] = {}
     roots: dict[Path, None] = {c.module_dir: None for c in commands}
     wanted = {c.import_path for c in commands}
+    listed = 0
     for raw in decode_json_stream(done.stdout):
+        listed += 1
         if raw.get("Standard") or not raw.get("Dir"):
             continue
         root = _watch_root(raw.get("Module") or {}, Path(raw["Dir"]))
@@ -275,7 +278,7 @@ def load_graph(go: GoTool, commands: Sequence[MainPackage], cwd: Path) -> Module
         for name in ("go.work", "go.work.sum", f"{VENDOR_DIR}/{VENDOR_MANIFEST}"):
             if (workspace / name).is_file() and not any((workspace / name).is_relative_to(r) for r in roots):
                 roots.setdefault(workspace / name, None)
-    return ModuleGraph(packages=packages, deps=deps, roots=tuple(roots))
+    return ModuleGraph(packages=packages, deps=deps, roots=tuple(roots), listed=listed)
 
 
 def _package(raw: dict[str, Any]) -> GoPackage:

@@ -65,8 +65,7 @@ class DaemonHealth:
     def lost(self) -> None:
         """The daemon stopped answering: say so once, then retry with backoff."""
         if self.pacer.lost():
-            self.ui.warn(f"the Docker daemon at {self.daemon.endpoint} is not answering. kodev keeps "
-                         "watching and retries; when it is back, everything is rebuilt and restarted.")
+            self.ui.daemon_lost(self.daemon.endpoint)
 
     def due(self) -> bool:
         return self.pacer.due()
@@ -76,7 +75,7 @@ class DaemonHealth:
         if self.daemon.reachable():
             if self.pacer.down:
                 self.pacer.back()
-                self.ui.note("the Docker daemon is back: rebuilding and restarting")
+                self.ui.daemon_back()
             else:
                 self.pacer.checked()
             return True

@@ -33,7 +33,7 @@ def run_once(session: Session, plan: CommandPlan, spec: ContainerSpec) -> int:
             session.builder.build([plan])
             container_id = containers.create_and_start(spec, plan.ref)
             follower = LogFollower(session.daemon.client, spec.service, container_id,
-                                   lambda _s, stream, line: ui.raw(stream, line), on_exit)
+                                   lambda s, stream, line: ui.raw(stream, line, s), on_exit)
             follower.start()
             while not finished.wait(0.5):
                 if not follower.is_alive() and not finished.is_set():

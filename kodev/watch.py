@@ -30,7 +30,6 @@ from kodev.events import (
     Message,
     ServiceExited,
     WatchFailed,
-    describe,
     normalize,
     settle_seconds,
 )
@@ -123,8 +122,7 @@ class DevLoop:
             self._start_stack()
         assert self.graph is not None
         self.watcher.wait_ready()
-        self.ui.note(f"watching {', '.join(str(r) for r in self.graph.roots)} — save a file to rebuild; "
-                     "Ctrl-C to stop")
+        self.ui.watching(self.graph.roots)
 
     def _start_stack(self) -> None:
         """The compose project, up as a whole once every kodev service has its image; logs followed."""
@@ -163,7 +161,7 @@ class DevLoop:
         git = self.session.builder.heads(commands)
         for command in self.commands:
             command.update_sources(self.session.builder, git.get(command.plan.command.module_dir))
-        self.ui.info(f"package graph: {len(self.graph.packages)} packages ({time.monotonic() - started:.2f}s)")
+        self.ui.graph_loaded(self.graph, time.monotonic() - started)
         return None
 
     # --- the loop --------------------------------------------------------------------------------
@@ -209,7 +207,7 @@ class DevLoop:
             recovering = self.graph_failed
             failure = self._load_graph()
             if failure is not None:
-                self.ui.info(f"changed: {describe(changes, self.session.config.root)}")
+                self.ui.changes(changes, self.session.config.root)
                 self.ui.error(failure)
                 self.ui.warn(f"{self._keeping()}; kodev tries again on your next save.")
                 return
@@ -220,7 +218,9 @@ class DevLoop:
                 decision = decision.merge(Decision(frozenset(c.import_path for c in self.commands), frozenset(),
                                                    False))
         if decision.rebuild or decision.reimage:
-            self.ui.info(f"changed: {describe(changes, self.session.config.root)}")
+            affected = decision.rebuild | decision.reimage
+            self.ui.changes(changes, self.session.config.root,
+                            [c.plan.name for c in self.commands if c.import_path in affected])
             self._rebuild(set(decision.rebuild), decision.reimage)
 
     def _rebuild(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset()) -> None:
@@ -245,13 +245,13 @@ class DevLoop:
         except KodevError as exc:
             name = self.session.config.path.name
             message = str(exc).removesuffix(" and run again.").removesuffix(".")
-            self.ui.error(KodevError(f"{message}. kodev keeps running with the last good {name}; fix it and "
-                                     "save again."))
+            self.ui.config_rejected(self.session.config.path, KodevError(
+                f"{message}. kodev keeps running with the last good {name}; fix it and save again."))
             return True
         if reloaded is None:
             return False
         session, commands = reloaded
-        self.ui.note(f"{self.session.config.path} changed: applying it (services are recreated)")
+        self.ui.config_reloaded(self.session.config.path)
         self._stop_workloads()
         self._use(session, commands)
         self.watcher.stop()
@@ -298,9 +298,9 @@ class DevLoop:
 
     def _on_line(self, service: str, stream: str, line: str) -> None:
         if self.prefix_logs:
-            self.ui.service_line(service, self.colors.get(service, "white"), self.width, line)
+            self.ui.service_line(service, self.colors.get(service, "white"), self.width, line, stream)
         else:
-            self.ui.raw(stream, line)
+            self.ui.raw(stream, line, service)
 
     def _exited(self, service: str, container_id: str, code: int | None, lines: list[str]) -> None:
         self.messages.put(ServiceExited(service, container_id, code, tuple(lines)))
@@ -323,11 +323,7 @@ class DevLoop:
                 return
         delivery.lost()
         self.health.soon()  # a daemon shutting down stops its containers first
-        if code == 0:
-            self.ui.info(f"{exited.service} exited with code 0; the next good build starts it again.")
-            return
-        tail = f" Its last output: {exited.last_lines[-1]!r}." if exited.last_lines else ""
-        self.ui.warn(f"{exited.service} exited with code {code}.{tail} The next good build starts it again.")
+        self.ui.service_exited(exited.service, code, exited.last_lines)
 
     def _check_health(self) -> None:
         """Every few idle seconds: is the daemon there, and are our containers?"""

@@ -1,4 +1,4 @@
-"""The benchmark's own pieces that need nothing: the module generator's shape, parsing kodev's lines, stats.
+"""The benchmark's own pieces that need nothing: the module generator's shape, reading kodev's events, stats.
 
 That a generated module builds with the real `go`, and one repetition of scenario 1 end to end, are in
 tests/integration/test_bench_smoke.py.
@@ -6,14 +6,21 @@ tests/integration/test_bench_smoke.py.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.generate import SHARED_FILE, count_shape, generate, set_shared_tag
 from bench.measure import Series, pair_differences, pair_ratios
-from bench.scenarios import parse_stage
+from bench.scenarios import event_pattern, parse_result
+from kodev.deliver import Delivered
+from kodev.jsonui import JsonUI, check_event
+from kodev.publish import Published
+from kodev.report import CommandReport
 
 
 @pytest.mark.parametrize(("commands", "packages", "files"), [(5, 20, None), (20, 200, None), (4, 30, 101)])
@@ -66,15 +73,35 @@ def test_generate_refuses_impossible_shapes(tmp_path: Path) -> None:
         generate(tmp_path / "c", commands=2, packages=10)
 
 
-def test_parse_stage_reads_kodevs_per_command_line() -> None:
-    line = "  server     rebuilt in 0.52s  (go 0.29s, image 0.00s, load 0.11s, restart 0.12s) · 9.9 MB sent"
-    assert parse_stage(line) == {"total": 0.52, "go": 0.29, "image": 0.0, "load": 0.11, "restart": 0.12,
-                                 "sent_mb": 9.9}
-    unchanged = "  c01        unchanged 0.31s  (go 0.29s, image 0.00s) — same binary and kodata, nothing restarted"
-    assert parse_stage(unchanged) == {"total": 0.31, "go": 0.29, "image": 0.0}
-    assert parse_stage("  c02        built in 1.20s  (go 1.00s, image 0.10s, load 0.10s) · 512 kB sent")[
-        "sent_mb"] == pytest.approx(0.512)
-    assert parse_stage("watching /x — save a file to rebuild") == {}
+def _result(**fields: Any) -> dict[str, Any]:
+    """A `command.result` event as kodev's JsonUI writes it."""
+    out = io.StringIO()
+    JsonUI("watch", stdout=out).report(CommandReport(**fields))
+    event: dict[str, Any] = json.loads(out.getvalue().splitlines()[-1])
+    check_event(event)
+    return event
+
+
+def test_parse_result_reads_kodevs_command_result_event() -> None:
+    published = Published("kodev.local/server:latest", "sha256:00", 9_900_000, 0.11)
+    rebuilt = _result(name="server", outcome="rebuilt", total=0.52, go=0.29, image=0.0, published=published,
+                      delivered=(Delivered("api", "recreated", 0.12, "c0ffee"),))
+    assert parse_result(rebuilt) == {"total": 0.52, "go": 0.29, "image": 0.0, "load": 0.11, "restart": 0.12,
+                                     "sent_mb": 9.9}
+    unchanged = _result(name="c01", outcome="unchanged", total=0.31, go=0.29, image=0.0)
+    assert parse_result(unchanged) == {"total": 0.31, "go": 0.29, "image": 0.0}
+    built = _result(name="c02", outcome="built", total=1.2, go=1.0, image=0.1,
+                    published=Published("kodev.local/c02:latest", "sha256:01", 512_000, 0.1),
+                    delivered=(Delivered("", "kept", 0.0),))
+    assert parse_result(built)["sent_mb"] == pytest.approx(0.512) and "restart" not in parse_result(built)
+    assert parse_result({"event": "watching"}) == {}
+
+
+def test_event_pattern_matches_kodevs_lines_only() -> None:
+    line = json.dumps(_result(name="c01", outcome="unchanged", total=0.31, go=0.29, image=0.0))
+    assert re.search(event_pattern("command.result"), line)
+    assert not re.search(event_pattern("command.result"), line.replace("command.result", "changes"))
+    assert not re.search(event_pattern("command.result"), "  c01        unchanged 0.31s")
 
 
 def test_series_statistics_and_pairs() -> None:

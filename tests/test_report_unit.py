@@ -1,19 +1,38 @@
 """A command's report line (kodev/report.py rendered by UI.report): its shape, its alignment, and that the
-benchmark's parser (bench/scenarios.py STAGE) reads it."""
+human line's reader below (what the benchmark parsed before it read --json events) reads it."""
 
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
-from bench.scenarios import STAGE, parse_stage
 from kodev.deliver import Delivered
 from kodev.publish import Published
 from kodev.report import CommandReport
 from kodev.ui import UI
 
 PUBLISHED = Published("kodev.local/server:latest", "sha256:" + "ab" * 32, 1_234_567, 0.2)
+
+
+# The per-command line, read back: its shape is what users (and their scripts) rely on.
+STAGE = re.compile(r"^\s+(?P<name>\S+)\s+(?P<what>built in|rebuilt in|unchanged)\s+(?P<total>[\d.]+)s\s+"
+                   r"\((?P<detail>[^)]*)\)(?:.*·\s*(?P<sent>[\d.]+) (?P<unit>B|kB|MB|GB) sent)?")
+_UNITS = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
+
+
+def parse_stage(text: str) -> dict[str, float]:
+    """kodev watch's per-command line -> {"total", "go", "image", "load", "restart", "sent_mb"}."""
+    match = STAGE.search(text)
+    if not match:
+        return {}
+    found = {"total": float(match["total"])}
+    for part, value in re.findall(r"(\w+) ([\d.]+)s", match["detail"]):
+        found[part] = float(value)
+    if match["sent"]:
+        found["sent_mb"] = float(match["sent"]) * _UNITS[match["unit"]]
+    return found
 
 
 def render(*reports: CommandReport, align: list[str] | None = None) -> list[str]:
