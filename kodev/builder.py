@@ -4,6 +4,7 @@ The builder builds; where images go is its `Publisher`'s business (kodev/publish
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -147,11 +148,19 @@ class Builder:
     def git(self, commands: Sequence[MainPackage]) -> dict[Path, GitInfo | None]:
         return {c.module_dir: git_info(c.module_dir) for c in commands}
 
-    def compile(self, plans: Sequence[CommandPlan], scratch: Path) -> tuple[list[Binary], float]:
-        """One `go build` for all plans (as few as their settings allow); the binaries and the time taken."""
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False
+                ) -> tuple[list[Binary], float]:
+        """One `go build` for all plans (as few as their settings allow); the binaries and the time taken.
+
+        `strip` (watch mode) links without DWARF and the symbol table: about a third faster for a small
+        server; panics' stack traces keep their function names, debuggers lose symbols."""
         started = time.monotonic()
+        requests = [p.request for p in plans]
+        if strip:
+            requests = [r if {"-s", "-w"} <= set(r.ldflags)
+                        else dataclasses.replace(r, ldflags=(*r.ldflags, "-s", "-w")) for r in requests]
         with self.ui.building([p.name for p in plans]) as on_package:  # progress, build events
-            binaries = compile_commands(self.go, [p.request for p in plans], scratch, on_package)
+            binaries = compile_commands(self.go, requests, scratch, on_package)
         return binaries, time.monotonic() - started
 
     def base(self, plan: CommandPlan) -> base_images.BaseImage:

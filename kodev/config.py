@@ -45,7 +45,7 @@ _COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
 _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
                  "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL,
                  "swap": _BOOL}
-_WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS}
+_WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS, "strip": _BOOL}
 
 
 class _Reader:
@@ -162,6 +162,7 @@ def parse(text: str, path: Path) -> Config:
         poll=watch_table.get("poll", False),
         poll_interval_ms=watch_table.get("poll_interval_ms", 300),
         debounce_ms=watch_table.get("debounce_ms", 25),
+        strip=watch_table.get("strip", True),
         ignore=tuple(watch_table.get("ignore", ())),
     )
     repo = top.get("repo", DEFAULT_REPO)

@@ -69,7 +69,9 @@ class Rebuild:
     """Runs rounds for a fixed set of commands (a changed kodev.toml makes a new Rebuild)."""
 
     def __init__(self, builder: Builder, publisher: PruningPublisher, daemon: Daemon, ui: UI,
-                 commands: list[WatchedCommand], scratch: Path, on_delivered: Callable[[Delivered], None]) -> None:
+                 commands: list[WatchedCommand], scratch: Path, on_delivered: Callable[[Delivered], None],
+                 strip: bool = False) -> None:
+        self.strip = strip  # link with -s -w ([watch] strip)
         self.on_delivered = on_delivered  # the loop follows the logs of new containers
         self.builder = builder
         self.publisher = publisher
@@ -109,7 +111,8 @@ class Rebuild:
         if not compiling:
             return {}, None
         try:
-            binaries, go_seconds = self.builder.compile([c.plan for c in compiling], self.scratch)
+            binaries, go_seconds = self.builder.compile([c.plan for c in compiling], self.scratch,
+                                                        strip=self.strip)
         except CompileError as exc:
             self.ui.error(exc)
             self.ui.warn(f"build failed; {self._what_stays()}. Save a fix to try again.")

@@ -66,6 +66,7 @@ class WatchSettings:
     poll: bool = False
     poll_interval_ms: int = 300
     debounce_ms: int = 25
+    strip: bool = True  # link without DWARF and symbol table (-s -w) while watching: faster links
     ignore: tuple[str, ...] = ()
 
 

@@ -82,7 +82,7 @@ class DevLoop:
         self.width = max((len(n) for n in services), default=0)
         self.ui.align([c.plan.name for c in self.commands])
         self.rebuild = Rebuild(session.builder, session.publisher, session.daemon, self.ui, self.commands,
-                               self.scratch, self._follow)
+                               self.scratch, self._follow, strip=session.config.watch.strip)
 
     @property
     def deliveries(self) -> list[Delivery]:

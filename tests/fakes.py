@@ -83,7 +83,8 @@ class FakeBuilder:
         self.compiled: list[list[str]] = []
         self.pruned: list[set[Path]] = []
 
-    def compile(self, plans: Sequence[CommandPlan], scratch: Path) -> tuple[list[Binary], float]:
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False
+                ) -> tuple[list[Binary], float]:
         self.compiled.append([p.command.import_path for p in plans])
         if self.compile_error is not None:
             raise self.compile_error

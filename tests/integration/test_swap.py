@@ -31,6 +31,8 @@ def test_binary_only_change_is_served_by_the_same_container(module: Path, ctx: C
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     name = ctx.name("swap")
+    with (module / "kodev.toml").open("a") as config:  # link as `kodev build` does: the images can be compared
+        config.write("\n[watch]\nstrip = false\n")
     with sigint_not_ignored():
         proc = KodevProcess(server(ctx, "swap", port, "--watch"), module,
                             env={"KODEV_SWAP": "1", "KODEV_SWAP_COPY": "1" if copy else "0", "KODEV_DEBUG": "1"})
@@ -90,6 +92,11 @@ def test_no_swap_recreates_and_does_not_use_the_supervisor(module: Path, ctx: Ct
         second = ctx.container(name)
         assert second is not None and second.id != first.id
         assert proc.stop(signal.SIGINT) == 0, proc.output()
+        # Watch mode links with -s -w by default ([watch] strip): a smaller binary than `kodev build`'s.
+        watched = ctx.client.api.inspect_image(ctx.ref("server"))["Size"]
+        built = run_kodev(["build", "./cmd/server"], module)
+        assert built.returncode == 0, built.stderr
+        assert ctx.client.api.inspect_image(ctx.ref("server"))["Size"] > watched + 1_000_000
     finally:
         proc.kill()
 
