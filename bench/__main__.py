@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         "rebuilds, base size, footprint and scale (issue 5). Needs go and a Docker daemon (`. scripts/env.sh`)."))
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, short idle, smaller scale "
                         "module: under 2 minutes on 2 cores")
-    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-5)")
+    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-7)")
     parser.add_argument("--reps", type=int, default=None, help="counted repetitions per contender "
                         "(default: 7, scenario 2: 5; quick: 3, scenario 2: 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"markdown report (default: {RESULTS})")
