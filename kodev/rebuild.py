@@ -97,7 +97,7 @@ class Rebuild:
         for command in ordered:
             done = compiled.get(command.import_path)
             try:
-                self._publish(command, done, go_seconds if done else None, git.get(command.plan.command.module_dir))
+                self._release(command, done, go_seconds if done else None, git.get(command.plan.command.module_dir))
             except (KodevError, OSError) as exc:  # the SDK's errors are OSErrors (requests)
                 if not self.daemon.reachable():
                     raise DaemonLost from None
@@ -131,8 +131,9 @@ class Rebuild:
             return "the last good images stay in the daemon"
         return "nothing has been built yet"
 
-    def _publish(self, command: WatchedCommand, compiled: _Compiled | None, go_seconds: float | None,
+    def _release(self, command: WatchedCommand, compiled: _Compiled | None, go_seconds: float | None,
                  git: GitHead | None) -> None:
+        """Image one command, publish it (if it changed) and bring it to its workloads; report the round."""
         plan = command.plan
         started = time.monotonic()
         top = compiled.layer if compiled else command.binary_layer

@@ -65,6 +65,23 @@ def build_supervisor(go: GoTool) -> Path:
     return built
 
 
+def remove_stale(root: Path) -> list[Path]:
+    """Swap directories of a kodev that is gone (killed outright): named NAME-PID-NS, their PID dead."""
+    removed = []
+    for directory in root.iterdir() if root.is_dir() else ():
+        pid = directory.name.rsplit("-", 2)[-2] if directory.name.count("-") >= 2 else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+        except PermissionError:
+            continue  # another user's kodev, alive
+    return removed
+
+
 class Supervision:
     """Prepares the `SwapKit` on first use (needs an image to probe the daemon with)."""
 
@@ -78,6 +95,7 @@ class Supervision:
         if self._kit is None:
             supervisor = build_supervisor(self.go)
             root = cache.subdir("swap")
+            remove_stale(root)
             mode = "copy" if self.force_copy or not self._sees_local_files(image, supervisor, root) else "mount"
             log.debug("swapping binaries by %s", mode)
             self._kit = SwapKit(supervisor=supervisor, mode=mode, root=root)
