@@ -295,8 +295,9 @@ def watch_command(
 
     def start() -> int:
         with Session.open(config, go, platform, debug=State.debug, ui=ui) as session:
-            if compose_files:
-                return _watch_compose(session, compose_files, project_name, take_down)
+            files = compose_files or ([session.config.root / f for f in session.config.compose] if not paths else [])
+            if files:
+                return _watch_compose(session, files, project_name, take_down)
             targets = session.watch_targets(paths or [])
             _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
             return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []),

@@ -40,7 +40,7 @@ _STR, _STRS, _BOOL, _INT, _ENV = "a string", "a list of strings", "true or false
 
 _BUILD_KEYS = {"env": _ENV, "flags": _STRS, "ldflags": _STRS}
 _TOP_KEYS = {"base": _STR, "repo": _STR, "platform": _STR, "build": "table", "commands": "table",
-             "services": "table", "watch": "table"}
+             "services": "table", "watch": "table", "compose": _STRS}
 _COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
 _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
                  "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL,
@@ -170,7 +170,7 @@ def parse(text: str, path: Path) -> Config:
         raise reader.fail("repo", f"'{repo}' is not a valid repository name")
     return Config(root=path.parent, path=path, base=top.get("base", DEFAULT_BASE), repo=repo,
                   platform=top.get("platform"), build=build, commands=commands, services=services,
-                  watch=watch)
+                  watch=watch, compose=tuple(top.get("compose", ())))
 
 
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # Docker's rule for container names

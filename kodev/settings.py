@@ -83,6 +83,7 @@ class Config:
     commands: Mapping[str, CommandConfig] = field(default_factory=dict)
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     watch: WatchSettings = WatchSettings()
+    compose: tuple[str, ...] = ()  # compose files `kodev watch` runs (relative to `root`), as with -f
     warnings: tuple[str, ...] = ()  # things the file says that kodev ignores (e.g. unsupported .ko.yaml keys)
 
     def describe(self) -> str:

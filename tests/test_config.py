@@ -476,3 +476,10 @@ def test_load_undecodable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(path, tmp_path)
     assert str(path) in str(info.value)
+
+
+def test_compose_files_are_a_list_of_strings(tmp_path: Path) -> None:
+    path = tmp_path / "kodev.toml"
+    assert parse('compose = ["compose.yaml", "dev.yaml"]\n', path).compose == ("compose.yaml", "dev.yaml")
+    with pytest.raises(ConfigError, match="compose"):
+        parse('compose = "compose.yaml"\n', path)

@@ -114,3 +114,19 @@ def test_watch_leaves_another_project_untouched_and_adopts_a_running_one(
             assert set(_running(docker_client, other).values()) == {"running"}
     finally:
         compose_cli.run(["-p", other, "down", "--timeout", "1"], cwd=other_dir)
+
+
+def test_a_compose_file_named_in_kodev_toml_is_watched_without_f(stack: Stack, compose_cli: ComposeCLI,  # noqa: F811
+                                                                  docker_client: Any) -> None:
+    repo = unique_name("kodevtest.local/c")
+    (stack.dir / "kodev.toml").write_text(f'repo = "{repo}"\ncompose = ["compose.yaml"]\n')
+    with sigint_not_ignored():
+        proc = KodevProcess(["watch", "-p", stack.name], cwd=stack.dir)
+    try:
+        proc.wait_for(r"^watching ", timeout=240)
+        proc.wait_for(rf"compose project {stack.name} is up", timeout=5)
+        wait_for_page(stack.url("api"), "(stack release 1)")
+        assert set(_ids(docker_client, stack.name)) == {"api", "worker", "store"}
+        assert proc.stop(signal.SIGINT) == 0, proc.output()
+    finally:
+        proc.kill()
