@@ -147,6 +147,13 @@ def test_unreachable_daemon_names_the_private_dockerd_and_the_line_to_use_it(mod
 
 # --- signals ------------------------------------------------------------------------------------------------
 
+def test_watch_outside_a_go_module_says_so(tmp_path: Path, go_binary: str, docker_client: Any) -> None:
+    done = run_kodev(["watch"], tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert re.search(r"^error: no go\.mod in .* kodev watch works inside a Go module", done.stderr, re.M), done.stderr
+    assert "built-in defaults" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_inherited_ignored_sigint_still_stops_kodev_and_cleans_up(module: Path, own: Own) -> None:
     port = free_port()
     name = own.name("nohup")
