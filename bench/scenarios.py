@@ -742,18 +742,10 @@ def scale(context: Context) -> ScenarioResult:
     return result
 
 
-def swap_scenario(context: Context) -> ScenarioResult:
-    """Swap in place (copy path, refused connections, a 90 MB binary)"""
-    from bench.swap import swap_in_place  # it builds on this module's contenders
-
-    return swap_in_place(context)
-
-
 SCENARIOS: dict[int, Callable[[Context], ScenarioResult]] = {
     1: edit_to_serving,
     2: shared_package,
     3: base_size,
     4: footprint,
     5: scale,
-    7: swap_scenario,
 }
