@@ -462,7 +462,11 @@ def test_quick_daemon_restart_then_the_service_comes_back(private_mod: Module,
             wait_until(lambda: "Hello, kodev!" in (fetch(s.url) or ""), 10)
         set_greeting(private_mod, "After the restart")
         s.page("After the restart, kodev!", timeout=60)
-        assert [c["State"] for c in s.containers()] == ["running"], s.containers()
+        # The reconnect and the edit may each bring a build: let a replacement in flight finish, then one
+        # container runs, and it serves the edit.
+        wait_until(lambda: [c["State"] for c in s.containers()] == ["running"], 30,
+                   lambda: f"{s.containers()}\n{s.proc.output()}")
+        assert "After the restart, kodev!" in (fetch(s.url) or "")
         assert s.container_id() != first
         assert s.proc.process.poll() is None
         stop_cleanly(s)
