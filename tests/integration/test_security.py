@@ -305,6 +305,9 @@ command = "./cmd/server"
 args = ["-addr", "127.0.0.1:{port}"]
 network = "host"
 stop_timeout = 3
+
+[watch]
+strip = false  # link as `kodev build` did: the same sources give the same image
 ''')
     greeting = project.path / "internal" / "greeting" / "greeting.go"
     original = greeting.read_text()
