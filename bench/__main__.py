@@ -29,10 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (generated modules, logs)")
     args = parser.parse_args(argv)
 
+    from bench.composebench import compose_project  # these build on scenarios' contenders: registered here
     from bench.scenarios import SCENARIOS as ON_HELLO
-    from bench.swap import swap_in_place  # builds on scenarios' contenders, so it is registered here
+    from bench.swap import swap_in_place
 
-    SCENARIOS = {**ON_HELLO, 7: swap_in_place}
+    SCENARIOS = {**ON_HELLO, 6: compose_project, 7: swap_in_place}
 
     wanted = [int(n) for n in args.only.split(",") if n.strip()] if args.only else sorted(SCENARIOS)
     unknown = [n for n in wanted if n not in SCENARIOS]

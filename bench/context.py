@@ -106,6 +106,13 @@ class Context:
     def repo(self) -> str:
         return f"kodev.bench/{self.uid}"
 
+    @property
+    def compose(self) -> tuple[str, ...]:
+        """The Compose CLI kodev would use (argv)."""
+        from kodev.compose import find_compose
+
+        return find_compose().argv
+
     def name(self, label: str) -> str:
         return f"kb-{self.uid}-{label}"
 
