@@ -78,3 +78,21 @@ class Delivery(Protocol):
         """kodev is stopping: release what this delivery holds besides containers (those are cleaned up
         by session label, all at once)."""
         ...
+
+
+class OneContainer:
+    """The state every delivery with one container per service shares: which container, and whether it is
+    down (none yet, or it exited): a down workload wants the next release even if the image did not change."""
+
+    def __init__(self) -> None:
+        self.container_id: str | None = None
+        self.down = True
+
+    def owns(self, container_id: str) -> bool:
+        return container_id == self.container_id
+
+    def lost(self) -> None:
+        self.down = True
+
+    def container(self) -> str | None:
+        return self.container_id

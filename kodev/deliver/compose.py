@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kodev.compose import ComposeCLI, ComposeError, ComposeProject, containers, down, stop, up
-from kodev.deliver import Delivered, Release
+from kodev.deliver import Delivered, OneContainer, Release
 from kodev.errors import KodevError
 from kodev.publish import Published
 
@@ -64,16 +64,15 @@ class ComposeStack:
         return f"stopped compose project {self.project.name} (containers and volumes kept)"
 
 
-class ComposeService:
+class ComposeService(OneContainer):
     """One compose service that runs a kodev image."""
 
     stop_timeout = 10
 
     def __init__(self, service: str, stack: ComposeStack) -> None:
+        super().__init__()
         self.service: str | None = service
         self.stack = stack
-        self.container_id: str | None = None
-        self.down = True
 
     def prepare(self) -> None:
         pass  # the names are Compose's to choose
@@ -83,15 +82,6 @@ class ComposeService:
 
     def begin(self, release: Release) -> _Replacing:
         return _Replacing(self)
-
-    def owns(self, container_id: str) -> bool:
-        return container_id == self.container_id
-
-    def lost(self) -> None:
-        self.down = True
-
-    def container(self) -> str | None:
-        return self.container_id
 
     def close(self) -> None:
         pass  # the stack stops the project as a whole

@@ -9,21 +9,20 @@ from __future__ import annotations
 import time
 
 from kodev.containers import Containers, Replacement
-from kodev.deliver import Delivered, Pending, Release
+from kodev.deliver import Delivered, OneContainer, Pending, Release
 from kodev.publish import Published
 from kodev.services import ContainerSpec
 
 
-class Recreate:
+class Recreate(OneContainer):
     """One service whose container is recreated on every new image (or started, when it is down)."""
 
     def __init__(self, spec: ContainerSpec, containers: Containers) -> None:
+        super().__init__()
         self.spec = spec
         self.service: str | None = spec.service
         self.stop_timeout = spec.stop_timeout
         self.containers = containers
-        self.container_id: str | None = None
-        self.down = True  # no container, or it exited: the next release starts one
 
     def prepare(self) -> None:
         self.containers.claim_name(self.spec)
@@ -37,15 +36,6 @@ class Recreate:
             replacement = Replacement(self.containers, self.container_id, self.spec)
             self.container_id = None  # its exit is expected now, not news
         return _Recreating(self, replacement, release.ref)
-
-    def owns(self, container_id: str) -> bool:
-        return container_id == self.container_id
-
-    def lost(self) -> None:
-        self.down = True
-
-    def container(self) -> str | None:
-        return self.container_id
 
     def close(self) -> None:
         pass
