@@ -78,3 +78,20 @@ def run_container(client: Any, image: str, *args: str, **kwargs: Any) -> tuple[i
         return int(status["StatusCode"]), container.logs().decode()
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture
+def repo(docker_client: Any) -> Iterator[str]:
+    """A repository of this test's own; every image tagged under it is removed afterwards (and nothing else)."""
+    import contextlib
+    import uuid
+
+    import docker.errors
+
+    name = f"kodev.test/{uuid.uuid4().hex[:12]}"
+    yield name
+    for image in docker_client.api.images():  # one call: images.list() races with others' removals
+        for tag in image.get("RepoTags") or []:
+            if tag.startswith(f"{name}/"):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    docker_client.api.remove_image(tag, force=True)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +33,6 @@ def kodev_build(args: list[str], cwd: Path, env: dict[str, str] | None = None) -
     return run_kodev(["build", *args], cwd, env, timeout=90)
 
 
-@pytest.fixture
-def repo(docker_client: Any) -> Iterator[str]:
-    """A repository name no other test uses; every tag under it is removed afterwards."""
-    import docker.errors
-
-    name = f"kodev.test/{uuid.uuid4().hex[:12]}"
-    yield name
-    for image in docker_client.images.list():
-        for tag in image.tags:
-            if tag.startswith(name + "/"):
-                with contextlib.suppress(docker.errors.NotFound):
-                    docker_client.images.remove(tag, force=True)
 
 
 # --- paths ---------------------------------------------------------------------------------------------

@@ -20,12 +20,9 @@ import sys
 import termios
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bench.generate import generate
 from kodev.jsonui import SCHEMA, check_event
@@ -97,15 +94,6 @@ def core(events: list[dict[str, Any]]) -> list[str]:
     return [e["event"] for e in events if e["event"] not in ("service.log", "message", "build.progress")]
 
 
-@pytest.fixture
-def repo(docker_client: Any) -> Iterator[str]:
-    name = f"kodev.test/{uuid.uuid4().hex[:12]}"
-    yield name
-    for image in docker_client.api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(f"{name}/"):
-                with contextlib.suppress(Exception):
-                    docker_client.images.remove(tag, force=True)
 
 
 # --- the status line -----------------------------------------------------------------------------------

@@ -68,18 +68,6 @@ class Session:
         return self.rebuilt(command)[count - 1]
 
 
-@pytest.fixture
-def repo(docker_client: Any) -> Iterator[str]:
-    """A repository of this test's own; every image tagged under it is removed afterwards."""
-    import docker.errors
-
-    name = f"kodev.test/{uuid.uuid4().hex[:12]}"
-    yield name
-    for image in docker_client.api.images():  # one call: images.list() races with others' removals
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(f"{name}/"):
-                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                    docker_client.images.remove(tag, force=True)
 
 
 def write(path: Path, text: str) -> None:

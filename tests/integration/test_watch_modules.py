@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,6 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-@pytest.fixture
-def repo(docker_client: Any) -> Iterator[str]:
-    name = f"kodev.test/{uuid.uuid4().hex[:12]}"
-    yield name
-    for image in docker_client.api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(f"{name}/"):
-                docker_client.api.remove_image(tag, force=True)
 
 
 def _layout(root: Path, how: str, repo: str, port: int, service: str) -> Path:

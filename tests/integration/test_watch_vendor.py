@@ -56,14 +56,6 @@ def vendor(app: Path, version: str, text: str) -> None:
     write(app / "vendor" / "example.com" / "dep" / "greet" / "greet.go", GREET % text)
 
 
-@pytest.fixture
-def repo(docker_client: Any) -> Iterator[str]:
-    name = f"kodev.test/{uuid.uuid4().hex[:12]}"
-    yield name
-    for image in docker_client.api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(f"{name}/"):
-                docker_client.api.remove_image(tag, force=True)
 
 
 @pytest.fixture
