@@ -30,7 +30,7 @@ import pytest
 from kodev.network import has_bridge
 from tests.conftest import REPO
 from tests.examples import scratch_repo
-from tests.integration.conftest import run_kodev
+from tests.integration.conftest import _missing, run_kodev
 from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page, wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -104,7 +104,7 @@ def test_published_port_without_a_bridge_is_an_error_before_anything_is_built(mo
 
 def test_ports_in_kodev_toml_without_a_bridge_are_an_error_naming_the_service(module: Path, own: Own) -> None:
     if has_bridge(own.client):
-        pytest.skip("this daemon has a bridge, so ports work: the bridge-less case needs the tests' dockerd")
+        _missing("a daemon without a bridge (the tests' private dockerd): this one has a bridge, so ports work")
     service = own.name("web")
     config = module / "kodev.toml"
     config.write_text(f'repo = "{own.repo}"\n[services.{service}]\ncommand = "./cmd/server"\n'
@@ -135,7 +135,7 @@ def test_default_network_without_a_bridge_is_a_one_line_warning(module: Path, ow
 def test_unreachable_daemon_names_the_private_dockerd_and_the_line_to_use_it(module: Path, tmp_path: Path) -> None:
     host = os.environ.get("DOCKER_HOST", "")
     if not (host.startswith("unix://") and host.endswith("/docker.sock")):
-        pytest.skip("this session's daemon is not a private dockerd on a socket of its own (scripts/env.sh's)")
+        _missing("a private dockerd on a socket of its own (scripts/env.sh's) as this session's daemon")
     missing = f"unix://{tmp_path}/missing.sock"
     done = run_kodev(["build", "./cmd/hello"], module,
                      {"DOCKER_HOST": missing, "KODEV_DOCKERD_DIR": str(Path(host.removeprefix("unix://")).parent)})
@@ -314,8 +314,6 @@ def test_a_private_dockerd_started_by_env_sh_survives_the_terminals_ctrl_c(go_bi
 
     import docker
 
-    from tests.integration.conftest import _missing
-
     if os.geteuid() != 0 or shutil.which("dockerd") is None:
         _missing("root and dockerd (to start a private dockerd as scripts/env.sh does)")
     # A short path: the unix sockets under it must stay within the 108-byte limit.
@@ -424,8 +422,6 @@ class PrivateDockerd:
 def private_dockerd() -> Iterator[PrivateDockerd]:
     import shutil
     import tempfile
-
-    from tests.integration.conftest import _missing
 
     if os.geteuid() != 0 or shutil.which("dockerd") is None:
         _missing("root and dockerd (to start a private dockerd as scripts/env.sh does)")
