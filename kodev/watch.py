@@ -8,7 +8,6 @@ says so once, keeps watching, retries with backoff, and rebuilds and restarts ev
 
 from __future__ import annotations
 
-import os
 import queue
 import tempfile
 import time
@@ -54,9 +53,7 @@ class DevLoop:
                  watch_paths: list[str] | None = None, stack: ComposeStack | None = None, swap: bool = True) -> None:
         self.session = session
         self.stack = stack
-        self.supervision = (Supervision(session.go, session.daemon.client,
-                                        force_copy=os.environ.get("KODEV_SWAP_COPY", "") not in ("", "0"))
-                            if swap else None)
+        self.supervision = Supervision(session.go, session.daemon.client) if swap else None
         self.ui = session.ui
         self.prefix_logs = prefix_logs
         self.watch_paths = watch_paths

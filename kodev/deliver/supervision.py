@@ -85,10 +85,11 @@ def remove_stale(root: Path) -> list[Path]:
 class Supervision:
     """Prepares the `SwapKit` on first use (needs an image to probe the daemon with)."""
 
-    def __init__(self, go: GoTool, client: Any, force_copy: bool = False) -> None:
+    def __init__(self, go: GoTool, client: Any, force_copy: bool | None = None) -> None:
         self.go = go
         self.client = client
-        self.force_copy = force_copy
+        # KODEV_SWAP_COPY=1: copy binaries into containers even when a bind mount would do (tests, benchmark)
+        self.force_copy = (os.environ.get("KODEV_SWAP_COPY", "") not in ("", "0")) if force_copy is None else force_copy
         self._kit: SwapKit | None = None
 
     def kit(self, image: str) -> SwapKit:
