@@ -60,13 +60,18 @@ def _with_blob(server: KodevServer | GoFloor) -> None:
     with open(directory / "blob.bin", "wb") as out:
         for _ in range(BLOB_MB):
             out.write(os.urandom(1_000_000))
+    # The blob must be read at run time, or the linker drops it (a bare `_ = len(blob)` is dead code:
+    # the binary stayed 5.9 MB until this was noticed).
     (directory / "blob.go").write_text(
         'package main\n\nimport _ "embed"\n\n//go:embed blob.bin\nvar blob []byte\n\n'
-        "func init() { _ = len(blob) }\n")
+        "func init() {\n\tif len(blob) > 1 && blob[0] == 0 && blob[len(blob)-1] == 0 {\n"
+        '\t\tprintln("the blob starts and ends with zero")\n\t}\n}\n')
 
 
-def _swap_seconds(stages: dict[str, float]) -> float:
-    return stages.get("swap", float("nan"))
+def _beyond_go(served: float, stages: dict[str, float]) -> float:
+    """Edit to serving less kodev's `go build`: the watcher, the binary's digest, the swap and the app's
+    restart until it answers — what a larger binary could make slower (the image follows, off the path)."""
+    return served - stages["go"] if "go" in stages else float("nan")
 
 
 def swap_in_place(context: Context) -> ScenarioResult:
@@ -78,7 +83,8 @@ def swap_in_place(context: Context) -> ScenarioResult:
         "the app); `KODEV_SWAP_COPY=1` forces the copy into the container instead of the bind mount. The "
         "refused-connection window is the longest run of failed TCP connects of a client polling every "
         "2 ms during swaps. The large binary embeds 80 MB of random bytes; it is swapped on the `static` "
-        "base and on a large base.")
+        "base, on a large base, and by copy; its time is edit to serving less kodev's `go build` (the "
+        "watcher, the binary's digest, the swap, the app's restart).")
     mount = KodevServer(context, "s7-mount")
     copy = KodevServer(context, "s7-copy", env={"KODEV_SWAP_COPY": "1"})
     floor = GoFloor(context, "s7-floor")
@@ -112,15 +118,23 @@ def swap_in_place(context: Context) -> ScenarioResult:
         copy.stop()
 
     big: dict[str, list[float]] = {}
-    for label, base in (("static", None), ("large base", big_base(context, context.settings.base_mb))):
-        server = KodevServer(context, f"s7-big-{'static' if base is None else 'large'}", base=base)
+    big_sizes: list[float] = []
+    handoffs: dict[str, list[float]] = {}  # kodev's own swap stage: the binary handed to the supervisor
+    large = big_base(context, context.settings.base_mb)
+    for label, base, env in (("static", None, {}), ("large base", large, {}),
+                             ("copy", None, {"KODEV_SWAP_COPY": "1"})):
+        server = KodevServer(context, f"s7-big-{label.replace(' ', '-')}", base=base, env=env)
         _with_blob(server)
         try:
             server.start(timeout=600)
             for index, counted in _rounds(context):
-                _, stages = server.measure(f"big-{context.uid}-{index}")
+                served, stages = server.measure(f"big-{context.uid}-{index}")
+                if stages.get("sent_mb", 0.0) < BLOB_MB:  # the blob was linked out: not a large binary
+                    raise BenchError(f"the large binary is only {stages.get('sent_mb', 0.0):.1f} MB")
                 if counted:
-                    big.setdefault(label, []).append(_swap_seconds(stages))
+                    big.setdefault(label, []).append(_beyond_go(served, stages))
+                    handoffs.setdefault(label, []).append(stages.get("swap", float("nan")))
+                    big_sizes.append(stages["sent_mb"])
                 time.sleep(PAUSE)
         finally:
             server.stop()
@@ -134,21 +148,29 @@ def swap_in_place(context: Context) -> ScenarioResult:
     worst = max(windows) if windows else float("nan")
     big_static = median(big.get("static", [])) if big.get("static") else float("nan")
     big_large = median(big.get("large base", [])) if big.get("large base") else float("nan")
+    big_copy = median(big.get("copy", [])) if big.get("copy") else float("nan")
     result.tables.append(series_table(series))
     result.tables.append(Table(["derived (medians)", "value"], [
         ["kodev (bind mount) − floor (per round)", millis(mount_over)],
         ["kodev (copy) − floor (per round)", millis(copy_over)],
         [f"refused-connection window during a swap (median of {len(windows)}; worst)",
          f"{millis(window)}; {millis(worst)}"],
-        ["swap of a ~90 MB binary, static base (kodev's swap time)", millis(big_static)],
-        [f"swap of a ~90 MB binary, {context.settings.base_mb} MB base", millis(big_large)],
+        ["size of the large binary's layer (sent to the daemon after the swap)",
+         f"{median(big_sizes):.1f} MB" if big_sizes else "—"],
+        ["~90 MB binary, static base: edit to serving − go build", millis(big_static)],
+        [f"~90 MB binary, {context.settings.base_mb} MB base: edit to serving − go build", millis(big_large)],
+        ["~90 MB binary by copy (forced; no target): edit to serving − go build", millis(big_copy)],
+        ["kodev's swap stage (hand-off to the supervisor): static / large base / copy",
+         " / ".join(millis(median(handoffs[k])) if handoffs.get(k) else "—"
+                    for k in ("static", "large base", "copy"))],
     ]))
     result.targets.append(Target("copy path (forced): kodev − floor ≤ 130 ms (median)", millis(copy_over),
                                  copy_over <= 0.130 if copy_over == copy_over else None))
     result.targets.append(Target("refused connections during a swap ≤ 30 ms (median)", millis(window),
                                  window <= 0.030 if window == window else None))
     ok = big_static == big_static and big_large == big_large
-    result.targets.append(Target("a ~90 MB binary swaps in ≤ 150 ms, on a large base too",
+    result.targets.append(Target("a ~90 MB binary swaps in ≤ 150 ms (edit to serving − go build), on a large "
+                                 "base too",
                                  f"{millis(big_static)} / {millis(big_large)}",
                                  (big_static <= 0.150 and big_large <= 0.150) if ok else None))
     if not windows:
