@@ -154,11 +154,12 @@ class Containers:
         return container_id
 
     def create(self, spec: ContainerSpec, image: str, entrypoint: list[str] | None = None,
-               extra_volumes: Mapping[str, dict[str, str]] | None = None) -> str:
+               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False) -> str:
         """Create (not start) the container for `spec`; its name must be free (see claim_name).
 
         `entrypoint` replaces the image's (kodev's supervisor runs the image's own); `extra_volumes` are
-        bind mounts kodev adds (the supervisor's directory)."""
+        bind mounts kodev adds (the supervisor's directory); `control_channel` opens stdin for kodev to
+        attach to, closed again when kodev detaches (StdinOnce: the SDK sets it when not `detach`)."""
         import docker.errors
 
         labels = {**self.owner.labels(), SERVICE_LABEL: spec.service}
@@ -174,7 +175,8 @@ class Containers:
         try:
             container = self.client.containers.create(
                 image, list(spec.args) or None, name=spec.name, environment=list(spec.env),
-                ports=_port_map(spec) or None, user=spec.user or None, labels=labels, detach=True,
+                ports=_port_map(spec) or None, user=spec.user or None, labels=labels,
+                detach=not control_channel, stdin_open=control_channel,
                 volumes={**{m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
                             for m in spec.mounts}, **(extra_volumes or {})} or None,
                 entrypoint=entrypoint, **network,

@@ -3,11 +3,13 @@ sees this machine's files (then binaries go through a bind mount, else they are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,10 @@ from kodev.gotool import GoTool
 
 log = logging.getLogger(__name__)
 
-RESTART_SIGNAL = "SIGRTMIN+3"  # the supervisor's restart trigger (signal 37): never forwarded to the app
-MOUNT_POINT = "/kodev"  # mount mode: the supervisor and the swapped binary, read-only
-COPY_DIR = "/ko-app"  # copy mode: exists in every kodev image
+RESTART_SIGNAL = "SIGRTMIN+3"  # restarts the app too (`docker kill --signal`); kodev uses the control channel
+MOUNT_POINT = "/kodev"  # mount mode: the supervisor and the swapped binary, a read-only bind mount
+COPY_DIR = "/ko-app/.kodev"  # copy mode: made at create time, owned by the container's user
+SUPERVISOR = ".supervisor"  # the supervisor's name in either directory (a Go command is never named so)
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,46 @@ class SwapKit:
     root: Path  # mount mode: per-container directories live here (the user's alone: 0700)
     grace_seconds: float = 2.0
 
-    def entrypoint(self, app: str, slot: str) -> list[str]:
-        supervisor = f"{MOUNT_POINT}/supervisor" if self.mode == "mount" else f"{COPY_DIR}/.kodev-supervisor"
-        return [supervisor, "-bin", slot, "-grace", f"{self.grace_seconds}s", "--", f"/ko-app/{app}"]
+    @property
+    def directory(self) -> str:
+        """Where the supervisor and the swapped binary are, inside the container."""
+        return MOUNT_POINT if self.mode == "mount" else COPY_DIR
 
+    def entrypoint(self, app: str) -> list[str]:
+        return [f"{self.directory}/{SUPERVISOR}", "-bin", f"{self.directory}/{app}", "-stdin",
+                "-grace", f"{self.grace_seconds}s", "--", f"/ko-app/{app}"]
+
+
+class ControlChannel:
+    """The container's stdin, attached by kodev: the supervisor reads requests from it (supervisor.go).
+
+    A write reaches the supervisor in well under a millisecond (a `docker kill` takes ~6 ms), and carries
+    the binary itself in copy mode (a `put_archive` costs ~30 ms before the first byte). The container is
+    created with StdinOnce: when kodev goes, its stdin closes and the supervisor stops listening."""
+
+    def __init__(self, client: Any, container_id: str) -> None:
+        response = client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+        self._response = response
+        self._socket: Any = getattr(response, "_sock", response)  # the SDK wraps it in SocketIO
+        if isinstance(self._socket, socket.socket):
+            self._socket.settimeout(60)  # a stuck daemon fails the swap (then a recreate), not the loop
+
+    def restart(self) -> None:
+        self._socket.sendall(b"restart\n")
+
+    def send_binary(self, binary: Path) -> None:
+        with open(binary, "rb") as file:
+            self._socket.sendall(f"binary {os.fstat(file.fileno()).st_size}\n".encode())
+            if isinstance(self._socket, socket.socket):
+                self._socket.sendfile(file)  # zero-copy on a local socket
+            else:  # an SSH transport's stand-in
+                while chunk := file.read(1 << 20):
+                    self._socket.sendall(chunk)
+
+    def close(self) -> None:
+        for closing in (self._socket, self._response):
+            with contextlib.suppress(OSError):
+                closing.close()
 
 
 SOURCE = Path(__file__).resolve().parent.parent / "supervisor" / "supervisor.go"
@@ -111,11 +150,11 @@ class Supervision:
         container = None
         try:
             probe.chmod(0o755)
-            shutil.copyfile(supervisor, probe / "supervisor")
-            (probe / "supervisor").chmod(0o555)
+            shutil.copyfile(supervisor, probe / SUPERVISOR)
+            (probe / SUPERVISOR).chmod(0o555)
             (probe / "token").write_text(token)
             container = self.client.containers.create(
-                image, entrypoint=[f"{MOUNT_POINT}/supervisor", "-probe", f"{MOUNT_POINT}/token", "-token", token],
+                image, entrypoint=[f"{MOUNT_POINT}/{SUPERVISOR}", "-probe", f"{MOUNT_POINT}/token", "-token", token],
                 volumes={str(probe): {"bind": MOUNT_POINT, "mode": "ro"}}, network_mode="none",
                 labels={"dev.kodev.probe": "true"})
             container.start()

@@ -1,14 +1,16 @@
 """Delivery by swapping the binary into the running container: kodev's supervisor restarts the app in place.
 
 Every container of a swapping service runs kodev's supervisor as PID 1 (kodev/supervisor/supervisor.go,
-compiled once per Go version and platform), which runs the image's entrypoint. When only the binary
-changed (same base, kodata, config), the new binary is put in front of the app and the supervisor is told
-to restart it (a real-time signal the app never sees): no container start, no image load on the way to
-serving. How the binary gets there (`SwapKit.mode`):
+compiled once per Go version and platform), which runs the image's entrypoint, with the container's stdin
+as kodev's control channel. When only the binary changed (same base, kodata, config), the new binary is
+put in front of the app and the supervisor restarts the app: no container start, no image load on the way
+to serving. How the binary gets there (`SwapKit.mode`):
 
 - 'mount': a kodev-owned host directory, bind-mounted read-only at /kodev; the binary lands in it by
-  write + rename (never half-written). Used when the daemon sees this machine's files (a probe checks).
-- 'copy': `put_archive` into the container, in one of two slots named by a marker written after the binary.
+  write + rename (never half-written), then a `restart` request. Used when the daemon sees this machine's
+  files (a probe checks).
+- 'copy': the binary itself goes down the control channel; the supervisor writes it beside the app and
+  renames it into place (in /ko-app/.kodev, made at create time and owned by the container's user).
 
 Anything else (kodata, base, a vanished container) recreates, under the supervisor again. A swap that fails
 falls back to a recreate, once, saying why.
@@ -22,12 +24,14 @@ import os
 import shutil
 import tarfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from kodev.containers import Containers, Replacement
 from kodev.deliver import Delivered, Pending, Release
+from kodev.deliver.container_user import Owner, container_owner
 from kodev.deliver.recreate import Recreate, _Recreating
-from kodev.deliver.supervision import COPY_DIR, MOUNT_POINT, RESTART_SIGNAL, Supervision, SwapKit
+from kodev.deliver.supervision import COPY_DIR, MOUNT_POINT, SUPERVISOR, ControlChannel, Supervision, SwapKit
 from kodev.publish import Published
 from kodev.services import ContainerSpec
 
@@ -42,7 +46,7 @@ class Swap(Recreate):
         self.kit: SwapKit | None = None  # known once the first container is made (the probe needs an image)
         self.app = app
         self.directory: Path | None = None  # mount mode: this container's host directory
-        self.copies = 0  # copy mode: which slot comes next
+        self.channel: ControlChannel | None = None  # the current container's stdin
 
     def begin(self, release: Release) -> Pending:
         note = ""
@@ -65,46 +69,47 @@ class Swap(Recreate):
     # --- how a binary reaches the container ------------------------------------------------------
 
     def _swap(self, container_id: str, binary: Path) -> None:
-        assert self.kit is not None
+        assert self.kit is not None and self.channel is not None
         if self.kit.mode == "mount":
             assert self.directory is not None
             partial = self.directory / f".{self.app}.partial"
-            shutil.copyfile(binary, partial)
-            partial.chmod(0o555)
+            partial.unlink(missing_ok=True)
+            try:
+                os.link(binary, partial)  # no copy: each go build writes a new file (gobuild unlinks first)
+            except OSError:  # another file system
+                shutil.copyfile(binary, partial)
+                partial.chmod(0o555)
             os.replace(partial, self.directory / self.app)  # atomic: the supervisor never sees half a file
+            self.channel.restart()
         else:
-            slot = "ab"[self.copies % 2]
-            self.copies += 1
-            name = f".kodev-{self.app}"
-            size = binary.stat().st_size
-            self.containers.client.api.put_archive(container_id, COPY_DIR, _tar([
-                (f"{name}.{slot}", binary.read_bytes(), 0o555),
-                (f"{name}.ready", f"{slot} {size}\n".encode(), 0o444),  # after the binary: names a whole slot
-            ]))
-        self.containers.client.api.kill(container_id, RESTART_SIGNAL)
+            self.channel.send_binary(binary)
 
     def create_supervised(self, ref: str) -> str:
-        """Create (not start) this service's container, its entrypoint the supervisor."""
+        """Create (not start) this service's container, its entrypoint the supervisor, its stdin attached."""
         self.kit = kit = self.supervision.kit(ref)
         mounts: dict[str, dict[str, str]] = {}
         if kit.mode == "mount":
             if self.directory is not None:
                 shutil.rmtree(self.directory, ignore_errors=True)  # the replaced container's
             self.directory = _fresh_directory(kit.root, self.spec.name)
-            shutil.copyfile(kit.supervisor, self.directory / "supervisor")
-            (self.directory / "supervisor").chmod(0o555)
+            shutil.copyfile(kit.supervisor, self.directory / SUPERVISOR)
+            (self.directory / SUPERVISOR).chmod(0o555)
             mounts[str(self.directory)] = {"bind": MOUNT_POINT, "mode": "ro"}
-            slot = f"{MOUNT_POINT}/{self.app}"
-        else:
-            slot = f"{COPY_DIR}/.kodev-{self.app}"
-        container_id = self.containers.create(self.spec, ref, entrypoint=kit.entrypoint(self.app, slot),
-                                              extra_volumes=mounts)
+        container_id = self.containers.create(self.spec, ref, entrypoint=kit.entrypoint(self.app),
+                                              extra_volumes=mounts, control_channel=True)
         if kit.mode == "copy":
-            self.containers.client.api.put_archive(container_id, COPY_DIR, _tar([
-                (".kodev-supervisor", kit.supervisor.read_bytes(), 0o555)]))
+            put_copy_dir(self.containers.client, container_id, kit.supervisor)
+        self._close_channel()
+        self.channel = ControlChannel(self.containers.client, container_id)
         return container_id
 
+    def _close_channel(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
     def close(self) -> None:
+        self._close_channel()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -151,11 +156,29 @@ def _fresh_directory(root: Path, name: str) -> Path:
     return directory
 
 
-def _tar(files: list[tuple[str, bytes, int]]) -> bytes:
+def _tar(files: list[tuple[str, bytes, int]], owner: Owner | None = None) -> bytes:
+    """An archive of `files` (name, content, mode), owned by `owner` (else root); a name ending in '/' is a
+    directory."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, data, mode in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, 0
-            archive.addfile(info, io.BytesIO(data))
+            info = tarfile.TarInfo(name.rstrip("/"))
+            info.mode, info.mtime = mode, 0
+            if owner is not None:
+                info.uid, info.gid = owner.uid, owner.gid
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+            else:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data else None)
     return buffer.getvalue()
+
+
+def put_copy_dir(client: Any, container_id: str, supervisor: Path) -> None:
+    """Copy mode: make COPY_DIR in a created container, with the supervisor in it, owned by the container's
+    user (the supervisor runs as that user and writes the binaries it receives there)."""
+    copy_dir = PurePosixPath(COPY_DIR)
+    archive = _tar([(f"{copy_dir.name}/", b"", 0o755),
+                    (f"{copy_dir.name}/{SUPERVISOR}", supervisor.read_bytes(), 0o555)],
+                   container_owner(client, container_id))
+    client.api.put_archive(container_id, str(copy_dir.parent), archive)

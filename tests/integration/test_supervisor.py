@@ -1,5 +1,6 @@
 """kodev's supervisor as PID 1 of a real container: signals forwarded, exit codes passed through, orphans
-reaped, the app restarted on a new binary (bind mount and copy) — against the real daemon and real Go.
+reaped, the app restarted on a new binary (bind mount and copy, asked through the control channel on stdin
+or the restart signal) — against the real daemon and real Go.
 
 The app (supervisor_app/main.go) answers its version and pid, exits on request, spawns an orphan, lists
 zombies, and shuts down gracefully on SIGTERM with a chosen exit code. It runs in an image kodev builds.
@@ -7,8 +8,10 @@ zombies, and shuts down gracefully on SIGTERM with a chosen exit code. It runs i
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +20,10 @@ from typing import Any
 
 import pytest
 
-from kodev.deliver.supervision import RESTART_SIGNAL, build_supervisor
-from kodev.deliver.swap import _tar
+from kodev.containers import ContainerError
+from kodev.deliver.container_user import Owner, container_owner
+from kodev.deliver.supervision import COPY_DIR, RESTART_SIGNAL, SUPERVISOR, ControlChannel, SwapKit, build_supervisor
+from kodev.deliver.swap import put_copy_dir
 from kodev.gotool import find_go
 from tests.integration.conftest import run_kodev
 from tests.integration.process import fetch, free_port, wait_for_page, wait_until
@@ -65,16 +70,17 @@ def rig(tmp_path_factory: pytest.TempPathFactory, go_binary: str, docker_client:
 
 @pytest.fixture
 def mounted(rig: Rig, tmp_path: Path) -> Iterator[tuple[Any, Path, int]]:
-    """A container on the app's image, the supervisor its entrypoint from a read-only mount: (container,
-    the mounted directory, port)."""
+    """A container on the app's image, the supervisor its entrypoint from a read-only mount, as kodev makes
+    it (`SwapKit.entrypoint`, stdin open for the control channel): (container, the mounted directory, port)."""
     directory = tmp_path / "kodev"
     directory.mkdir()
-    shutil.copyfile(rig.supervisor, directory / "supervisor")
-    (directory / "supervisor").chmod(0o555)
+    shutil.copyfile(rig.supervisor, directory / SUPERVISOR)
+    (directory / SUPERVISOR).chmod(0o555)
     port = free_port()
+    kit = SwapKit(supervisor=rig.supervisor, mode="mount", root=tmp_path)
     container = rig.client.containers.create(
         rig.image, ["-addr", f"127.0.0.1:{port}", "-term-code", "7"], network_mode="host",
-        entrypoint=["/kodev/supervisor", "-bin", "/kodev/app", "-grace", "2s", "--", "/ko-app/app"],
+        entrypoint=kit.entrypoint("app"), stdin_open=True, detach=False,
         volumes={str(directory): {"bind": "/kodev", "mode": "ro"}}, labels={"dev.kodev.test": "supervisor"})
     container.start()
     try:
@@ -95,43 +101,80 @@ def _place(directory: Path, binary: Path) -> None:
     partial.replace(directory / "app")
 
 
+def _pid(page: str) -> str:
+    return page.split("pid=")[1].split()[0]
+
+
 def test_a_new_binary_through_the_mount_is_served_by_the_same_container(rig: Rig, mounted: tuple[Any, Path, int]
                                                                        ) -> None:
+    """Asked through the control channel (what kodev does), then by the restart signal (still honoured)."""
     container, directory, port = mounted
     before = fetch(f"http://127.0.0.1:{port}/") or ""
-    _place(directory, rig.binary("v2"))
-    container.kill(RESTART_SIGNAL)
-    after = wait_for_page(f"http://127.0.0.1:{port}/", "version=v2", timeout=30)
-    assert after.split("pid=")[1] != before.split("pid=")[1], "the app was not restarted"
+    channel = ControlChannel(rig.client, container.id)
+    try:
+        _place(directory, rig.binary("v2"))
+        channel.restart()
+        after = wait_for_page(f"http://127.0.0.1:{port}/", "version=v2", timeout=30)
+        assert _pid(after) != _pid(before), "the app was not restarted"
+        _place(directory, rig.binary("v3"))
+        container.kill(RESTART_SIGNAL)
+        wait_for_page(f"http://127.0.0.1:{port}/", "version=v3", timeout=30)
+    finally:
+        channel.close()
     container.reload()
     assert container.status == "running"
     top = container.top(ps_args="-o pid,comm")["Processes"]  # host pids
     pid1 = str(container.attrs["State"]["Pid"])  # the host pid of the container's PID 1
-    assert [row[1] for row in top if row[0].strip() == pid1] == ["supervisor"], (pid1, top)
+    assert [row[1] for row in top if row[0].strip() == pid1] == [SUPERVISOR], (pid1, top)
 
 
-def test_a_binary_copied_into_the_container_is_served_by_it(rig: Rig) -> None:
-    """The copy path: no shared files; the supervisor and the binaries go in with put_archive."""
+def test_a_binary_sent_down_the_control_channel_is_served_by_the_container(rig: Rig, tmp_path: Path) -> None:
+    """The copy path: no shared files. The supervisor goes in with put_archive (owned by the container's
+    user, 65532 here), the binaries through the container's stdin; the supervisor writes them itself."""
     port = free_port()
+    kit = SwapKit(supervisor=rig.supervisor, mode="copy", root=tmp_path)
     container = rig.client.containers.create(
         rig.image, ["-addr", f"127.0.0.1:{port}"], network_mode="host", labels={"dev.kodev.test": "supervisor"},
-        entrypoint=["/ko-app/.kodev-supervisor", "-bin", "/ko-app/.kodev-app", "-grace", "2s", "--", "/ko-app/app"])
+        entrypoint=kit.entrypoint("app"), stdin_open=True, detach=False)
+    channel = None
     try:
-        rig.client.api.put_archive(container.id, "/ko-app", _tar([
-            (".kodev-supervisor", rig.supervisor.read_bytes(), 0o555)]))
+        put_copy_dir(rig.client, container.id, rig.supervisor)
+        channel = ControlChannel(rig.client, container.id)
         container.start()
-        wait_for_page(f"http://127.0.0.1:{port}/", "version=dev", timeout=30)
-        for slot, version in (("a", "v3"), ("b", "v4")):
+        first = wait_for_page(f"http://127.0.0.1:{port}/", "version=dev", timeout=30)
+        for version in ("v4", "v5"):
             binary = rig.binary(version)
-            rig.client.api.put_archive(container.id, "/ko-app", _tar([
-                (f".kodev-app.{slot}", binary.read_bytes(), 0o555),
-                (".kodev-app.ready", f"{slot} {binary.stat().st_size}\n".encode(), 0o444)]))
-            container.kill(RESTART_SIGNAL)
+            channel.send_binary(binary)
             wait_for_page(f"http://127.0.0.1:{port}/", f"version={version}", timeout=30)
+        channel.close()  # kodev gone: the channel closes, the app keeps serving
+        channel = None
+        assert "version=v5" in (fetch(f"http://127.0.0.1:{port}/") or "")
         container.reload()
         assert container.status == "running"
+        assert _pid(first) != _pid(fetch(f"http://127.0.0.1:{port}/") or "pid=?")
+        stream, stat = container.get_archive(f"{COPY_DIR}/app")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            placed = archive.getmember("app")
+        assert (placed.size, placed.uid) == (binary.stat().st_size, 65532), stat  # written by the supervisor
     finally:
+        if channel is not None:
+            channel.close()
         container.remove(force=True)
+
+
+def test_a_garbled_request_closes_the_channel_and_the_app_keeps_running(rig: Rig, mounted: tuple[Any, Path, int]
+                                                                        ) -> None:
+    container, _directory, port = mounted
+    before = fetch(f"http://127.0.0.1:{port}/") or ""
+    channel = ControlChannel(rig.client, container.id)
+    try:
+        channel._socket.sendall(b"binary many\n")
+        wait_until(lambda: b"bad request" in container.logs(), 20, lambda: container.logs().decode())
+        channel.restart()  # no longer read
+    finally:
+        channel.close()
+    after = fetch(f"http://127.0.0.1:{port}/") or ""
+    assert "version=dev" in after and _pid(after) == _pid(before)
 
 
 def test_sigterm_is_forwarded_and_the_graceful_exit_code_passes_through(mounted: tuple[Any, Path, int]) -> None:
@@ -171,6 +214,26 @@ def test_a_binary_that_crashes_on_start_ends_the_container_with_its_code(rig: Ri
                                                                         ) -> None:
     container, directory, _port = mounted
     _place(directory, rig.binary("bad", crash="5"))
-    container.kill(RESTART_SIGNAL)
+    channel = ControlChannel(rig.client, container.id)
+    channel.restart()
     assert _exit_code(container) == 5
+    channel.close()
     assert b"crashing on start with 5" in container.logs()
+
+
+@pytest.mark.parametrize(("user", "owner"), [
+    ("", (65532, 65532)), ("0", (0, 0)), ("root", (0, 0)), ("65532", (65532, 65532)), ("nonroot", (65532, 65532)), ("nonroot:nobody", (65532, 65534)),
+    ("1234", (1234, 0)), ("1234:55", (1234, 55)), ("ghost", None), ("nonroot:ghosts", None)])
+def test_the_container_user_is_resolved_in_the_containers_own_files(rig: Rig, user: str,
+                                                                    owner: tuple[int, int] | None) -> None:
+    """Copy mode makes its directory owned by this user. kodev's base runs as 65532 (nonroot) when none is
+    given, and has nobody (65534) too."""
+    container = rig.client.containers.create(rig.image, user=user, labels={"dev.kodev.test": "supervisor"})
+    try:
+        if owner is None:
+            with pytest.raises(ContainerError, match="ghost"):
+                container_owner(rig.client, container.id)
+        else:
+            assert container_owner(rig.client, container.id) == Owner(*owner)
+    finally:
+        container.remove(force=True)
