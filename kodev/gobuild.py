@@ -92,6 +92,8 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
     for index, group in enumerate(_groups(requests)):
         group_dir = out_dir / str(index)
         group_dir.mkdir(parents=True, exist_ok=True)
+        for request in group:  # go writes a new file, then: a swapped-in hard link never changes under an app
+            (group_dir / request.command.app_name).unlink(missing_ok=True)
         started = time.monotonic()
         cwd = group[0].command.module_dir
         args = build_args(group, group_dir, verbose=on_package is not None)
