@@ -22,7 +22,7 @@ class Release:
     """A build of one command on its way to the workloads that run it."""
 
     ref: str  # the image reference it is published under
-    image: Image
+    image: Image | None  # None when only the binary changed: deliveries begin before the image is made
     changed: bool  # differs from the image published before (False: same binary and kodata)
     binary: Path | None = None  # the new binary, when it is the only thing that changed
 
