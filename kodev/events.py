@@ -64,6 +64,9 @@ _IDLE_WAKE_MS = 250
 SETTLE_SECONDS = 0.5  # quiet needed after events that piled up during a build (a busy machine pauses writers)
 SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
 STORM_BATCHES = 3  # event batches during one build that make a storm
+# A batch this soon after a build ended counts as piled up during it: writes went on through a build that
+# was over between two batches (a compile error can take 0.1 s, less than a batch's cap).
+STORM_GAP_SECONDS = (_MAX_BATCH_MS + 100) / 1000
 STORM_HOLD_SECONDS = 3.0  # in a storm, the next build waits this long after the last one began
 
 

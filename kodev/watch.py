@@ -24,6 +24,7 @@ from kodev.deliver.supervision import Supervision
 from kodev.errors import KodevError
 from kodev.events import (
     SETTLE_MAX_SECONDS,
+    STORM_GAP_SECONDS,
     FilesChanged,
     FileWatcher,
     Message,
@@ -172,6 +173,7 @@ class DevLoop:
             except queue.Empty:
                 self._check_health()
                 continue
+            backlog = backlog or time.monotonic() - self.rebuild.ended < STORM_GAP_SECONDS
             pending: RawChanges = set()
             batches = 0
             deadline = time.monotonic() + SETTLE_MAX_SECONDS
