@@ -82,6 +82,7 @@ class FakeBuilder:
         self.compile_error: CompileError | None = None
         self.compiled: list[list[str]] = []
         self.pruned: list[set[Path]] = []
+        self.log: list[tuple[str, ...]] = []  # ("layer", import path) as binary layers are made
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False
                 ) -> tuple[list[Binary], float]:
@@ -96,6 +97,7 @@ class FakeBuilder:
         return binaries, 0.25
 
     def binary_layer(self, plan: CommandPlan, binary: Binary) -> Layer:
+        self.log.append(("layer", plan.command.import_path))
         return layer(f"binary:{binary.digest}")
 
     def heads(self, commands: Sequence[MainPackage]) -> dict[Path, Any]:

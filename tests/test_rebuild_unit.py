@@ -191,16 +191,25 @@ def test_release_binary_only_when_just_the_binary_changed(tmp_path: Path) -> Non
     assert delivery.releases[-1].binary is None  # first build: nothing to swap into
 
     loop.builder.binaries[Z] = "v2"
+    del loop.log[:]
+    loop.builder.log = loop.log  # binary layers in the same record as begins
     loop.run({Z})
     release = delivery.releases[-1]
     assert release.changed and release.binary == tmp_path / "zzz"
+    # Begun before the binary layer and the image are made: a swap serves first, the image follows.
+    assert release.image is None and loop.log[:2] == [("begin", "web"), ("layer", Z)], loop.log
+    assert len(loop.destination.sent) == 2
+
+    loop.run({Z})  # the same binary again: nothing changed, nothing begun
+    assert len(delivery.releases) == 2 and len(loop.destination.sent) == 2
 
     loop.builder.binaries[Z], loop.builder.kodata[Z] = "v3", "new page"
     loop.run({Z})
     assert delivery.releases[-1].changed and delivery.releases[-1].binary is None  # kodata changed too
+    assert delivery.releases[-1].image is not None
 
     loop.builder.kodata[Z] = "newer page"
     loop.run(set(), frozenset({Z}))  # a kodata edit: re-imaged, not compiled
-    assert loop.builder.compiled[-1] == [Z] and len(loop.builder.compiled) == 3
+    assert loop.builder.compiled[-1] == [Z] and len(loop.builder.compiled) == 4
     assert delivery.releases[-1].changed and delivery.releases[-1].binary is None
     assert len(loop.destination.sent) == 4

@@ -222,7 +222,8 @@ def test_a_binary_that_crashes_on_start_ends_the_container_with_its_code(rig: Ri
 
 
 @pytest.mark.parametrize(("user", "owner"), [
-    ("", (65532, 65532)), ("0", (0, 0)), ("root", (0, 0)), ("65532", (65532, 65532)), ("nonroot", (65532, 65532)), ("nonroot:nobody", (65532, 65534)),
+    ("", (65532, 65532)), ("0", (0, 0)), ("root", (0, 0)), ("65532", (65532, 65532)), ("nonroot", (65532, 65532)),
+    ("nonroot:nobody", (65532, 65534)),
     ("1234", (1234, 0)), ("1234:55", (1234, 55)), ("ghost", None), ("nonroot:ghosts", None)])
 def test_the_container_user_is_resolved_in_the_containers_own_files(rig: Rig, user: str,
                                                                     owner: tuple[int, int] | None) -> None:

@@ -4,12 +4,16 @@ recreates; the image in the daemon follows the last good build; --no-swap recrea
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kodev.gobuild import BuildRequest, compile_commands, file_digest
+from kodev.gomod import resolve_commands
+from kodev.gotool import find_go
 from tests.integration.conftest import run_kodev
 from tests.integration.process import KodevProcess, free_port, sigint_not_ignored
 from tests.integration.test_run import Ctx, ctx, module, page, server  # noqa: F401 - fixtures
@@ -122,3 +126,20 @@ def test_a_binary_that_crashes_on_start_is_reported_and_the_next_good_build_reco
         assert ctx.container(ctx.name("crash")) is None
     finally:
         proc.kill()
+
+
+def test_each_go_build_writes_a_new_file_so_a_hard_linked_binary_never_changes(hello: Path, tmp_path: Path
+                                                                                ) -> None:
+    """Mount mode hard-links the build's output into the container's directory: a later build must not
+    write into that file (the running app's binary, and the one a restart would run, would change)."""
+    go = find_go(None, {})
+    command = resolve_commands(go, ["./cmd/hello"], hello)[0]
+    out = tmp_path / "out"
+    first = compile_commands(go, [BuildRequest(command)], out)[0]
+    linked = tmp_path / "linked"
+    os.link(first.path, linked)
+    _edit(hello / "cmd" / "hello" / "main.go", "func main() {", "func main() {\n\tprintln(\"second build\")")
+    second = compile_commands(go, [BuildRequest(command)], out)[0]
+    assert second.path == first.path and second.digest != first.digest
+    assert linked.stat().st_ino != second.path.stat().st_ino
+    assert file_digest(linked) == first.digest  # the linked file still holds the first build
