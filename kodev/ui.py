@@ -7,6 +7,7 @@ Its methods are semantic (`graph_loaded`, `changes`, `building`, `report`, `daem
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -34,13 +35,29 @@ SERVICE_COLORS = ("cyan", "yellow", "green", "magenta", "blue", "bright_cyan", "
                   "bright_green", "bright_magenta", "bright_blue")
 
 
+class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Debug lines on stderr; once a UI exists, through it (`sink`): above its status line, under its lock."""
+
+    sink: Callable[[str], None] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = _DebugHandler.sink
+        if sink is None:
+            super().emit(record)
+            return
+        try:
+            sink(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 def enable_debug_log() -> None:
     """kodev's debug channel: what it tolerated and why (a refused stop, a log stream that broke), on stderr."""
-    import logging
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
     logger = logging.getLogger("kodev")
+    if any(isinstance(h, _DebugHandler) for h in logger.handlers):
+        return
+    handler = _DebugHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
 
@@ -79,6 +96,12 @@ class UI:
             else None
         self._pending: list[str] = []  # commands built this round whose report is still to come
         self._progress = [0]  # packages compiled by the running `go build` (the status line reads it)
+        if self._status is not None:
+            _DebugHandler.sink = self.debug_line  # the debug channel must not garble the status line either
+
+    def debug_line(self, text: str) -> None:
+        with self._writing():
+            self.err.print(Text(text, style="dim"))
 
     def align(self, names: Sequence[str]) -> None:
         """Size the subject column for these names (commands, services) so result lines line up."""

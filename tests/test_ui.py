@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kodev import ui as ui_module
 from kodev.affected import FileChange
 from kodev.deliver import Delivered
 from kodev.errors import CompileError, ConfigError, KodevError
@@ -19,7 +21,7 @@ from kodev.gomod import ModuleGraph
 from kodev.jsonui import EVENTS, SCHEMA, JsonUI, check_event
 from kodev.publish import Published
 from kodev.report import CommandReport
-from kodev.ui import UI
+from kodev.ui import UI, enable_debug_log
 
 ERASE = "\r\x1b[2K"
 
@@ -207,3 +209,20 @@ def test_check_event_refuses_what_the_schema_does_not_say() -> None:
                 {**good, "code": True}):
         with pytest.raises(ValueError):
             check_event(bad)
+
+
+def test_debug_lines_go_above_the_status_line_too() -> None:
+    """--debug's channel writes through the UI once it has a status line: erased first, never appended."""
+    logger = logging.getLogger("kodev")
+    handlers, level = list(logger.handlers), logger.level
+    enable_debug_log()
+    screen = io.StringIO()
+    ui = UI(stdout=screen, stderr=screen, status=True)
+    try:
+        with ui.building(["server"]):
+            ui._status._draw()  # type: ignore[union-attr]  # what the refresh thread does every tick
+            logging.getLogger("kodev.test").debug("a tolerated failure")
+        assert f"{ERASE}debug: kodev.test: a tolerated failure\n" in screen.getvalue(), screen.getvalue()
+    finally:
+        ui_module._DebugHandler.sink = None
+        logger.handlers[:], logger.level = handlers, level
