@@ -297,7 +297,7 @@ def watch_command(
         with Session.open(config, go, platform, debug=State.debug, ui=ui) as session:
             files = compose_files or ([session.config.root / f for f in session.config.compose] if not paths else [])
             if files:
-                return _watch_compose(session, files, project_name, take_down)
+                return _watch_compose(session, files, project_name, take_down, _swapping(swap))
             targets = session.watch_targets(paths or [])
             _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
             return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []),
@@ -313,10 +313,13 @@ def _swapping(flag: bool | None) -> bool:
     return flag if flag is not None else os.environ.get("KODEV_SWAP", "1") not in ("0", "false", "no")
 
 
-def _watch_compose(session: Session, files: list[Path], project_name: str | None, take_down: bool) -> int:
-    from kodev.compose import find_compose, load_with_own_refs, write_override
+def _watch_compose(session: Session, files: list[Path], project_name: str | None, take_down: bool,
+                   swap: bool) -> int:
+    from kodev.compose import find_compose, load_with_own_refs
     from kodev.compose.build import watch_commands
     from kodev.deliver.compose import ComposeStack
+    from kodev.deliver.compose_swap import ComposeSwap
+    from kodev.deliver.supervision import Supervision
     from kodev.errors import ConfigError
     from kodev.watch import DevLoop
 
@@ -326,9 +329,12 @@ def _watch_compose(session: Session, files: list[Path], project_name: str | None
         raise ConfigError(f"no service of {', '.join(str(f) for f in project.files)} runs a kodev command: give one "
                           "an image ko://<import path> or ko://./cmd/NAME (relative to the compose file).")
     commands = watch_commands(session, project)
-    override = write_override(project, {s: c.plan.ref for c in commands for s in c.compose})
-    stack = ComposeStack(cli, project, override, session.daemon.client, take_down=take_down)
-    return DevLoop(session, commands, prefix_logs=True, stack=stack).run()
+    client = session.daemon.client
+    swapping = ComposeSwap(Supervision(session.go, client), client,
+                           {s: c.plan.command.app_name for c in commands for s in c.compose}) if swap else None
+    stack = ComposeStack(cli, project, {s: c.plan.ref for c in commands for s in c.compose}, client,
+                         take_down=take_down, swap=swapping)
+    return DevLoop(session, commands, prefix_logs=True, stack=stack, swap=swap).run()
 
 
 @app.command("resolve")

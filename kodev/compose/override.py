@@ -38,9 +38,10 @@ def _represent_reset(dumper: yaml.SafeDumper, _: _Reset) -> yaml.Node:
 _Dumper.add_representer(_Reset, _represent_reset)
 
 
-def override_document(project: ComposeProject, images: Mapping[str, str], pull_never: bool = True
-                      ) -> dict[str, Any]:
-    """The override as data: {"services": {name: {"image": ref, ...}}} for each service in `images`."""
+def override_document(project: ComposeProject, images: Mapping[str, str], pull_never: bool = True,
+                      extras: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The override as data: {"services": {name: {"image": ref, ...}}} for each service in `images`;
+    `extras` adds keys to a service's entry (the supervisor of a service that swaps binaries)."""
     known = {s.name: s for s in project.services}
     services: dict[str, Any] = {}
     for name, ref in sorted(images.items()):
@@ -53,6 +54,7 @@ def override_document(project: ComposeProject, images: Mapping[str, str], pull_n
             entry["pull_policy"] = "never"
         if service.has_build:
             entry["build"] = _Reset()
+        entry.update((extras or {}).get(name, {}))
         services[name] = entry
     return {"services": services}
 
@@ -73,11 +75,11 @@ def override_path(project: ComposeProject, directory: Path | None = None) -> Pat
 
 
 def write_override(project: ComposeProject, images: Mapping[str, str], directory: Path | None = None,
-                   pull_never: bool = True) -> Path:
+                   pull_never: bool = True, extras: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """Write the override for `images` ({service: built image reference}); its path. Atomic replace."""
     path = override_path(project, directory)
     text = "# Written by kodev: the images it built for this project. Not for editing.\n" + render(
-        override_document(project, images, pull_never))
+        override_document(project, images, pull_never, extras))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".override-", dir=path.parent)
     try:

@@ -48,6 +48,20 @@ class Pending(Protocol):
         ...
 
 
+class Done:
+    """A delivery finished in `begin` (a binary swapped in place): `complete` reports it, `abort` has nothing
+    to undo — the new binary serves already, and the image follows with the next build."""
+
+    def __init__(self, delivered: Delivered) -> None:
+        self.delivered = delivered
+
+    def complete(self, published: Published | None) -> Delivered:
+        return self.delivered
+
+    def abort(self) -> None:
+        pass
+
+
 class Delivery(Protocol):
     service: str | None  # None: no workload (an image-only command)
     stop_timeout: int  # seconds between SIGTERM and SIGKILL when its workload stops

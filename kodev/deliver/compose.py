@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from kodev.compose import ComposeCLI, ComposeError, ComposeProject, containers, down, stop, up
-from kodev.deliver import Delivered, OneContainer, Release
+from kodev.compose import ComposeCLI, ComposeError, ComposeProject, containers, down, stop, up, write_override
+from kodev.deliver import Delivered, Done, OneContainer, Pending, Release
+from kodev.deliver.compose_swap import ComposeSwap
 from kodev.errors import KodevError
 from kodev.publish import Published
 
@@ -23,19 +24,26 @@ log = logging.getLogger(__name__)
 
 
 class ComposeStack:
-    """One compose project under kodev watch: brought up whole after the first build, stopped at the end."""
+    """One compose project under kodev watch: brought up whole after the first build, stopped at the end.
 
-    def __init__(self, cli: ComposeCLI, project: ComposeProject, override: Path, client: Any,
-                 take_down: bool = False) -> None:
+    With `swap`, kodev's services whose binary alone changed get it swapped in place (compose_swap.py)."""
+
+    def __init__(self, cli: ComposeCLI, project: ComposeProject, images: Mapping[str, str], client: Any,
+                 take_down: bool = False, swap: ComposeSwap | None = None) -> None:
         self.cli = cli
         self.project = project
-        self.override = override
+        self.images = dict(images)  # service -> the reference kodev builds for it
         self.client = client
         self.take_down = take_down
+        self.swap = swap
+        self.override = write_override(project, self.images)
         self.started = False
 
     def start(self) -> dict[str, str]:
         """`up -d` for the whole project (a running one is adopted); the container of each service."""
+        if self.swap is not None and self.images:  # the probe needs an image: after the first build
+            extras = self.swap.prepare(self.project, next(iter(self.images.values())))
+            self.override = write_override(self.project, self.images, extras=extras)
         up(self.cli, self.project, self.override)
         self.started = True
         return self.running()
@@ -45,6 +53,8 @@ class ComposeStack:
 
     def replace(self, service: str) -> str | None:
         """Bring one service onto its (new) image; its container now."""
+        if self.swap is not None:
+            self.swap.unswap(service)
         up(self.cli, self.project, self.override, services=[service], no_deps=True)
         return self.running().get(service)
 
@@ -55,12 +65,16 @@ class ComposeStack:
 
     def shutdown(self) -> str:
         """Stop (or take down) the project; what was done, for the user."""
+        if self.swap is not None:
+            self.swap.close()
         if not self.started:
             return ""
         if self.take_down:
             down(self.cli, self.project, self.override)
+            if self.swap is not None:  # no container mounts them any more
+                self.swap.remove_directories()
             return f"took compose project {self.project.name} down (volumes kept)"
-        stop(self.cli, self.project, self.override)
+        stop(self.cli, self.project, self.override)  # the stopped containers keep mounting the directories
         return f"stopped compose project {self.project.name} (containers and volumes kept)"
 
 
@@ -80,20 +94,35 @@ class ComposeService(OneContainer):
     def wants(self, release: Release) -> bool:
         return self.down or release.changed
 
-    def begin(self, release: Release) -> _Replacing:
+    def begin(self, release: Release) -> Pending:
+        swap = self.stack.swap
+        assert self.service is not None
+        if (release.binary is not None and swap is not None and swap.swaps(self.service)
+                and self.container_id is not None and not self.down):
+            started = time.monotonic()
+            try:
+                swap.swap(self.service, release.binary)
+            except Exception as exc:  # the container went away, its stdin closed...
+                log.debug("swap failed", exc_info=True)
+                return _Replacing(self, f"swapping the binary into {self.service} failed ({exc}); "
+                                        "recreated it instead")
+            return Done(Delivered(self.service, "swapped", time.monotonic() - started))
         return _Replacing(self)
 
     def close(self) -> None:
         pass  # the stack stops the project as a whole
 
     def adopt(self, container_id: str | None) -> None:
+        if self.stack.swap is not None and self.service is not None and container_id != self.container_id:
+            self.stack.swap.attach(self.service, container_id)
         self.container_id = container_id
         self.down = container_id is None
 
 
 class _Replacing:
-    def __init__(self, delivery: ComposeService) -> None:
+    def __init__(self, delivery: ComposeService, note: str = "") -> None:
         self.delivery = delivery
+        self.note = note
 
     def complete(self, published: Published | None) -> Delivered:
         delivery = self.delivery
@@ -105,11 +134,11 @@ class _Replacing:
             container_id = delivery.stack.replace(delivery.service)
         except ComposeError as exc:
             raise KodevError(f"compose could not replace {delivery.service}: {exc}") from None
-        previous, delivery.container_id = delivery.container_id, container_id
-        delivery.down = container_id is None
+        previous = delivery.container_id
+        delivery.adopt(container_id)
         how = "recreated" if container_id != previous else "kept"
         return Delivered(delivery.service, how, time.monotonic() - started,
-                         container_id if container_id != previous else None)
+                         container_id if container_id != previous else None, self.note)
 
     def abort(self) -> None:
         pass  # nothing was touched before the image arrived

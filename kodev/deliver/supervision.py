@@ -78,6 +78,20 @@ class ControlChannel:
                 closing.close()
 
 
+def place_binary(binary: Path, directory: Path, app: str) -> None:
+    """Mount mode: put `binary` at `directory/app`, whole (renamed into place: the supervisor never runs half
+    a file). A hard link, no copy: each `go build` writes a new file, so the link never changes under an
+    app; copied when the build directory is on another file system."""
+    partial = directory / f".{app}.partial"
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(binary, partial)
+    except OSError:
+        shutil.copyfile(binary, partial)
+        partial.chmod(0o555)
+    os.replace(partial, directory / app)
+
+
 SOURCE = Path(__file__).resolve().parent.parent / "supervisor" / "supervisor.go"
 
 

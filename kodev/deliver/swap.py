@@ -28,10 +28,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kodev.containers import Containers, Replacement
-from kodev.deliver import Delivered, Pending, Release
+from kodev.deliver import Delivered, Done, Pending, Release
 from kodev.deliver.container_user import Owner, container_owner
 from kodev.deliver.recreate import Recreate, _Recreating
-from kodev.deliver.supervision import COPY_DIR, MOUNT_POINT, SUPERVISOR, ControlChannel, Supervision, SwapKit
+from kodev.deliver.supervision import (
+    COPY_DIR,
+    MOUNT_POINT,
+    SUPERVISOR,
+    ControlChannel,
+    Supervision,
+    SwapKit,
+    place_binary,
+)
 from kodev.publish import Published
 from kodev.services import ContainerSpec
 
@@ -59,7 +67,7 @@ class Swap(Recreate):
                 note = (f"swapping the binary into {self.spec.name} failed "
                         f"({getattr(exc, 'explanation', None) or exc}); recreated it instead")
             else:
-                return _Swapped(Delivered(self.spec.service, "swapped", time.monotonic() - started))
+                return Done(Delivered(self.spec.service, "swapped", time.monotonic() - started))
         replacement = None
         if self.container_id is not None:
             replacement = Replacement(self.containers, self.container_id, self.spec)
@@ -72,14 +80,7 @@ class Swap(Recreate):
         assert self.kit is not None and self.channel is not None
         if self.kit.mode == "mount":
             assert self.directory is not None
-            partial = self.directory / f".{self.app}.partial"
-            partial.unlink(missing_ok=True)
-            try:
-                os.link(binary, partial)  # no copy: each go build writes a new file (gobuild unlinks first)
-            except OSError:  # another file system
-                shutil.copyfile(binary, partial)
-                partial.chmod(0o555)
-            os.replace(partial, self.directory / self.app)  # atomic: the supervisor never sees half a file
+            place_binary(binary, self.directory, self.app)
             self.channel.restart()
         else:
             self.channel.send_binary(binary)
@@ -112,17 +113,6 @@ class Swap(Recreate):
         self._close_channel()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
-
-
-class _Swapped:
-    def __init__(self, delivered: Delivered) -> None:
-        self.delivered = delivered
-
-    def complete(self, published: Published | None) -> Delivered:
-        return self.delivered
-
-    def abort(self) -> None:
-        pass  # the new binary serves already; the image follows on the next build
 
 
 class _Supervised(_Recreating):
