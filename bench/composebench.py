@@ -160,15 +160,14 @@ def compose_project(context: Context) -> ScenarioResult:
         6, "Compose project: one service's edit to serving (examples/compose)",
         "A one-line change in `internal/quotes` (imported by the api only), timed from the write until the "
         "api's page on 127.0.0.1 shows it. Contenders alternate, each its own copy and project: `kodev watch "
-        "-f compose.yaml` (swaps are not used for Compose services: Compose recreates the api on the new "
-        "image); the loop a Compose user writes — a `.go` watcher with kodev's settings, `go build` with "
-        "kodev's flags, `docker compose up -d --build --no-deps api` of a `FROM base / COPY` Dockerfile "
-        "(the base: kodev's static layer); and the same watcher and `go build` feeding `docker compose watch` "
-        "(`action: rebuild` on that Dockerfile's context).")
-    result.notes.append("No target: Compose's own `up -d --no-deps` (about 0.3-0.4 s here) dominates the loops; "
-                        "kodev saves the Dockerfile and the `docker build`, not Compose's recreate (`docker compose "
-                        "watch` adds its own rebuild). Swapping the binary into Compose-run containers is not done "
-                        "yet.")
+        "-f compose.yaml` (it swaps the new binary into the api's container, which Compose started with "
+        "kodev's supervisor; the image follows); the loop a Compose user writes — a `.go` watcher with "
+        "kodev's settings, `go build` with kodev's flags, `docker compose up -d --build --no-deps api` of a "
+        "`FROM base / COPY` Dockerfile (the base: kodev's static layer); and the same watcher and `go build` "
+        "feeding `docker compose watch` (`action: rebuild` on that Dockerfile's context).")
+    result.notes.append("No target. The other loops pay Compose's own `up -d --no-deps` recreate (about "
+                        "0.3-0.4 s here) on top of the `docker build`; kodev pays neither (`docker compose watch` "
+                        "adds its own rebuild).")
     base = static_base(context)
     kodev = KodevStack(context, "s6-kodev")
     loop = ComposeLoop(context, "s6-loop", base)
