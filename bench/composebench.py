@@ -19,10 +19,10 @@ import threading
 import time
 from pathlib import Path
 
+from bench.contenders import PAUSE, WATCH_BUILD_FLAGS, rounds, static_base, wait_event
 from bench.context import Context
 from bench.measure import BenchError, Process, Series, free_port, kodev_argv, median, pair_ratios, wait_for_text
 from bench.results import ScenarioResult, Table, millis, series_table
-from bench.scenarios import PAUSE, WATCH_BUILD_FLAGS, _rounds, static_base, wait_event
 
 QUOTES = "internal/quotes/quotes.go"
 QUOTE = "Clear is better than clever."
@@ -178,7 +178,7 @@ def compose_project(context: Context) -> ScenarioResult:
         kodev.start()
         loop.start()
         watch.start()
-        for index, counted in _rounds(context):
+        for index, counted in rounds(context):
             token = f"{context.uid}-{index}"
             k = kodev.measure(f"kodev-{token}")
             time.sleep(PAUSE)

@@ -13,10 +13,10 @@ import socket
 import threading
 import time
 
+from bench.contenders import PAUSE, GoFloor, KodevServer, big_base, rounds
 from bench.context import Context
 from bench.measure import BenchError, Series, median, pair_differences
 from bench.results import ScenarioResult, Table, Target, millis, series_table
-from bench.scenarios import PAUSE, GoFloor, KodevServer, _rounds, big_base
 
 BLOB_MB = 80  # embedded into the server: with the program itself, a binary of about 90 MB
 POLL_SECONDS = 0.002
@@ -94,7 +94,7 @@ def swap_in_place(context: Context) -> ScenarioResult:
         mount.start()
         copy.start()
         floor.build()
-        for index, counted in _rounds(context):
+        for index, counted in rounds(context):
             token = f"{context.uid}-s7-{index}"
             m, _ = mount.measure(f"mount-{token}")
             time.sleep(PAUSE)
@@ -127,7 +127,7 @@ def swap_in_place(context: Context) -> ScenarioResult:
         _with_blob(server)
         try:
             server.start(timeout=600)
-            for index, counted in _rounds(context):
+            for index, counted in rounds(context):
                 served, stages = server.measure(f"big-{context.uid}-{index}")
                 if stages.get("sent_mb", 0.0) < BLOB_MB:  # the blob was linked out: not a large binary
                     raise BenchError(f"the large binary is only {stages.get('sent_mb', 0.0):.1f} MB")

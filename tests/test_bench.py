@@ -16,7 +16,7 @@ import pytest
 
 from bench.generate import SHARED_FILE, count_shape, generate, set_shared_tag
 from bench.measure import Series, pair_differences, pair_ratios
-from bench.scenarios import event_pattern, parse_result
+from bench.contenders import event_pattern, parse_result
 from kodev.deliver import Delivered
 from kodev.jsonui import JsonUI, check_event
 from kodev.publish import Published
