@@ -131,6 +131,10 @@ def swap_in_place(context: Context) -> ScenarioResult:
                 served, stages = server.measure(f"big-{context.uid}-{index}")
                 if stages.get("sent_mb", 0.0) < BLOB_MB:  # the blob was linked out: not a large binary
                     raise BenchError(f"the large binary is only {stages.get('sent_mb', 0.0):.1f} MB")
+                context.log(f"scenario 7 large binary, {label}, round {index + 1}"
+                            f"{'' if counted else ' (warm-up)'}: served after {served:.3f}s, go "
+                            f"{stages.get('go', float('nan')):.3f}s, swap {stages.get('swap', float('nan')):.3f}s, "
+                            f"restart {stages.get('restart', float('nan')):.3f}s")
                 if counted:
                     big.setdefault(label, []).append(_beyond_go(served, stages))
                     handoffs.setdefault(label, []).append(stages.get("swap", float("nan")))
