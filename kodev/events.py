@@ -64,8 +64,9 @@ _IDLE_WAKE_MS = 250
 SETTLE_SECONDS = 0.5  # quiet needed after events that piled up during a build (a busy machine pauses writers)
 SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
 STORM_BATCHES = 3  # event batches during one build that make a storm
-# A batch this soon after a build ended counts as piled up during it: writes went on through a build that
-# was over between two batches (a compile error can take 0.1 s, less than a batch's cap).
+# Batches come at least every _MAX_BATCH_MS while writes go on: one this soon after the previous batch
+# counts as piled up, even when the round between them was over before it came (a compile error can take
+# 0.1 s). Not measured from the round's end: a save right after a long round must not wait.
 STORM_GAP_SECONDS = (_MAX_BATCH_MS + 100) / 1000
 STORM_HOLD_SECONDS = 3.0  # in a storm, the next build waits this long after the last one began
 

@@ -74,17 +74,10 @@ class Rebuild:
         self.commands = commands
         self.scratch = scratch
         self.started = 0.0  # when the last round began (the storm rule waits from there)
-        self.ended = 0.0  # when it ended (a batch right after it: writes went on through it)
 
     def run(self, compile_these: set[str], reimage_these: set[str]) -> None:
         """Rebuild the commands named (import paths); raises DaemonLost if the daemon went away."""
         self.started = time.monotonic()
-        try:
-            self._run(compile_these, reimage_these)
-        finally:
-            self.ended = time.monotonic()
-
-    def _run(self, compile_these: set[str], reimage_these: set[str]) -> None:
         by_path = {c.import_path: c for c in self.commands}
         # Without a good binary yet there is nothing to re-image: compile instead.
         compile_these |= {p for p in reimage_these if p in by_path and by_path[p].binary_layer is None}

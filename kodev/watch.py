@@ -65,6 +65,7 @@ class DevLoop:
         self.graph: ModuleGraph | None = None
         self.graph_failed = False
         self.scratch = Path()
+        self.last_batch = 0.0  # when the last batch of file changes arrived
         self._use(session, commands)
 
     def _use(self, session: Session, commands: list[CommandServices]) -> None:
@@ -173,7 +174,8 @@ class DevLoop:
             except queue.Empty:
                 self._check_health()
                 continue
-            backlog = backlog or time.monotonic() - self.rebuild.ended < STORM_GAP_SECONDS
+            backlog = backlog or (isinstance(message, FilesChanged)
+                                  and time.monotonic() - self.last_batch < STORM_GAP_SECONDS)
             pending: RawChanges = set()
             batches = 0
             deadline = time.monotonic() + SETTLE_MAX_SECONDS
@@ -181,6 +183,7 @@ class DevLoop:
                 if isinstance(message, FilesChanged):
                     pending |= message.raw
                     batches += 1
+                    self.last_batch = time.monotonic()
                 elif isinstance(message, ServiceExited):
                     self._on_exit(message)
                 elif isinstance(message, WatchFailed):
