@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from bench.contenders import event_pattern, parse_result
 from bench.generate import SHARED_FILE, count_shape, generate, set_shared_tag
 from bench.measure import Series, pair_differences, pair_ratios
-from bench.contenders import event_pattern, parse_result
 from kodev.deliver import Delivered
 from kodev.jsonui import JsonUI, check_event
 from kodev.publish import Published

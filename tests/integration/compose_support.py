@@ -1,5 +1,6 @@
 """What the compose tests share: the real Compose binary, a private copy of examples/compose with free ports
-and a unique project name, and cleanup that takes down exactly that project."""
+and a unique project name, cleanup that takes down exactly that project, and small helpers (an edit, the
+containers of a project by service)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kodev.compose import ComposeCLI, ComposeError, find_compose
+from kodev.compose import ComposeCLI, ComposeError, containers, find_compose
 from tests.conftest import EXAMPLES
 from tests.integration.conftest import _missing
 from tests.integration.process import free_port
@@ -70,3 +71,14 @@ def stack(tmp_path: Path, go_binary: str, docker_client: Any, compose_cli: Compo
     compose_cli.run(["-p", made.name, "down", "--volumes", "--timeout", "2"])
     for image in docker_client.images.list(filters={"reference": f"{made.name}-*"}):
         docker_client.images.remove(image.id, force=True)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+def service_ids(client: Any, project: str) -> dict[str, str]:
+    """The container of each service of `project` (its first, if several)."""
+    return {service: ids[0] for service, ids in containers(client, project).items() if ids}

@@ -11,20 +11,17 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from kodev.compose import ComposeCLI, containers
+from kodev.compose import ComposeCLI
 from kodev.deliver.supervision import MOUNT_POINT, SUPERVISOR
-from tests.integration.compose_support import Stack, compose_cli, stack, unique_name  # noqa: F401 - fixtures
+from tests.integration.compose_support import (  # noqa: F401 - fixtures
+    Stack,
+    compose_cli,
+    edit,
+    service_ids,
+    stack,
+    unique_name,
+)
 from tests.integration.process import KodevProcess, sigint_not_ignored, wait_for_page
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, (path, old)
-    path.write_text(text.replace(old, new))
-
-
-def _ids(client: Any, project: str) -> dict[str, str]:
-    return {service: ids[0] for service, ids in containers(client, project).items() if ids}
 
 
 def _entrypoint(client: Any, container_id: str) -> str:
@@ -46,31 +43,31 @@ def test_a_binary_only_change_is_swapped_into_the_container_compose_runs(
     try:
         proc.wait_for(r"^watching ", timeout=240)
         wait_for_page(stack.url("api"), "Clear is better than clever.")
-        first = _ids(docker_client, stack.name)
+        first = service_ids(docker_client, stack.name)
         assert _entrypoint(docker_client, first["api"]) == f"{MOUNT_POINT}/{SUPERVISOR}", proc.output()
         assert _entrypoint(docker_client, first["worker"]) == f"{MOUNT_POINT}/{SUPERVISOR}"
         assert _entrypoint(docker_client, first["store"]) != f"{MOUNT_POINT}/{SUPERVISOR}"
         [directory] = _swap_dirs(docker_client, first["api"])
 
         # A package only api imports: swapped into api's container; nothing is recreated.
-        _edit(stack.dir / "internal" / "quotes" / "quotes.go", "Clear is better", "Clearer is better")
+        edit(stack.dir / "internal" / "quotes" / "quotes.go", "Clear is better", "Clearer is better")
         wait_for_page(stack.url("api"), "Clearer is better than clever.")
         proc.wait_for(r"^\s+api\s+rebuilt in .*\bswap [\d.]+s", timeout=30)
-        assert _ids(docker_client, stack.name) == first
+        assert service_ids(docker_client, stack.name) == first
         assert (Path(directory) / "api").is_file()
 
         # The compose file changes api's environment: Compose recreates it, on the image's own binary
         # (the swapped one is cleared first), and a later binary change swaps into the new container.
-        _edit(stack.compose_file, "    network_mode: host\n    depends_on: [store]",
+        edit(stack.compose_file, "    network_mode: host\n    depends_on: [store]",
               "    network_mode: host\n    environment: [SWAP_TEST=1]\n    depends_on: [store]")
         proc.wait_for(r"compose project \S+ updated", timeout=60)
-        second = _ids(docker_client, stack.name)
+        second = service_ids(docker_client, stack.name)
         assert second["api"] != first["api"] and second["worker"] == first["worker"]
         assert _entrypoint(docker_client, second["api"]) == f"{MOUNT_POINT}/{SUPERVISOR}"
         wait_for_page(stack.url("api"), "Clearer is better than clever.")  # the image followed the swap
-        _edit(stack.dir / "internal" / "quotes" / "quotes.go", "Clearer is better", "Clearest is better")
+        edit(stack.dir / "internal" / "quotes" / "quotes.go", "Clearer is better", "Clearest is better")
         wait_for_page(stack.url("api"), "Clearest is better than clever.")
-        assert _ids(docker_client, stack.name) == second
+        assert service_ids(docker_client, stack.name) == second
 
         # Ctrl-C stops the project; its containers keep their mounts, so the directory stays.
         assert proc.stop(signal.SIGINT) == 0, proc.output()
@@ -88,10 +85,10 @@ def test_down_removes_the_swap_directories_with_the_containers(
                             env={"KODEV_SWAP": "1"})
     try:
         proc.wait_for(r"^watching ", timeout=240)
-        [directory] = _swap_dirs(docker_client, _ids(docker_client, stack.name)["worker"])
+        [directory] = _swap_dirs(docker_client, service_ids(docker_client, stack.name)["worker"])
         assert Path(directory).is_dir()
         assert proc.stop(signal.SIGINT) == 0, proc.output()
-        assert _ids(docker_client, stack.name) == {}
+        assert service_ids(docker_client, stack.name) == {}
         assert not Path(directory).exists()
     finally:
         proc.kill()

@@ -7,26 +7,22 @@ store (a `build:` service that is Compose's business, with a named volume).
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import Any
 
-from kodev.compose import ComposeCLI, containers
-from tests.integration.compose_support import Stack, compose_cli, stack, unique_name  # noqa: F401 - fixtures
+from kodev.compose import ComposeCLI
+from tests.integration.compose_support import (  # noqa: F401 - fixtures
+    Stack,
+    compose_cli,
+    edit,
+    service_ids,
+    stack,
+    unique_name,
+)
 from tests.integration.process import KodevProcess, fetch, free_port, sigint_not_ignored, wait_for_page, wait_until
 
 
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, (path, old)
-    path.write_text(text.replace(old, new))
-
-
-def _ids(client: Any, project: str) -> dict[str, str]:
-    return {service: ids[0] for service, ids in containers(client, project).items() if ids}
-
-
 def _running(client: Any, project: str) -> dict[str, str]:
-    return {s: client.containers.get(i).status for s, i in _ids(client, project).items()}
+    return {s: client.containers.get(i).status for s, i in service_ids(client, project).items()}
 
 
 def test_watch_replaces_only_the_services_a_change_affects(stack: Stack, compose_cli: ComposeCLI,  # noqa: F811
@@ -39,31 +35,31 @@ def test_watch_replaces_only_the_services_a_change_affects(stack: Stack, compose
         proc.wait_for(r"^watching ", timeout=240)
         wait_for_page(stack.url("api"), "Clear is better than clever. (stack release 1)")
         wait_for_page(stack.url("worker"), "(stack release 1)")
-        first = _ids(docker_client, stack.name)
+        first = service_ids(docker_client, stack.name)
         assert set(first) == {"api", "worker", "store"}, first
         assert docker_client.images.get(f"{repo}/api:latest")  # kodev built it, Compose runs it
 
         # A package only api imports: api gets a new container, worker and store keep theirs.
-        _edit(stack.dir / "internal" / "quotes" / "quotes.go", "Clear is better", "Clearer is better")
+        edit(stack.dir / "internal" / "quotes" / "quotes.go", "Clear is better", "Clearer is better")
         wait_for_page(stack.url("api"), "Clearer is better than clever.")
-        second = _ids(docker_client, stack.name)
+        second = service_ids(docker_client, stack.name)
         assert second["api"] != first["api"]
         assert second["worker"] == first["worker"] and second["store"] == first["store"]
 
         # The shared package: both Go services are replaced, store is not.
-        _edit(stack.dir / "internal" / "serve" / "serve.go", "stack release 1", "stack release 2")
+        edit(stack.dir / "internal" / "serve" / "serve.go", "stack release 1", "stack release 2")
         wait_for_page(stack.url("api"), "(stack release 2)")
         wait_for_page(stack.url("worker"), "(stack release 2)")
-        third = _ids(docker_client, stack.name)
+        third = service_ids(docker_client, stack.name)
         assert third["api"] != second["api"] and third["worker"] != second["worker"]
         assert third["store"] == first["store"]
 
         # A broken build: everything keeps running on the last good images.
         errors = proc.count(r"^error: ")
-        _edit(stack.dir / "internal" / "serve" / "serve.go", "package serve", "package serve\n\nfunc broken( {")
+        edit(stack.dir / "internal" / "serve" / "serve.go", "package serve", "package serve\n\nfunc broken( {")
         proc.wait_for(r"^error: ", count=errors + 1, timeout=60)
         proc.wait_for(r"build failed; the running containers keep the last good build", timeout=30)
-        assert _ids(docker_client, stack.name) == third
+        assert service_ids(docker_client, stack.name) == third
         assert "(stack release 2)" in (fetch(stack.url("worker")) or "")
         assert set(_running(docker_client, stack.name).values()) == {"running"}
         # Logs of every service, with their prefixes.
@@ -97,7 +93,7 @@ def test_watch_leaves_another_project_untouched_and_adopts_a_running_one(
     try:
         started = compose_cli.run(["-p", other, "up", "-d", "--build"], cwd=other_dir, timeout=180)
         assert started.returncode == 0, started.stderr
-        other_ids = _ids(docker_client, other)
+        other_ids = service_ids(docker_client, other)
         for _round in range(2):  # the second kodev adopts the project the first one stopped
             with sigint_not_ignored():
                 proc = KodevProcess(["watch", "-f", "compose.yaml", "-p", stack.name, "--down"], cwd=stack.dir)
@@ -108,9 +104,9 @@ def test_watch_leaves_another_project_untouched_and_adopts_a_running_one(
             finally:
                 proc.kill()
             # --down: the project's containers are gone, its volume stays, the other project runs on.
-            assert not _ids(docker_client, stack.name)
+            assert not service_ids(docker_client, stack.name)
             assert docker_client.volumes.get(f"{stack.name}_store-data")
-            assert _ids(docker_client, other) == other_ids
+            assert service_ids(docker_client, other) == other_ids
             assert set(_running(docker_client, other).values()) == {"running"}
     finally:
         compose_cli.run(["-p", other, "down", "--timeout", "1"], cwd=other_dir)
@@ -126,7 +122,7 @@ def test_a_compose_file_named_in_kodev_toml_is_watched_without_f(stack: Stack, c
         proc.wait_for(r"^watching ", timeout=240)
         proc.wait_for(rf"compose project {stack.name} is up", timeout=5)
         wait_for_page(stack.url("api"), "(stack release 1)")
-        assert set(_ids(docker_client, stack.name)) == {"api", "worker", "store"}
+        assert set(service_ids(docker_client, stack.name)) == {"api", "worker", "store"}
         assert proc.stop(signal.SIGINT) == 0, proc.output()
     finally:
         proc.kill()
