@@ -86,7 +86,7 @@ def edit_to_serving(context: Context) -> ScenarioResult:
     ]))
     result.tables.append(Table(["where the time goes (medians)", "kodev watch", "shell loop"], [
         ["watcher → build starts", "(in the next row)", millis(median_of(shell_steps, "watcher"))],
-        ["kodev: edit to serving − its 'rebuilt in' (watcher, binary layer, server start)",
+        ["kodev: edit to serving − its 'rebuilt in' (watcher, the binary's digest, the app's restart)",
          millis(median_of(kodev_stages, "outside")), "—"],
         ["go build", millis(median_of(kodev_stages, "go")), millis(median_of(shell_steps, "go build"))],
         ["image (kodev) / docker build", millis(median_of(kodev_stages, "image")),
