@@ -168,7 +168,10 @@ class DevLoop:
     def batches(self) -> Iterator[RawChanges]:
         """Batches of file changes, merged while they keep coming; exits and health are handled between."""
         while True:
-            backlog = not self.messages.empty()  # events piled up while we were busy: a storm, perhaps
+            # Batches piled up while we were busy: a storm, perhaps. One alone is a save made during the
+            # round's tail (the image load after a swap), and builds at once — unless it came right after
+            # the batch before it (writes went on through a short round).
+            backlog = self.messages.qsize() > 1
             try:
                 message = self.messages.get(timeout=0.5)
             except queue.Empty:
