@@ -177,8 +177,15 @@ class Builder:
     def binary_layer(self, plan: CommandPlan, binary: Binary) -> Layer:
         return binary_layer(binary.path, binary.digest, plan.command.app_name, _epoch("SOURCE_DATE_EPOCH"))
 
-    def image(self, plan: CommandPlan, top: Layer, git: GitHead | GitInfo | None) -> Image:
-        """Base + kodata (read now) + the given binary layer, with ko's config."""
+    def read_kodata(self, plan: CommandPlan, git: GitHead | GitInfo | None) -> Layer:
+        """The command's kodata as a layer, read now. A round reads it once: the image it delivers and what
+        the next round compares against are that one snapshot, never a later state of the tree."""
+        command = plan.command
+        return kodata_layer(command.dir / KODATA_DIR, self.allowed_root(command, git),
+                            _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"), parents=not self.base(plan).has_var_run)
+
+    def image(self, plan: CommandPlan, top: Layer, kodata: Layer, git: GitHead | GitInfo | None) -> Image:
+        """Base + the given kodata and binary layers, with ko's config."""
         command = plan.command
         labels = {}
         if git is not None:
@@ -187,10 +194,7 @@ class Builder:
                 labels[SOURCE_LABEL] = git.remote_url
         spec = ImageSpec(import_path=command.import_path, app_name=command.app_name, platform=self.platform,
                          created=_epoch("SOURCE_DATE_EPOCH"), labels=labels)
-        base = self.base(plan)
-        kodata = kodata_layer(command.dir / KODATA_DIR, self.allowed_root(command, git),
-                              _epoch("KO_DATA_DATE_EPOCH", "SOURCE_DATE_EPOCH"), parents=not base.has_var_run)
-        return assemble(base, kodata, top, spec)
+        return assemble(self.base(plan), kodata, top, spec)
 
     def publish(self, plan: CommandPlan, image: Image) -> Published:
         """Send the image to its destinations; a base that came from the daemon says which layers it has."""
@@ -208,7 +212,8 @@ class Builder:
             self.ui.stage("go build", ", ".join(p.name for p in plans), go_seconds)
             for plan, binary in zip(plans, binaries, strict=True):
                 started = time.monotonic()
-                image = self.image(plan, self.binary_layer(plan, binary), git.get(plan.command.module_dir))
+                head = git.get(plan.command.module_dir)
+                image = self.image(plan, self.binary_layer(plan, binary), self.read_kodata(plan, head), head)
                 image_seconds = time.monotonic() - started
                 published = self.publish(plan, image)
                 self.ui.report(CommandReport(plan.name, "image", image_seconds + published.seconds, go=None,

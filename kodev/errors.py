@@ -29,3 +29,20 @@ class ImageError(KodevError):
 
 class DaemonError(KodevError):
     """The Docker daemon is unreachable or refused an operation."""
+
+
+class DaemonConnectionError(DaemonError):
+    """The connection to the Docker daemon broke (it stopped or restarted): it never answered the request.
+
+    Not a refusal: nothing is known about what the daemon accepts, so nothing about it is remembered."""
+
+
+def reworded(exc: KodevError, message: str) -> KodevError:
+    """`exc` with another message and the same class (and attributes, such as a compile error's output).
+
+    For adding what happens next ("kodev keeps running ...") without turning a ConfigError into a bare
+    KodevError: the class is what `--json` reports as the error's `kind`."""
+    again = type(exc).__new__(type(exc), message)
+    again.__dict__.update(exc.__dict__)
+    again.args = (message,)
+    return again

@@ -23,6 +23,7 @@ from kodev.ui import UI
 
 if TYPE_CHECKING:
     from kodev.affected import FileChange
+    from kodev.deliver import Delivered
     from kodev.gomod import ModuleGraph
 
 SCHEMA = "kodev.events/1"
@@ -97,6 +98,7 @@ class JsonUI(UI):
         self._events = stdout or sys.stdout
         self._write_lock = threading.Lock()  # log threads emit too: one whole line at a time
         self._last_progress = 0.0
+        self._served: list[Delivered] = []  # `delivered` said before the round's report
         from kodev import __version__
 
         self.emit("started", command=command, version=__version__)
@@ -168,16 +170,25 @@ class JsonUI(UI):
         self.emit("build.failed", commands=list(commands), seconds=_seconds(seconds), packages=packages,
                   message=str(exc), output=exc.output)
 
+    def served(self, name: str, delivered: Delivered, serving_seconds: float) -> None:
+        """`delivered` at once for a swap, ~0.1-0.2 s before its image is loaded and its round reported."""
+        self._served.append(delivered)
+        self.emit("delivered", command=name, service=delivered.service, how=delivered.how,
+                  seconds=_seconds(delivered.seconds), serving_seconds=_seconds(serving_seconds))
+
     def report(self, report: CommandReport) -> None:
-        """`image.published`, a `delivered` per workload, then `command.result` (the human result line)."""
+        """`image.published`, a `delivered` per workload (unless `served` said it), then `command.result`."""
         published = report.published
         if published is not None:
             self.emit("image.published", command=report.name, ref=published.ref, image_id=published.image_id,
                       bytes_sent=published.bytes_sent, slim=published.slim, seconds=_seconds(published.seconds))
         workloads = [d for d in report.delivered if d.service]  # an image-only command delivers to nobody
         for delivered in workloads:
+            if any(delivered is said for said in self._served):
+                continue
             self.emit("delivered", command=report.name, service=delivered.service, how=delivered.how,
                       seconds=_seconds(delivered.seconds), serving_seconds=_seconds(report.total))
+        self._served.clear()
         self.emit("command.result", command=report.name, outcome=report.outcome,
                   total_seconds=_seconds(report.total), go_seconds=_seconds(report.go),
                   image_seconds=_seconds(report.image),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kodev.builder import Builder, CommandPlan
 from kodev.daemon import Daemon
-from kodev.deliver import Delivered, Delivery, Pending, Release
+from kodev.deliver import Delivered, Delivery, Done, Pending, Release
 from kodev.errors import CompileError, DaemonError, KodevError
 from kodev.gobuild import Binary
 from kodev.image import kodata
@@ -47,6 +47,11 @@ class WatchedCommand:
     @property
     def serves(self) -> bool:
         return any(d.service is not None for d in self.deliveries)
+
+    def take_over(self, previous: WatchedCommand) -> None:
+        """The same command under a reloaded kodev.toml: its last good build is this one's to compare against."""
+        self.binary_layer, self.binary_digest = previous.binary_layer, previous.binary_digest
+        self.image, self.image_id, self.sources = previous.image, previous.image_id, previous.sources
 
     def update_sources(self, builder: Builder, git: GitHead | None) -> None:
         """Re-read which files make up the kodata (a broken link is reported by the build itself)."""
@@ -125,20 +130,25 @@ class Rebuild:
         """Image one command, publish it (if it changed) and bring it to its workloads; report the round.
 
         A binary-only change is begun first (a swap serves before the binary layer is even made: ~100 ms
-        for a 90 MB binary); the image follows, off the path to serving."""
+        for a 90 MB binary); the image follows, off the path to serving. The kodata is read once, before
+        anything is delivered: an edit that lands after that is the next round's (its event is queued)."""
         plan = command.plan
         started = time.monotonic()
         clock_start = started - (go_seconds or 0)
-        binary_only = compiled is not None and self._binary_only(command, compiled, git)
+        kodata_layer = self.builder.read_kodata(plan, git)
+        binary_only = compiled is not None and self._binary_only(command, compiled, kodata_layer, git)
         pending: list[Pending] = []
         if binary_only:
             assert compiled is not None
             early = Release(plan.ref, None, True, compiled.path)
             pending = [d.begin(early) for d in command.deliveries if d.wants(early)]
         swapped_at = time.monotonic()
+        for begun in pending:
+            if isinstance(begun, Done):  # serves already: said now, not after the image load
+                self.ui.served(plan.name, begun.delivered, swapped_at - clock_start)
         top = self.builder.binary_layer(plan, compiled) if compiled else command.binary_layer
         assert top is not None
-        image = self.builder.image(plan, top, git)
+        image = self.builder.image(plan, top, kodata_layer, git)
         command.update_sources(self.builder, git)
         image_seconds = time.monotonic() - swapped_at
         first = command.image is None
@@ -163,12 +173,13 @@ class Rebuild:
         for done in delivered:
             self.on_delivered(done)
 
-    def _binary_only(self, command: WatchedCommand, compiled: Binary, git: GitHead | None) -> bool:
+    def _binary_only(self, command: WatchedCommand, compiled: Binary, kodata_layer: Layer, git: GitHead | None
+                     ) -> bool:
         """Whether only the binary changed: a new binary, and the image with the last binary layer in its
         place is the image published last (same base, kodata, config)."""
         if command.image is None or command.binary_layer is None or compiled.digest == command.binary_digest:
             return False
-        stand_in = self.builder.image(command.plan, command.binary_layer, git)
+        stand_in = self.builder.image(command.plan, command.binary_layer, kodata_layer, git)
         return stand_in.config_digest == command.image.config_digest
 
     def _send(self, command: WatchedCommand, image: Image, compiled: Binary | None, pending: list[Pending]

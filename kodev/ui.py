@@ -25,6 +25,7 @@ from kodev.status import StatusLine, wants_status
 
 if TYPE_CHECKING:
     from kodev.affected import FileChange
+    from kodev.deliver import Delivered
     from kodev.gomod import ModuleGraph
 
 # How a delivery is named in a report line: the word the user knows from docker.
@@ -131,6 +132,10 @@ class UI:
             line.append(f"  {detail}", style="dim")
         with self._writing():
             self.err.print(line)
+
+    def served(self, name: str, delivered: Delivered, serving_seconds: float) -> None:
+        """A workload serves the new build before its round is over (a swap: the image follows). The round's
+        result line says it for people; `--json` says it at once."""
 
     def report(self, report: CommandReport) -> None:
         """One line for a command's build: what happened, the time to serving, then where it went."""

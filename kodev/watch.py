@@ -8,6 +8,8 @@ says so once, keeps watching, retries with backoff, and rebuilds and restarts ev
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
 import tempfile
 import time
@@ -17,11 +19,12 @@ from pathlib import Path
 from kodev import cache
 from kodev.affected import Decision, decide
 from kodev.containers import Containers, LogFollower, Owner
+from kodev.daemon import reason
 from kodev.deliver import Delivered, Delivery
 from kodev.deliver.choose import deliveries_for
 from kodev.deliver.compose import ComposeService, ComposeStack
 from kodev.deliver.supervision import Supervision
-from kodev.errors import KodevError
+from kodev.errors import ConfigError, DaemonError, KodevError, reworded
 from kodev.events import (
     SETTLE_MAX_SECONDS,
     STORM_GAP_SECONDS,
@@ -41,6 +44,7 @@ from kodev.signals import interrupts_as_keyboard, shielded
 from kodev.ui import SERVICE_COLORS
 
 RawChanges = set[tuple[str, str]]
+log = logging.getLogger(__name__)
 
 
 class DevLoop:
@@ -54,17 +58,19 @@ class DevLoop:
                  watch_paths: list[str] | None = None, stack: ComposeStack | None = None, swap: bool = True) -> None:
         self.session = session
         self.stack = stack
-        self.supervision = Supervision(session.go, session.daemon.client) if swap else None
+        self.containers = Containers(session.daemon.client, Owner.current())
+        self.supervision = Supervision(session.go, session.daemon.client, self.containers.owner) if swap else None
         self.ui = session.ui
         self.prefix_logs = prefix_logs
         self.watch_paths = watch_paths
-        self.containers = Containers(session.daemon.client, Owner.current())
         self.messages: queue.Queue[Message] = queue.Queue()
         self.watcher = FileWatcher(self.messages, session.config.watch, session.config.root)
         self.health = DaemonHealth(session.daemon, session.ui)
         self.graph: ModuleGraph | None = None
         self.graph_failed = False
         self.scratch = Path()
+        self.config_rejected = False  # the last kodev.toml saved was refused (restoring it is news)
+        self.reload_pending = False  # a reload failed for another file's fault (go.mod): retried on any save
         self.last_batch = 0.0  # when the last batch of file changes arrived
         self._use(session, commands)
 
@@ -96,7 +102,8 @@ class DevLoop:
             try:
                 self.startup()
                 for changes in self.batches():
-                    self.on_changes(changes)
+                    with self._daemon_guard("rebuild"):
+                        self.on_changes(changes)
             except KeyboardInterrupt:
                 self.ui.note("stopping…")
             finally:
@@ -175,7 +182,8 @@ class DevLoop:
             try:
                 message = self.messages.get(timeout=0.5)
             except queue.Empty:
-                self._check_health()
+                with self._daemon_guard("check on the Docker daemon"):
+                    self._check_health()
                 continue
             backlog = backlog or (isinstance(message, FilesChanged)
                                   and time.monotonic() - self.last_batch < STORM_GAP_SECONDS)
@@ -188,7 +196,8 @@ class DevLoop:
                     batches += 1
                     self.last_batch = time.monotonic()
                 elif isinstance(message, ServiceExited):
-                    self._on_exit(message)
+                    with self._daemon_guard("follow a service's exit"):
+                        self._on_exit(message)
                 elif isinstance(message, WatchFailed):
                     self.ui.warn(f"file watching stopped: {message.error}. Restart kodev to resume.")
                 try:
@@ -202,7 +211,8 @@ class DevLoop:
     def on_changes(self, raw: RawChanges) -> None:
         assert self.graph is not None
         config_file = self.session.config.path
-        if config_file is not None and any(Path(p) == config_file for _, p in raw) and self._reload_config():
+        if (config_file is not None and (self.reload_pending or any(Path(p) == config_file for _, p in raw))
+                and self._reload_config()):
             return  # the new configuration was applied with a full rebuild
         if self.stack is not None and any(Path(p) in self.stack.project.files for _, p in raw):
             self._reload_compose()
@@ -228,6 +238,25 @@ class DevLoop:
                             [c.plan.name for c in self.commands if c.import_path in affected])
             self._rebuild(set(decision.rebuild), decision.reimage)
 
+    @contextlib.contextmanager
+    def _daemon_guard(self, doing: str) -> Iterator[None]:
+        """A daemon call between rounds failed (the SDK's errors are OSErrors): a daemon that went away is
+        waited for like any other time it does; anything else is reported, and the loop goes on."""
+        import urllib3
+
+        try:
+            yield
+        except DaemonLost:
+            self.health.lost()
+        except (OSError, urllib3.exceptions.HTTPError, DaemonError) as exc:
+            if not self.session.daemon.reachable():
+                self.health.lost()
+                return
+            log.debug("%s failed", doing, exc_info=True)
+            self.ui.error(exc if isinstance(exc, KodevError) else DaemonError(
+                f"kodev could not {doing}: {reason(exc)}. The running containers keep what they have; save "
+                "again to retry."))
+
     def _rebuild(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset()) -> None:
         try:
             self.rebuild.run(compile_these, set(reimage_these))
@@ -242,32 +271,68 @@ class DevLoop:
                 else "nothing was rebuilt")
 
     def _reload_config(self) -> bool:
-        """Apply a changed kodev.toml; a broken one is reported and the last good one kept."""
-        if self.watch_paths is None or self.session.config.path is None:
+        """Apply a changed kodev.toml; a broken one is reported and the last good one kept.
+
+        The new configuration is built first while the old workloads serve: each new delivery takes over
+        the container of the same service, and its first release replaces it. A compile error or a graph
+        that does not load leaves them serving. Services the new file no longer names are stopped."""
+        path = self.session.config.path
+        if self.watch_paths is None or path is None:
             return False
+        self.reload_pending = False
         try:
             reloaded = self.session.reload(self.watch_paths)
-        except KodevError as exc:
-            name = self.session.config.path.name
+        except ConfigError as exc:  # the file's fault: applied when a good one is saved
             message = str(exc).removesuffix(" and run again.").removesuffix(".")
-            self.ui.config_rejected(self.session.config.path, KodevError(
-                f"{message}. kodev keeps running with the last good {name}; fix it and save again."))
+            self.ui.config_rejected(path, reworded(exc, f"{message}. kodev keeps running with the last good "
+                                                        f"{path.name} until you save one that works."))
+            self.config_rejected = True
             return True
-        if reloaded is None:
+        except KodevError as exc:  # not the file's (go.mod, a package): tried again on the next save
+            message = str(exc).removesuffix(".")
+            self.ui.config_rejected(path, reworded(exc, f"{message}. kodev applies {path.name} once this is "
+                                                        "fixed: it tries again on your next save."))
+            self.reload_pending = True
+            return True
+        if reloaded is None:  # the same configuration: back to the last good one after a rejected edit?
+            if self.config_rejected:
+                self.config_rejected = False
+                self.ui.config_reloaded(path)
             return False
+        self.config_rejected = False
         session, commands = reloaded
-        self.ui.config_reloaded(self.session.config.path)
-        self._stop_workloads()
+        self.ui.config_reloaded(path)
+        previous = {c.import_path: c for c in self.commands}
+        left = self.deliveries
         self._use(session, commands)
-        self.watcher.stop()
-        self.watcher = FileWatcher(self.messages, session.config.watch, session.config.root)
+        for command in self.commands:
+            if command.import_path in previous:
+                command.take_over(previous[command.import_path])
+            for delivery in command.deliveries:
+                taken = next((old for old in left if delivery.take_over(old)), None)
+                if taken is not None:
+                    left.remove(taken)
+        self._stop(left)
+        if session.config.watch != self.watcher.settings:  # new watch settings: a new watcher, at once
+            self.watcher.stop()
+            self.watcher = FileWatcher(self.messages, session.config.watch, session.config.root)
+            self._watch()
         failure = self._load_graph()
         if failure is not None:
             self.ui.error(failure)
+            self.ui.warn(f"{self._keeping()}; kodev tries again on your next save.")
             return True
-        self._rebuild_all()
         self._watch()
+        self._rebuild_all()
         return True
+
+    def _stop(self, deliveries: list[Delivery]) -> None:
+        """Stop the workloads of services a reloaded kodev.toml no longer names."""
+        for delivery in deliveries:
+            container = delivery.container()
+            delivery.close()
+            if container is not None and delivery.service is not None and not isinstance(delivery, ComposeService):
+                self.containers.remove(container, delivery.stop_timeout)
 
     def _reload_compose(self) -> None:
         """A compose file changed: Compose applies it; a broken one leaves the running project as it is."""

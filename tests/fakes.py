@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class FakeBuilder:
         self.compiled: list[list[str]] = []
         self.pruned: list[set[Path]] = []
         self.log: list[tuple[str, ...]] = []  # ("layer", import path) as binary layers are made
+        self.on_layer: Callable[[CommandPlan], None] | None = None  # e.g. a file edited mid-round
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False
                 ) -> tuple[list[Binary], float]:
@@ -98,6 +99,8 @@ class FakeBuilder:
 
     def binary_layer(self, plan: CommandPlan, binary: Binary) -> Layer:
         self.log.append(("layer", plan.command.import_path))
+        if self.on_layer is not None:
+            self.on_layer(plan)
         return layer(f"binary:{binary.digest}")
 
     def heads(self, commands: Sequence[MainPackage]) -> dict[Path, Any]:
@@ -106,9 +109,14 @@ class FakeBuilder:
     def allowed_root(self, command: MainPackage, git: Any) -> Path:
         return command.module_dir
 
-    def image(self, plan: CommandPlan, top: Layer, git: Any) -> Image:
+    def read_kodata(self, plan: CommandPlan, git: Any) -> Layer:
         import_path = plan.command.import_path
-        layers = (layer("base"), layer(f"kodata:{import_path}:{self.kodata.get(import_path, '')}"), top)
+        self.log.append(("kodata", import_path))
+        return layer(f"kodata:{import_path}:{self.kodata.get(import_path, '')}")
+
+    def image(self, plan: CommandPlan, top: Layer, kodata: Layer, git: Any) -> Image:
+        import_path = plan.command.import_path
+        layers = (layer("base"), kodata, top)
         config = json.dumps({"cmd": import_path, "layers": [x.diff_id for x in layers]}).encode()
         return Image(config, layers)
 
@@ -165,6 +173,9 @@ class FakeDelivery:
 
     def close(self) -> None:
         pass
+
+    def take_over(self, previous: object) -> bool:
+        return False
 
 
 class FakePending:

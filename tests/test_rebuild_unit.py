@@ -197,7 +197,9 @@ def test_release_binary_only_when_just_the_binary_changed(tmp_path: Path) -> Non
     release = delivery.releases[-1]
     assert release.changed and release.binary == tmp_path / "zzz"
     # Begun before the binary layer and the image are made: a swap serves first, the image follows.
-    assert release.image is None and loop.log[:2] == [("begin", "web"), ("layer", Z)], loop.log
+    # The kodata is read once, first; then the swap begins, and the binary layer and image follow.
+    assert release.image is None and loop.log[:3] == [("kodata", Z), ("begin", "web"), ("layer", Z)], loop.log
+    assert loop.log.count(("kodata", Z)) == 1
     assert len(loop.destination.sent) == 2
 
     loop.run({Z})  # the same binary again: nothing changed, nothing begun
@@ -213,3 +215,26 @@ def test_release_binary_only_when_just_the_binary_changed(tmp_path: Path) -> Non
     assert loop.builder.compiled[-1] == [Z] and len(loop.builder.compiled) == 4
     assert delivery.releases[-1].changed and delivery.releases[-1].binary is None
     assert len(loop.destination.sent) == 4
+
+
+def test_a_kodata_edit_that_lands_during_a_swap_is_delivered_by_the_next_round(tmp_path: Path) -> None:
+    """Issue 18: the image of a swapped round was assembled after serving from kodata read *then*, so the
+    next round compared against a kodata the container never got and said "unchanged"."""
+    loop = make(tmp_path, {Z: [web()]})
+    delivery = cast(FakeDelivery, loop.command(Z).deliveries[0])
+    loop.run({Z})
+    loop.builder.binaries[Z] = "v2"
+    edits = iter(["edited while the swap served"])
+
+    def edit_during_the_round(*_: object) -> None:  # lands after the swap began, before the image is made
+        if delivery.releases and delivery.releases[-1].binary is not None:
+            loop.builder.kodata[Z] = next(edits, loop.builder.kodata.get(Z, ""))
+
+    loop.builder.on_layer = edit_during_the_round
+    loop.run({Z})
+    assert delivery.releases[-1].binary is not None  # swapped
+    image = loop.command(Z).image
+    assert image is not None and image.layers[1].created_by == f"kodata:{Z}:"  # what was delivered
+    out = loop.run(set(), frozenset({Z}))  # the edit's own round
+    assert "unchanged" not in out, out
+    assert delivery.releases[-1].changed and delivery.releases[-1].binary is None

@@ -93,6 +93,11 @@ class Delivery(Protocol):
         by session label, all at once)."""
         ...
 
+    def take_over(self, previous: Delivery) -> bool:
+        """kodev.toml changed: this delivery (of the new config) takes over the workload `previous` runs, so
+        that it serves until this delivery's first release replaces it. False: not the same workload."""
+        ...
+
 
 class OneContainer:
     """The state every delivery with one container per service shares: which container, and whether it is
@@ -110,3 +115,10 @@ class OneContainer:
 
     def container(self) -> str | None:
         return self.container_id
+
+    def hand_over(self) -> tuple[str | None, bool]:
+        """Give the workload to the delivery that takes it over: its container and whether it is down. This
+        one owns nothing afterwards."""
+        held = self.container_id, self.down
+        self.container_id, self.down = None, True
+        return held

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kodev.compose import ComposeCLI, ComposeError, ComposeProject, containers, down, stop, up, write_override
-from kodev.deliver import Delivered, Done, OneContainer, Pending, Release
+from kodev.deliver import Delivered, Delivery, Done, OneContainer, Pending, Release
 from kodev.deliver.compose_swap import ComposeSwap
 from kodev.errors import KodevError
 from kodev.publish import Published
@@ -111,6 +111,12 @@ class ComposeService(OneContainer):
 
     def close(self) -> None:
         pass  # the stack stops the project as a whole
+
+    def take_over(self, previous: Delivery) -> bool:
+        if not isinstance(previous, ComposeService) or previous.service != self.service:
+            return False
+        self.container_id, self.down = previous.hand_over()  # the stack (and its swaps) stay the same
+        return True
 
     def adopt(self, container_id: str | None) -> None:
         if self.stack.swap is not None and self.service is not None and container_id != self.container_id:

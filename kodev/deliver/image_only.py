@@ -3,7 +3,7 @@ tools stay fresh)."""
 
 from __future__ import annotations
 
-from kodev.deliver import Delivered, Release
+from kodev.deliver import Delivered, Delivery, Release
 from kodev.publish import Published
 
 
@@ -39,3 +39,6 @@ class ImageOnly:
 
     def close(self) -> None:
         pass
+
+    def take_over(self, previous: Delivery) -> bool:
+        return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from kodev.containers import Containers, Replacement
-from kodev.deliver import Delivered, OneContainer, Pending, Release
+from kodev.deliver import Delivered, Delivery, OneContainer, Pending, Release
 from kodev.publish import Published
 from kodev.services import ContainerSpec
 
@@ -23,12 +23,21 @@ class Recreate(OneContainer):
         self.service: str | None = spec.service
         self.stop_timeout = spec.stop_timeout
         self.containers = containers
+        self.stale = False  # the container runs settings of an earlier kodev.toml: the next release replaces it
 
     def prepare(self) -> None:
-        self.containers.claim_name(self.spec)
+        if self.container_id is None:  # a taken-over container holds the name already
+            self.containers.claim_name(self.spec)
 
     def wants(self, release: Release) -> bool:
-        return self.down or (release.changed and self.spec.restart)
+        return self.down or (self.spec.restart and (release.changed or self.stale))
+
+    def take_over(self, previous: Delivery) -> bool:
+        if not isinstance(previous, Recreate) or previous.spec.name != self.spec.name:
+            return False
+        self.stale = previous.spec != self.spec or type(previous) is not type(self)
+        self.container_id, self.down = previous.hand_over()
+        return True
 
     def begin(self, release: Release) -> Pending:
         replacement = None
@@ -54,7 +63,7 @@ class _Recreating:
             container_id, how = self.replacement.finish(self.ref), "recreated"
         else:
             container_id, how = delivery.containers.create_and_start(delivery.spec, self.ref), "started"
-        delivery.container_id, delivery.down = container_id, False
+        delivery.container_id, delivery.down, delivery.stale = container_id, False, False
         return Delivered(delivery.spec.service, how, time.monotonic() - started, container_id)
 
     def abort(self) -> None:

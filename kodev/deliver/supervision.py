@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kodev import cache
+from kodev.containers import Owner
 from kodev.errors import GoError
 from kodev.gotool import GoTool
 
@@ -135,12 +136,22 @@ def remove_stale(root: Path) -> list[Path]:
     return removed
 
 
+PROBE_LABEL = "dev.kodev.probe"
+
+
+def probe_labels(owner: Owner) -> dict[str, str]:
+    """The probe container's labels: kodev's ownership ones too, so that a probe left by a killed kodev is
+    reaped by the next one like any other container of it."""
+    return {**owner.labels(), PROBE_LABEL: "true"}
+
+
 class Supervision:
     """Prepares the `SwapKit` on first use (needs an image to probe the daemon with)."""
 
-    def __init__(self, go: GoTool, client: Any, force_copy: bool | None = None) -> None:
+    def __init__(self, go: GoTool, client: Any, owner: Owner | None = None, force_copy: bool | None = None) -> None:
         self.go = go
         self.client = client
+        self.owner = owner or Owner.current()  # the probe is labelled with it
         # KODEV_SWAP_COPY=1: copy binaries into containers even when a bind mount would do (tests, benchmark)
         self.force_copy = (os.environ.get("KODEV_SWAP_COPY", "") not in ("", "0")) if force_copy is None else force_copy
         self._kit: SwapKit | None = None
@@ -170,7 +181,7 @@ class Supervision:
             container = self.client.containers.create(
                 image, entrypoint=[f"{MOUNT_POINT}/{SUPERVISOR}", "-probe", f"{MOUNT_POINT}/token", "-token", token],
                 volumes={str(probe): {"bind": MOUNT_POINT, "mode": "ro"}}, network_mode="none",
-                labels={"dev.kodev.probe": "true"})
+                labels=probe_labels(self.owner))
             container.start()
             return int(container.wait(timeout=60).get("StatusCode", 1)) == 0
         except Exception as exc:  # the entrypoint is missing on the daemon's side: it cannot see our files

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kodev.containers import Containers, Replacement
-from kodev.deliver import Delivered, Done, Pending, Release
+from kodev.deliver import Delivered, Delivery, Done, Pending, Release
 from kodev.deliver.container_user import Owner, container_owner
 from kodev.deliver.recreate import Recreate, _Recreating
 from kodev.deliver.supervision import (
@@ -56,9 +56,21 @@ class Swap(Recreate):
         self.directory: Path | None = None  # mount mode: this container's host directory
         self.channel: ControlChannel | None = None  # the current container's stdin
 
+    def take_over(self, previous: Delivery) -> bool:
+        if not super().take_over(previous):
+            return False
+        if isinstance(previous, Swap):  # under the supervisor: swapped into, or (stale) cleaned up when replaced
+            self.kit, self.channel, self.directory = previous.hand_over_supervision()
+        return True
+
+    def hand_over_supervision(self) -> tuple[SwapKit | None, ControlChannel | None, Path | None]:
+        held = self.kit, self.channel, self.directory
+        self.channel = self.directory = None
+        return held
+
     def begin(self, release: Release) -> Pending:
         note = ""
-        if release.binary is not None and self.container_id is not None and not self.down:
+        if release.binary is not None and self.container_id is not None and not self.down and not self.stale:
             started = time.monotonic()
             try:
                 self._swap(self.container_id, release.binary)
@@ -134,7 +146,7 @@ class _Supervised(_Recreating):
             container_id = delivery.create_supervised(self.ref)
             delivery.containers.start(container_id, delivery.spec)
             how = "started"
-        delivery.container_id, delivery.down = container_id, False
+        delivery.container_id, delivery.down, delivery.stale = container_id, False, False
         return Delivered(delivery.spec.service, how, time.monotonic() - started, container_id, self.note)
 
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from kodev.daemon import Daemon
+from kodev.errors import DaemonError
 from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.publish import Published, Publisher
 
@@ -43,9 +44,12 @@ class PruningPublisher:
         Only images with kodev's command label are touched, and never forcibly: the daemon refuses while
         anything still uses the image, and that refusal is the answer.
         """
-        import docker.errors
-
-        found = self.daemon.inspect(image_id)
+        try:
+            found = self.daemon.inspect(image_id)
+        except (OSError, DaemonError) as exc:  # the daemon went away: pruning is deferred work, try later
+            log.debug("kept image %s: %s", image_id[:19], exc)
+            self._in_use.add(image_id)
+            return False
         if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
             return False
         if found.get("RepoTags"):  # someone tagged it (docker tag): removing it by ID would untag and delete it
@@ -53,8 +57,8 @@ class PruningPublisher:
             return False
         try:
             self.daemon.api.remove_image(image_id, noprune=False)
-        except docker.errors.APIError as exc:
-            log.debug("kept image %s: %s", image_id[:19], exc.explanation or exc)
+        except OSError as exc:  # refused (a container uses it: APIError is an OSError), or the daemon went away
+            log.debug("kept image %s: %s", image_id[:19], getattr(exc, "explanation", None) or exc)
             self._in_use.add(image_id)
             return False
         return True
