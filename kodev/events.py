@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Union
@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FilesChanged:
-    """A batch from the watcher: (change, path) pairs as watchfiles names them."""
+    """A batch from the watcher: (change, path) pairs as watchfiles names them, and when it came (monotonic
+    clock: the storm rule compares batches' arrivals, not when the loop got round to them)."""
 
     raw: frozenset[tuple[str, str]]
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def normalize(raw: Iterable[tuple[str, str]], graph: ModuleGraph) -> Iterator[Fi
         yield FileChange(path, change, new_imports)
 
 
-def settle_seconds(after_build: bool, batches: int, round_started: float, deadline: float) -> float:
+def settle_seconds(after_build: bool, batches: int, round_started: float, deadline: float,
+                   now: float | None = None) -> float:
     """How long the loop waits for more events before building (0: take what is queued and go).
 
     A single save builds at once. Events that piled up during a build wait for SETTLE_SECONDS of quiet;
@@ -105,7 +108,7 @@ def settle_seconds(after_build: bool, batches: int, round_started: float, deadli
     """
     if not after_build:
         return 0.0
-    now = time.monotonic()
+    now = time.monotonic() if now is None else now
     hold = round_started + STORM_HOLD_SECONDS if batches >= STORM_BATCHES else now
     return max(0.0, min(max(SETTLE_SECONDS, hold - now), deadline - now))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kodev import cache
 from kodev.affected import Decision, decide
+from kodev.coalesce import Coalescer, RawChanges
 from kodev.containers import Containers, LogFollower, Owner
 from kodev.daemon import reason
 from kodev.deliver import Delivered, Delivery
@@ -25,17 +26,7 @@ from kodev.deliver.choose import deliveries_for
 from kodev.deliver.compose import ComposeService, ComposeStack
 from kodev.deliver.supervision import Supervision
 from kodev.errors import ConfigError, DaemonError, KodevError, reworded
-from kodev.events import (
-    SETTLE_MAX_SECONDS,
-    STORM_GAP_SECONDS,
-    FilesChanged,
-    FileWatcher,
-    Message,
-    ServiceExited,
-    WatchFailed,
-    normalize,
-    settle_seconds,
-)
+from kodev.events import FileWatcher, Message, ServiceExited, WatchFailed, normalize
 from kodev.gomod import ModuleGraph, load_graph
 from kodev.health import DaemonHealth
 from kodev.rebuild import DaemonLost, Rebuild, WatchedCommand
@@ -43,7 +34,6 @@ from kodev.session import CommandServices, Session
 from kodev.signals import interrupts_as_keyboard, shielded
 from kodev.ui import SERVICE_COLORS
 
-RawChanges = set[tuple[str, str]]
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +61,7 @@ class DevLoop:
         self.scratch = Path()
         self.config_rejected = False  # the last kodev.toml saved was refused (restoring it is news)
         self.reload_pending = False  # a reload failed for another file's fault (go.mod): retried on any save
-        self.last_batch = 0.0  # when the last batch of file changes arrived
+        self.coalescer = Coalescer(self.messages, self._on_message)
         self._use(session, commands)
 
     def _use(self, session: Session, commands: list[CommandServices]) -> None:
@@ -175,38 +165,19 @@ class DevLoop:
     def batches(self) -> Iterator[RawChanges]:
         """Batches of file changes, merged while they keep coming; exits and health are handled between."""
         while True:
-            # Batches piled up while we were busy: a storm, perhaps. One alone is a save made during the
-            # round's tail (the image load after a swap), and builds at once — unless it came right after
-            # the batch before it (writes went on through a short round).
-            backlog = self.messages.qsize() > 1
-            try:
-                message = self.messages.get(timeout=0.5)
-            except queue.Empty:
+            changes = self.coalescer.next_round(self.rebuild.started)
+            if changes is None:
                 with self._daemon_guard("check on the Docker daemon"):
                     self._check_health()
-                continue
-            backlog = backlog or (isinstance(message, FilesChanged)
-                                  and time.monotonic() - self.last_batch < STORM_GAP_SECONDS)
-            pending: RawChanges = set()
-            batches = 0
-            deadline = time.monotonic() + SETTLE_MAX_SECONDS
-            while True:
-                if isinstance(message, FilesChanged):
-                    pending |= message.raw
-                    batches += 1
-                    self.last_batch = time.monotonic()
-                elif isinstance(message, ServiceExited):
-                    with self._daemon_guard("follow a service's exit"):
-                        self._on_exit(message)
-                elif isinstance(message, WatchFailed):
-                    self.ui.warn(f"file watching stopped: {message.error}. Restart kodev to resume.")
-                try:
-                    wait = settle_seconds(backlog and bool(pending), batches, self.rebuild.started, deadline)
-                    message = self.messages.get(timeout=wait)
-                except queue.Empty:
-                    break
-            if pending and not self.health.down:  # while it is down, the rebuild on its return covers them
-                yield pending
+            elif not self.health.down:  # while it is down, the rebuild on its return covers them
+                yield changes
+
+    def _on_message(self, message: Message) -> None:
+        if isinstance(message, ServiceExited):
+            with self._daemon_guard("follow a service's exit"):
+                self._on_exit(message)
+        elif isinstance(message, WatchFailed):
+            self.ui.warn(f"file watching stopped: {message.error}. Restart kodev to resume.")
 
     def on_changes(self, raw: RawChanges) -> None:
         assert self.graph is not None
