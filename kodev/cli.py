@@ -83,7 +83,11 @@ def main_options(
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show debug messages and tracebacks of unexpected errors "
                                                           "(also KODEV_DEBUG=1).")] = False,
+    config: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--config", "-c", metavar="FILE", show_default=False,
+        help="kodev.toml to use, for any command (`kodev -c FILE watch`); a command's own --config wins.")] = None,
 ) -> None:
+    """`config` is read back by each command from its parent context (`_config`), not kept in a global."""
     import os
 
     State.debug = debug or os.environ.get("KODEV_DEBUG", "") not in ("", "0")
@@ -93,12 +97,57 @@ def main_options(
         enable_debug_log()
 
 
+def _config(ctx: typer.Context, own: Path | None) -> Path | None:
+    """The command's own --config, else the one given before the command (`kodev --config FILE watch`)."""
+    if own is not None:
+        return own
+    parent = ctx.parent
+    found = parent.params.get("config") if parent is not None else None
+    return found if isinstance(found, Path) else None
+
+
+BROKEN_PIPE_EXIT = 141  # what a shell reports for a tool that SIGPIPE ended (128 + 13), e.g. `yes | head -1`
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end was closed (poll reports an error on the write end)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _quiet_exit() -> NoReturn:
+    """stdout's reader went away (`kodev resolve -f compose.yaml | head -c0`): exit quietly, as Unix tools do.
+
+    stdout is pointed at /dev/null first, as Python's docs advise for SIGPIPE: whatever is flushed later,
+    at interpreter exit too, goes nowhere instead of raising BrokenPipeError again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    raise typer.Exit(BROKEN_PIPE_EXIT)
+
+
 def make_ui(command: str, json: bool) -> UI:
     """The output of this invocation: text for people, or JSON events (`--json`)."""
     if json:
         from kodev.jsonui import JsonUI
 
-        return JsonUI(command, debug=State.debug)
+        try:
+            return JsonUI(command, debug=State.debug)  # writes the `started` event
+        except BrokenPipeError:
+            if _stdout_reader_gone():
+                _quiet_exit()
+            raise
     from kodev.ui import UI
 
     return UI(debug=State.debug)
@@ -122,6 +171,8 @@ def guarded(action: Callable[[], T], ui: UI | None = None) -> T:
     except typer.Exit:
         raise
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            _quiet_exit()  # kodev's output has no reader any more: nothing to report, nowhere to say it
         if State.debug:
             raise
         # A bug or a failure kodev did not foresee: one paragraph; --debug shows the traceback.
@@ -147,6 +198,7 @@ def finish(ui: UI, action: Callable[[], int | None]) -> NoReturn:
 
 @app.command(cls=Command)
 def build(
+    ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(
         metavar="PATH...", help="Commands to build: ./cmd/server, example.com/m/cmd/server or ko://example.com/m/cmd/server.",
         show_default=False)],
@@ -166,7 +218,8 @@ def build(
     ui = make_ui("build", json)
 
     def run() -> None:
-        with Session.open(config, go, platform, debug=State.debug, ui=ui, pull=pull, tarball=tarball) as session:
+        with Session.open(_config(ctx, config), go, platform, debug=State.debug, ui=ui, pull=pull,
+                          tarball=tarball) as session:
             for built in session.build_paths(paths):
                 session.ui.result(built.plan.ref)
 
@@ -210,6 +263,7 @@ SwapOption = Annotated[Optional[bool], typer.Option(  # noqa: UP045
 
 @app.command(cls=Command)
 def run(
+    ctx: typer.Context,
     path: Annotated[str, typer.Argument(metavar="PATH", show_default=False,
                                         help="The command to run: ./cmd/server or its import path.")],
     args: Annotated[ListOption, typer.Argument(metavar="[-- ARGS...]", show_default=False,
@@ -239,7 +293,7 @@ def run(
     ui = make_ui("run", json)
 
     def start() -> int:
-        with Session.open(config, go, platform, debug=State.debug, ui=ui) as session:
+        with Session.open(_config(ctx, config), go, platform, debug=State.debug, ui=ui) as session:
             plan = session.plan([path])
             if len(plan) != 1:
                 from kodev.errors import GoError
@@ -268,6 +322,7 @@ def run(
 
 @app.command("watch", cls=Command)
 def watch_command(
+    ctx: typer.Context,
     paths: Annotated[ListOption, typer.Argument(
         metavar="[PATH...]", show_default=False,
         help="Commands to watch (default: the services and commands in kodev.toml).")] = None,
@@ -294,7 +349,7 @@ def watch_command(
     ui = make_ui("watch", json)
 
     def start() -> int:
-        with Session.open(config, go, platform, debug=State.debug, ui=ui) as session:
+        with Session.open(_config(ctx, config), go, platform, debug=State.debug, ui=ui) as session:
             files = compose_files or ([session.config.root / f for f in session.config.compose] if not paths else [])
             if files:
                 return _watch_compose(session, files, project_name, take_down, _swapping(swap))
@@ -339,6 +394,7 @@ def _watch_compose(session: Session, files: list[Path], project_name: str | None
 
 @app.command("resolve")
 def resolve_command(
+    ctx: typer.Context,
     file: Annotated[list[Path], typer.Option(
         "--file", "-f", metavar="FILE", show_default=False,
         help="Compose file (repeatable, merged in order as Compose merges them).")],
@@ -355,7 +411,7 @@ def resolve_command(
 
     def run() -> None:
         cli = find_compose()
-        with Session.open(config, go, platform, debug=State.debug) as session:
+        with Session.open(_config(ctx, config), go, platform, debug=State.debug) as session:
             session.ui.result(resolve(session, cli, file, project_name).rstrip("\n"))
 
     guarded(run)

@@ -33,7 +33,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 # The types live in `settings` (shared with the .ko.yaml reader); they are re-exported from here.
 __all__ = ["CONFIG_NAME", "CONTAINER_NAME", "DEFAULT_BASE", "DEFAULT_REPO", "BuildSettings", "CommandConfig",
-           "Config", "ServiceConfig", "WatchSettings", "find", "load", "parse"]
+           "Config", "ServiceConfig", "WatchSettings", "find", "key_path", "load", "parse"]
 # --- schema -----------------------------------------------------------------------------------------
 
 _STR, _STRS, _BOOL, _INT, _ENV = "a string", "a list of strings", "true or false", "an integer", "env"
@@ -85,6 +85,18 @@ class _Reader:
             for item in value:
                 if "=" not in item or item.startswith("="):
                     raise self.fail(key, f'"{item}" is not of the form KEY=VALUE')
+        if kind == _ENV and isinstance(value, dict):
+            for name in value:
+                if not name or "=" in name:
+                    raise self.fail(key, f'"{name}" cannot name an environment variable')
+
+
+def key_path(*names: str) -> str:
+    """A dotted key as errors name it: `services.server.command`, `commands."./cmd/server"`."""
+    path = ""
+    for name in names:
+        path = _join(path, name)
+    return path
 
 
 def _join(key: str, name: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kodev.errors import GoError
+from kodev.errors import ConfigError, GoError, KodevError
 from kodev.gotool import GoTool
 
 KO_SCHEME = "ko://"
@@ -60,12 +60,30 @@ def _is_local(arg: str) -> bool:
     return arg.startswith((".", "/")) or arg in (".", "..")
 
 
-def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path) -> list[MainPackage]:
+class _Names:
+    """How the paths given are named in errors: an argument as typed, or the config key it came from
+    (`kodev.toml: services.server.command: ./cmd/sever`). A config key's error is the config's."""
+
+    def __init__(self, origins: Mapping[str, str] | None) -> None:
+        self.origins = dict(origins or {})
+
+    def __call__(self, arg: str) -> str:
+        return self.origins.get(arg, arg)
+
+    def error(self, arg: str, problem: str) -> KodevError:
+        kind = ConfigError if arg in self.origins else GoError
+        return kind(f"{self(arg)}: {problem}")
+
+
+def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path, origins: Mapping[str, str] | None = None
+                     ) -> list[MainPackage]:
     """Turn `./cmd/x`, `example.com/m/cmd/x` or `ko://example.com/m/cmd/x` into `MainPackage`s.
 
     `./cmd/...` patterns keep only their main packages; a single path that is not `package main`, does
-    not exist or lies outside the module is an error naming it.
+    not exist or lies outside the module is an error naming it — by the config key it came from when
+    `origins` names one (then a ConfigError: the fix is in that file).
     """
+    name = _Names(origins)
     patterns: list[str] = []
     first_local: Path | None = None
     for arg in args:
@@ -73,10 +91,10 @@ def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path) -> list[MainPac
         if _is_local(target):
             path = (cwd / target.split("/...")[0]).resolve()
             if not path.exists():
-                raise GoError(f"{arg}: no such directory ({path}). Give the directory of a `package main`, "
-                              "e.g. ./cmd/server, or its import path.")
+                raise name.error(arg, f"no such directory ({path}). Give the directory of a `package main`, "
+                                      "e.g. ./cmd/server, or its import path.")
             if not path.is_dir():
-                raise GoError(f"{arg}: {path} is a file; give the directory of a `package main` instead.")
+                raise name.error(arg, f"{path} is a file; give the directory of a `package main` instead.")
             first_local = first_local or path
             target = str(path) + ("/..." if target.endswith("/...") else "")
         patterns.append(target)
@@ -89,8 +107,8 @@ def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path) -> list[MainPac
                       "module, or give the path of a command in it.")
     for arg, pattern in zip(args, patterns, strict=True):
         if pattern.startswith("/") and not Path(pattern.split("/...")[0]).is_relative_to(root):
-            raise GoError(f"{arg}: {pattern} is outside the module at {root}. kodev builds commands of the "
-                          "module (or go.work workspace) it runs in.")
+            raise name.error(arg, f"{pattern} is outside the module at {root}. kodev builds commands of the "
+                                  "module (or go.work workspace) it runs in.")
 
     done = go.run(["list", "-e", f"-json={_LIST_FIELDS}", "--", *patterns], cwd=run_dir)
     packages = list(decode_json_stream(done.stdout)) if done.stdout.strip() else []
@@ -105,17 +123,32 @@ def resolve_commands(go: GoTool, args: Sequence[str], cwd: Path) -> list[MainPac
         exact = next(((arg, pattern) for arg, pattern in claims if "..." not in pattern), None)
         arg, pattern = exact or (claims[0] if claims else (" ".join(args), "..."))
         claimed.update(a for a, _ in claims)
-        command = _main_package(arg, package, wildcard=exact is None, go=go, run_dir=run_dir)
+        command = _main_package(arg, package, wildcard=exact is None, go=go, run_dir=run_dir, name=name)
         if command is not None and command not in found:
             found.append(command)
     for arg, pattern in zip(args, patterns, strict=True):
         if arg not in claimed and "..." not in pattern:
-            raise GoError(f"{arg}: go list reported no package for it. Check the path; kodev needs the directory "
-                          "or import path of a `package main` in your module.")
+            raise name.error(arg, "go list reported no package for it. Check the path; kodev needs the directory "
+                                  "or import path of a `package main` in your module.")
     if not found:
-        raise GoError(f"{' '.join(args)}: no `package main` found. Give the directory of a command, "
-                      "e.g. ./cmd/server.")
+        named = ", ".join(name(arg) for arg in args)
+        raise GoError(f"{named}: no `package main` found (only library packages, or none, match). Give the "
+                      "directory of a command, e.g. ./cmd/server, or a pattern that holds commands: ./cmd/...")
     return found
+
+
+def selects(arg: str, command: MainPackage, cwd: Path) -> bool:
+    """Whether `arg` (as `resolve_commands` takes it: a directory, an import path, a `...` pattern, with
+    or without ko://) names `command`."""
+    target = arg.removeprefix(KO_SCHEME)
+    if _is_local(target):
+        target = str((cwd / target.split("/...")[0]).resolve()) + ("/..." if target.endswith("/...") else "")
+    return _matches(target, {"ImportPath": command.import_path, "Dir": str(command.dir)})
+
+
+def is_pattern(arg: str) -> bool:
+    """A `...` pattern, which may name many commands (or none)."""
+    return "..." in arg
 
 
 def _matches(pattern: str, package: dict[str, Any]) -> bool:
@@ -132,32 +165,32 @@ def _matches(pattern: str, package: dict[str, Any]) -> bool:
     return re.fullmatch(regex, import_path) is not None
 
 
-def _main_package(arg: str, package: dict[str, Any], wildcard: bool, go: GoTool, run_dir: Path
-                  ) -> MainPackage | None:
+def _main_package(arg: str, package: dict[str, Any], wildcard: bool, go: GoTool, run_dir: Path,
+                  name: _Names) -> MainPackage | None:
     error = (package.get("Error") or {}).get("Err")
     if error:
         if wildcard and "matched no packages" in error:
             return None
         if "no required module provides package" in error:
-            raise GoError(_no_such_package(arg, str(package.get("ImportPath", arg)), go, run_dir))
-        raise GoError(f"{arg}: {error}. Check the path; kodev needs the directory or import path of a "
-                      "`package main` in your module.")
-    name = package.get("Name")
-    if name != "main":
+            raise name.error(arg, _no_such_package(str(package.get("ImportPath", arg)), go, run_dir))
+        raise name.error(arg, f"{error}. Check the path; kodev needs the directory or import path of a "
+                              "`package main` in your module.")
+    package_name = package.get("Name")
+    if package_name != "main":
         if wildcard:
             return None
-        raise GoError(f"{arg}: {package.get('ImportPath')} is `package {name}`, not `package main`, so there "
-                      "is no command to build. Point kodev at a directory holding a main package.")
+        raise name.error(arg, f"{package.get('ImportPath')} is `package {package_name}`, not `package main`, so "
+                              "there is no command to build. Point kodev at a directory holding a main package.")
     module = package.get("Module") or {}
     if not module.get("Main"):
-        raise GoError(f"{arg}: {package.get('ImportPath')} is not part of your module (it comes from "
-                      f"{module.get('Path', 'the standard library')}). kodev builds commands of the "
-                      "module it runs in.")
+        raise name.error(arg, f"{package.get('ImportPath')} is not part of your module (it comes from "
+                              f"{module.get('Path', 'the standard library')}). kodev builds commands of the "
+                              "module it runs in.")
     return MainPackage(import_path=package["ImportPath"], dir=Path(package["Dir"]),
                        module_path=module["Path"], module_dir=Path(module["Dir"]))
 
 
-def _no_such_package(arg: str, import_path: str, go: GoTool, run_dir: Path) -> str:
+def _no_such_package(import_path: str, go: GoTool, run_dir: Path) -> str:
     """kodev's message for an import path Go cannot find (rather than Go's advice to `go get` it)."""
     done = go.run(["list", "-m", "-f", "{{.Path}}\t{{.Dir}}"], cwd=run_dir)  # only on this error path
     modules = [line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line]
@@ -165,10 +198,10 @@ def _no_such_package(arg: str, import_path: str, go: GoTool, run_dir: Path) -> s
         if import_path == module_path or import_path.startswith(module_path + "/"):
             missing = Path(module_dir, import_path.removeprefix(module_path).lstrip("/"))
             why = "holds no Go files" if missing.is_dir() else "does not exist"
-            return (f"{arg}: there is no package {import_path} in your module {module_path} ({missing} {why}). "
+            return (f"there is no package {import_path} in your module {module_path} ({missing} {why}). "
                     "Check the spelling, or give the directory of a `package main` instead, e.g. ./cmd/server.")
     names = ", ".join(path for path, _ in modules) or "your module"
-    return (f"{arg}: {import_path} is not a package of {names}, nor of a module it requires. kodev builds the "
+    return (f"{import_path} is not a package of {names}, nor of a module it requires. kodev builds the "
             "commands of the module it runs in: give the directory of a `package main` (e.g. ./cmd/server) or "
             "its import path within the module.")
 

@@ -29,13 +29,24 @@ class GoTool:
             return subprocess.run([self.binary, *args], cwd=cwd, env=env, capture_output=True, text=True,
                                   check=False)
         except FileNotFoundError:
-            raise GoError(f"the Go toolchain at {self.binary} disappeared. {_INSTALL_HINT}") from None
+            raise self._vanished(cwd) from None
 
     def popen(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None
               ) -> subprocess.Popen[str]:
         env = {**os.environ, **self.env, **(extra_env or {})}
-        return subprocess.Popen([self.binary, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            return subprocess.Popen([self.binary, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        except FileNotFoundError:
+            raise self._vanished(cwd) from None
+
+    def _vanished(self, cwd: Path) -> GoError:
+        """What a FileNotFoundError from starting `go` means: its directory or the binary is gone."""
+        if not cwd.is_dir():
+            return GoError(f"cannot run go in {cwd}: that directory no longer exists (moved or deleted while "
+                           "kodev was running). Restore it, or run kodev again from the module's directory.")
+        return GoError(f"the Go toolchain at {self.binary} disappeared (it was there when kodev started). "
+                       + _INSTALL_HINT)
 
 
 def find_go(override: str | None, target_env: Mapping[str, str]) -> GoTool:

@@ -40,6 +40,18 @@ def _strings(value: Any, key: str, path: Path) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _env(value: Any, key: str, path: Path) -> tuple[str, ...]:
+    """ko's `env`/`defaultEnv`: a list of KEY=VALUE strings (what `go build` gets in its environment)."""
+    items = _strings(value, key, path)
+    for item in items:
+        name, equals, _ = item.partition("=")
+        if not equals or not name.strip():
+            raise ConfigError(f"{path}: key '{key}' has {item!r}, which is not of the form KEY=VALUE (e.g. "
+                              f"CGO_ENABLED=0): ko passes each item to `go build` as an environment variable. "
+                              f"Fix it in {path.name} and run again.")
+    return items
+
+
 def _string(value: Any, key: str, path: Path) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{path}: key '{key}' must be a non-empty string. Fix it in {path.name} and run again.")
@@ -64,7 +76,7 @@ def load(path: Path, cwd: Path) -> Config:
     base = os.environ.get("KO_DEFAULTBASEIMAGE") or (
         _string(data["defaultBaseImage"], "defaultBaseImage", path) if "defaultBaseImage" in data else DEFAULT_BASE)
     defaults = BuildSettings(
-        env=_strings(data["defaultEnv"], "defaultEnv", path) if "defaultEnv" in data else None,
+        env=_env(data["defaultEnv"], "defaultEnv", path) if "defaultEnv" in data else None,
         flags=_strings(data["defaultFlags"], "defaultFlags", path) if "defaultFlags" in data else None,
         ldflags=_strings(data["defaultLdflags"], "defaultLdflags", path) if "defaultLdflags" in data else None,
     )
@@ -81,7 +93,7 @@ def load(path: Path, cwd: Path) -> Config:
         directory = _string(build.get("dir", "."), f"{where}.dir", path)
         key = main if not main.startswith(".") else "./" + posixpath.normpath(posixpath.join(directory, main))
         commands[key] = CommandConfig(path=key, build=BuildSettings(
-            env=_strings(build["env"], f"{where}.env", path) if "env" in build else None,
+            env=_env(build["env"], f"{where}.env", path) if "env" in build else None,
             flags=_strings(build["flags"], f"{where}.flags", path) if "flags" in build else None,
             ldflags=_strings(build["ldflags"], f"{where}.ldflags", path) if "ldflags" in build else None,
         ))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from kodev import config as config_stage
 from kodev import platform as platforms
 from kodev.builder import Builder, BuiltImage, CommandPlan, plan_commands
-from kodev.config import Config, ServiceConfig
+from kodev.config import Config, ServiceConfig, key_path
 from kodev.daemon import Daemon, connect
-from kodev.errors import ConfigError
-from kodev.gomod import resolve_commands
+from kodev.errors import ConfigError, GoError
+from kodev.gomod import resolve_commands, selects
 from kodev.gotool import GoTool, find_go
 from kodev.image.resolve import Bases
 from kodev.platform import Platform
@@ -105,8 +105,9 @@ class Session:
         fresh = self.with_config(config)
         return fresh, fresh.watch_targets(watch_paths)
 
-    def plan(self, paths: Sequence[str]) -> list[CommandPlan]:
-        commands = resolve_commands(self.go, paths, self.cwd)
+    def plan(self, paths: Sequence[str], origins: Mapping[str, str] | None = None) -> list[CommandPlan]:
+        """The commands `paths` name, planned. `origins` names the config key a path came from, for errors."""
+        commands = resolve_commands(self.go, paths, self.cwd, origins)
         return plan_commands(self.config, commands, self.builder.git(commands))
 
     def build_paths(self, paths: Sequence[str]) -> list[BuiltImage]:
@@ -120,15 +121,24 @@ class Session:
     def watch_targets(self, paths: Sequence[str]) -> list[CommandServices]:
         """What `kodev watch` runs: services and commands from kodev.toml, or the commands given.
 
-        Given paths narrow the config to those commands; a command with no service is run as a service
-        named after it when it came from the command line, and only rebuilt and loaded when it came from
-        `[commands]` (so images used by compose or other tools stay fresh).
+        Given paths narrow the config to those commands; a pattern (`./...`, `./cmd/...`) means every
+        `package main` it matches. A command with no service is run as a service named after it when it
+        came from the command line, and only rebuilt and loaded when it came from `[commands]` (so images
+        used by compose or other tools stay fresh). A path from kodev.toml that names no command is an error
+        naming its key.
         """
         from kodev.services import container_spec
 
         where = self.config.describe()
-        specs = [(container_spec(service, self.config.root, f"{where}: services.{name}"),
-                  self._config_path(service.command)) for name, service in self.config.services.items()]
+        specs: list[tuple[ContainerSpec, str]] = []
+        origins: dict[str, str] = {}  # a path from the config -> its key, for errors
+        for name, service in self.config.services.items():
+            key = f"{where}: {key_path('services', name, 'command')}"
+            specs.append((container_spec(service, self.config.root, f"{where}: services.{name}"),
+                          self._config_path(service.command)))
+            origins.setdefault(specs[-1][1], f"{key}: {service.command}")
+        for command in self.config.commands:
+            origins.setdefault(self._config_path(command), f"{where}: {key_path('commands', command)}")
         from_config = [*(path for _, path in specs), *(self._config_path(key) for key in self.config.commands)]
         if not paths and not from_config and not _in_go_module(self.cwd):
             raise ConfigError(f"no go.mod in {self.cwd} or any directory above it: kodev watch works inside a Go "
@@ -138,34 +148,44 @@ class Session:
             raise ConfigError(f"nothing to watch: {where} has no [services] or [commands]. Name a command "
                               "(kodev watch ./cmd/server) or add a [services.NAME] table to kodev.toml.")
         every = [*from_config, *paths]
-        plans = self.plan(every)
-        plan_of = dict(zip(every, self._resolve_each(every, plans), strict=True))
-        selected = {plan_of[p].command.import_path for p in (paths or from_config)}
+        plans = self.plan(every, origins)
+        named = dict(zip(every, self._resolve_each(every, plans, origins), strict=True))
+        selected = {p.command.import_path for arg in (paths or from_config) for p in named[arg]}
         services: dict[str, tuple[CommandPlan, list[ContainerSpec]]] = {
             p.command.import_path: (p, []) for p in plans if p.command.import_path in selected}
         for spec, path in specs:
-            found = services.get(plan_of[path].command.import_path)
+            if len(named[path]) != 1:
+                raise ConfigError(f"{origins[path]}: names {len(named[path])} commands "
+                                  f"({', '.join(p.name for p in named[path])}); a service runs one. Give the "
+                                  "directory of one `package main`, e.g. ./cmd/server.")
+            found = services.get(named[path][0].command.import_path)
             if found is not None:
                 found[1].append(spec)
         for arg in paths:
-            plan, runs = services[plan_of[arg].command.import_path]
-            if not runs:  # named on the command line: run it, as `kodev run` would
-                service = ServiceConfig(name=plan.container_name, command=arg)
-                runs.append(container_spec(service, self.cwd, f"command {arg}"))
+            for each in named[arg]:
+                plan, runs = services[each.command.import_path]
+                if not runs:  # named on the command line: run it, as `kodev run` would
+                    directory = plan.command.dir  # a pattern's match is named by its directory
+                    here = f"./{directory.relative_to(self.cwd)}" if directory.is_relative_to(self.cwd) else None
+                    command = (here or str(directory)) if "..." in arg else arg
+                    service = ServiceConfig(name=plan.container_name, command=command)
+                    runs.append(container_spec(service, self.cwd, f"command {command}"))
         return [CommandServices(plan, tuple(runs)) for plan, runs in services.values()]
 
-    def _resolve_each(self, args: Sequence[str], plans: Sequence[CommandPlan]) -> list[CommandPlan]:
-        """The plan each argument names (local directories by path, others by import path)."""
+    def _resolve_each(self, args: Sequence[str], plans: Sequence[CommandPlan],
+                      origins: Mapping[str, str]) -> list[list[CommandPlan]]:
+        """The plans each argument names: one for a directory or import path, every match for a pattern."""
         result = []
         for arg in args:
-            target = arg.removeprefix("ko://")
-            local = (self.cwd / target).resolve() if target.startswith((".", "/")) else None
-            match = next((p for p in plans if (p.command.dir == local if local else p.command.import_path == target)),
-                         None)
-            if match is None:
-                raise ConfigError(f"{arg}: not a single command (kodev watch takes command directories or "
-                                  "import paths, not patterns).")
-            result.append(match)
+            matched = [p for p in plans if selects(arg, p.command, self.cwd)]
+            if not matched:
+                where = origins.get(arg, arg)
+                kind = "pattern" if "..." in arg else "path"
+                raise (ConfigError if arg in origins else GoError)(
+                    f"{where}: this {kind} matches no `package main` (only library packages, or none, are "
+                    "there). Name a command directory (./cmd/server), its import path, or a pattern that "
+                    "holds commands (./cmd/...).")
+            result.append(matched)
         return result
 
 

@@ -11,16 +11,18 @@ import hashlib
 import io
 import json
 import tarfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from kodev.daemon import Daemon
-from kodev.errors import KodevError
+from kodev.errors import DaemonError, KodevError
 from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.image.layers import Layer
-from kodev.publish.daemon import detect_store
+from kodev.publish.daemon import DaemonPublisher, detect_store
 from kodev.publish.multi import MultiPublisher
 from kodev.publish.pruning import PruningPublisher
 from kodev.publish.tarball import TarballPublisher
@@ -169,3 +171,78 @@ def test_tarball_that_cannot_be_written_at_close_is_a_clear_error(tmp_path: Path
 ])
 def test_detect_store(version: dict[str, Any], info: dict[str, Any], store: str) -> None:
     assert detect_store(version, info) == store
+
+
+# --- DaemonPublisher: which failed slim loads turn slim loads off -------------------------------------
+
+def layered_image(tmp_path: Path, *contents: bytes) -> Image:
+    """An image over real layer files, one per content, bottom first."""
+    layers = tuple(real_image(tmp_path, f"l{hashlib.sha256(c).hexdigest()[:8]}", c).layers[0] for c in contents)
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [x.diff_id for x in layers]}}).encode()
+    return Image(config, layers)
+
+
+class _Loads:
+    """A daemon's load endpoint that reads the archive kodev sends. `partial` and `full` say whether it
+    "accept"s or "refuse"s an archive that leaves layer files out, and one that does not. Only the classic
+    store is modelled, with one tag per image."""
+
+    def __init__(self, partial: str = "refuse", full: str = "accept") -> None:
+        self.partial, self.full = partial, full
+        self.images: dict[str, dict[str, Any]] = {}  # tag -> inspect document
+        self.archives: list[bool] = []  # per load: whether it left layers out
+        self.id = f"fake-{uuid.uuid4().hex}"  # the daemon's ID: a refusal marker of its own in the test cache
+
+    def load_image(self, chunks: Any) -> Iterator[dict[str, Any]]:
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            [entry] = json.loads(cast(io.BufferedReader, tar.extractfile("manifest.json")).read())
+            partial = not set(entry["Layers"]) <= set(tar.getnames())
+            config = cast(io.BufferedReader, tar.extractfile(entry["Config"])).read()
+        self.archives.append(partial)
+        if (self.partial if partial else self.full) == "refuse":
+            yield {"errorDetail": {"message": "open layer.tar: no such file or directory"}}
+            return
+        document = {"Id": f"sha256:{hashlib.sha256(config).hexdigest()}",
+                    "RootFS": {"Layers": json.loads(config)["rootfs"]["diff_ids"]}}
+        for tag in entry["RepoTags"]:
+            self.images[tag] = document
+        yield {"stream": "Loaded image"}
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        return self.images[ref]
+
+    def version(self) -> dict[str, Any]:
+        return {"Components": [{"Name": "Engine"}]}
+
+    def info(self) -> dict[str, Any]:
+        return {"ID": self.id, "Driver": "overlay2"}
+
+
+class _LoadingDaemon:
+    """`Daemon`'s surface that DaemonPublisher uses, over `_Loads`."""
+
+    def __init__(self, api: _Loads) -> None:
+        self.api = api
+        self.endpoint = "unix:///fake/docker.sock"
+
+    def inspect(self, ref: str) -> dict[str, Any] | None:
+        return self.api.images.get(ref) or next((d for d in self.api.images.values() if d["Id"] == ref), None)
+
+
+def test_a_daemon_that_refuses_the_full_archive_too_is_an_error_and_nothing_is_remembered(tmp_path: Path) -> None:
+    """Refusing everything (a full disk, say) says nothing about partial archives.
+
+    A fake daemon: the real dockerd cannot be made to refuse a load on cue. A refusal of the slim archive
+    alone is tested against the real one in tests/integration/test_bases.py; a lost connection, and layers
+    removed since kodev loaded them, in tests/integration/test_bad_input.py."""
+    loads = _Loads(partial="accept")
+    daemon = cast(Daemon, _LoadingDaemon(loads))
+    publisher = DaemonPublisher(daemon)
+    publisher.publish(layered_image(tmp_path, b"base", b"v1"), REF)
+    loads.partial = loads.full = "refuse"
+    with pytest.raises(DaemonError, match="refused the image"):
+        publisher.publish(layered_image(tmp_path, b"base", b"v2"), REF)
+    assert loads.archives == [False, True, False]
+    assert not publisher.fallback_file().exists()
+    loads.partial = loads.full = "accept"
+    assert publisher.publish(layered_image(tmp_path, b"base", b"v3"), REF).slim

@@ -139,11 +139,6 @@ def test_watch_targets_config_paths_are_relative_to_the_config(hello: Path, go: 
                                                                     f"{HELLO_MODULE}/cmd/hello"}
 
 
-def test_a_pattern_is_not_a_watch_target(hello: Path, go: GoTool) -> None:
-    with pytest.raises(ConfigError, match=r"\./cmd/\.\.\.: not a single command"):
-        session(hello, go).watch_targets(["./cmd/..."])
-
-
 def test_nothing_to_watch_without_go_running(tmp_path: Path) -> None:
     no_go = GoTool("/nonexistent/go", {})  # these errors come before any go command
     (tmp_path / "plain").mkdir()

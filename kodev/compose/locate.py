@@ -44,9 +44,32 @@ class ComposeCLI:
         In its own session: a Ctrl-C meant for kodev must not cut a `stop` or `up` short halfway; kodev
         decides (an interrupted `run` kills the child, as subprocess.run does on any exception).
         """
-        return subprocess.run([*self.argv, *args], cwd=cwd, input=input, capture_output=True, text=True,
-                              env={**os.environ, **env} if env else None, timeout=timeout, check=False,
-                              start_new_session=True)
+        try:
+            return subprocess.run([*self.argv, *args], cwd=cwd, input=input, capture_output=True, text=True,
+                                  env={**os.environ, **env} if env else None, timeout=timeout, check=False,
+                                  start_new_session=True)
+        except subprocess.TimeoutExpired as exc:
+            raise ComposeError(f"`{self.describe(args)}` did not finish within {exc.timeout:g} seconds, and kodev "
+                               "stopped it (what it was doing may be half done: `docker compose ps` shows the "
+                               "project). Check that the Docker daemon answers and that the project's images can "
+                               "be pulled or built, then run again.") from None
+        except OSError as exc:  # the binary went away (or lost its execute bit) since it was found
+            raise ComposeError(f"cannot run Compose ({self.argv[0]}, found as {self.source}): "
+                               f"{exc.strerror or exc}. Reinstall it, or point {ENV_OVERRIDE} at a Compose v2 "
+                               "binary, and run again.") from None
+
+    def describe(self, args: Sequence[str]) -> str:
+        """The command line, for messages: `docker compose -p NAME up` (file arguments left out)."""
+        shown: list[str] = []
+        skip = False
+        for arg in args:
+            if skip:
+                skip = False
+            elif arg == "-f":
+                skip = True
+            else:
+                shown.append(arg)
+        return shlex.join([*(Path(self.argv[0]).name, *self.argv[1:]), *shown])
 
 
 def _version(argv: Sequence[str]) -> str | None:
@@ -113,7 +136,13 @@ def find_compose() -> ComposeCLI:
     """The Compose to use, probed in kodev's order; a ComposeError saying how to get one if there is none."""
     explicit = os.environ.get(ENV_OVERRIDE, "").strip()
     if explicit:
-        argv = shlex.split(explicit)
+        try:
+            argv = shlex.split(explicit)
+        except ValueError as exc:  # an unbalanced quote
+            raise ComposeError(f"{ENV_OVERRIDE}={explicit!r} cannot be read as a command line ({exc}; it is split "
+                               "as a shell would, quotes included). Fix the quoting, e.g. "
+                               f"{ENV_OVERRIDE}='docker compose' or {ENV_OVERRIDE}=/path/to/docker-compose, or unset "
+                               "it to let kodev look for Compose.") from None
         found = _candidate(argv, ENV_OVERRIDE, check_exit_codes=False)
         if found is None:
             raise ComposeError(f"{ENV_OVERRIDE}={explicit!r} does not run Docker Compose v2 "

@@ -3,6 +3,11 @@
 With Docker's classic store a `docker save` archive may leave out the files of bottom layers the daemon
 already holds (it skips a layer whose chain ID exists); the containerd image store accepts an OCI-layout
 archive without the blobs it has. Podman rejects partial archives and always gets the full one.
+
+Only an answer turns slim loads off for a daemon (a marker in kodev's cache, for later sessions too): it
+refused the slim archive (an error in the load stream, an API error, or other layers than sent) although it
+holds every layer left out, and then took the full archive. A broken connection is no answer: it is raised
+as DaemonConnectionError, so the watch loop sees the daemon is lost, and the next load is slim again.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kodev.daemon import Daemon, reason
-from kodev.errors import DaemonError
+from kodev.errors import DaemonConnectionError, DaemonError, ImageError
 from kodev.image.archive import docker_save_stream, oci_archive_stream
 from kodev.image.assemble import Image
 from kodev.publish import Published
@@ -34,29 +39,65 @@ class DaemonPublisher:
         self._known: list[list[str]] = []  # layer lists of images loaded by this process
 
     def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
-        """Load `image` as `ref`; the image under `ref` now, and `hints`, say which layers the daemon has."""
+        """Load `image` as `ref`; the image under `ref` now, and `hints`, say which layers the daemon has.
+
+        A lost connection (the daemon stopped or restarted) raises DaemonConnectionError at once, slim or
+        not, and teaches nothing about partial archives; a refused slim archive is followed by the full one.
+        """
         started = time.monotonic()
-        current = self.daemon.inspect(ref)
-        layer_lists = [_layers(current)] if current else []
-        layer_lists += [_layers(found) for found in map(self.daemon.inspect, hints) if found]
-        omit = self._present(image, layer_lists) if self._slim_allowed() else frozenset()
+        current = self._inspect(ref)
+        vouchers = [found for found in (current, *map(self._inspect, hints)) if found]
+        try:
+            slim_allowed = self._slim_allowed()  # asks the daemon which store it uses, once
+        except (ConnectionError, OSError) as exc:
+            raise self._lost(ref, exc) from None
+        omit = self._present(image, [*self._known, *map(_layers, vouchers)]) if slim_allowed else frozenset()
         sent = 0
         image_id = ""
+        refusal: str | None = None  # why the daemon refused a slim archive that left out only layers it holds
         if omit:
             try:
                 image_id, sent = self._send(image, ref, omit)
+            except DaemonConnectionError:
+                raise  # not an answer: the loop learns the daemon is lost; slim loads stay on
             except DaemonError as exc:
-                log.debug("slim load refused, sending full archives from now on: %s", exc)
-                self._refuse_slim(str(exc))
+                held = self._held_all(image, omit, vouchers)
+                log.debug("slim load refused (%s), sending the full archive: %s",
+                          "the daemon holds every layer left out" if held else "a layer left out is gone", exc)
+                refusal = str(exc) if held else None
         slim = bool(image_id)
         if not image_id:
             image_id, full = self._send(image, ref, frozenset())
             sent += full
+            if refusal is not None:  # it took the full archive, refused the partial one with its layers present
+                self._refuse_slim(refusal)
         replaced = str(current["Id"]) if current and current["Id"] != image_id else None
         return Published(ref, image_id, sent, time.monotonic() - started, slim=slim, replaced=replaced)
 
+    def _held_all(self, image: Image, omit: frozenset[str], vouchers: Sequence[dict[str, Any]]) -> bool:
+        """After a refused slim load: whether images in the daemon, asked again by ID, still hold every layer
+        left out. If not, a layer kodev remembered (from this process's loads, or an image removed since by
+        `docker rmi` or a prune) was gone, the refusal says nothing about partial archives, and the memory
+        of this process's loads is dropped."""
+        still = [found for found in (self._inspect(str(v["Id"])) for v in vouchers) if found]
+        if omit <= self._present(image, [_layers(found) for found in still]):
+            return True
+        self._known.clear()
+        return False
+
     def close(self) -> None:
         pass
+
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
+        try:
+            return self.daemon.inspect(ref)
+        except (ConnectionError, OSError) as exc:  # requests' errors are OSErrors
+            raise self._lost(ref, exc) from None
+
+    def _lost(self, ref: str, exc: BaseException) -> DaemonConnectionError:
+        return DaemonConnectionError(f"lost the Docker daemon at {self.daemon.endpoint} while loading {ref}: "
+                                     f"{reason(exc)}. Check that it is running; kodev sends the image again on "
+                                     "the next build.")
 
     def _send(self, image: Image, ref: str, omit: frozenset[str]) -> tuple[str, int]:
         import docker.errors
@@ -78,8 +119,7 @@ class DaemonPublisher:
             raise DaemonError(f"loading {ref} into the Docker daemon at {endpoint} failed: "
                               f"{exc.explanation or exc}") from None
         except (ConnectionError, OSError) as exc:
-            raise DaemonError(f"lost the Docker daemon at {endpoint} while loading {ref}: {reason(exc)}. "
-                              "Check that it is running; kodev sends the image again on the next build.") from None
+            raise self._lost(ref, exc) from None
         layers = _layers(inspected)
         if layers != image.diff_ids:
             raise DaemonError(f"the Docker daemon at {endpoint} loaded {ref} with layers {layers}, "
@@ -87,11 +127,12 @@ class DaemonPublisher:
         self._known.append(layers)
         return str(inspected["Id"]), sent.count
 
-    def _present(self, image: Image, layer_lists: Sequence[Sequence[str]]) -> frozenset[str]:
-        """Diff IDs of the longest bottom run of `image`'s layers the daemon is known to hold."""
+    @staticmethod
+    def _present(image: Image, layer_lists: Sequence[Sequence[str]]) -> frozenset[str]:
+        """Diff IDs of the longest bottom run of `image`'s layers that one of `layer_lists` holds."""
         wanted = image.diff_ids
         best = 0
-        for layers in [*self._known, *layer_lists]:
+        for layers in layer_lists:
             shared = 0
             while shared < min(len(layers), len(wanted)) and layers[shared] == wanted[shared]:
                 shared += 1
@@ -104,7 +145,8 @@ class DaemonPublisher:
             self._store = detect_store(self.daemon.api.version(), self.daemon.api.info())
         return self._store
 
-    def _fallback_file(self) -> Path:
+    def fallback_file(self) -> Path:
+        """The marker that turns slim loads off for this daemon, in this and later sessions."""
         from kodev import cache
 
         daemon_id = str(self.daemon.api.info().get("ID", ""))
@@ -113,13 +155,13 @@ class DaemonPublisher:
 
     def _slim_allowed(self) -> bool:
         if self._slim is None:
-            self._slim = self.store() != "podman" and not self._fallback_file().exists()
+            self._slim = self.store() != "podman" and not self.fallback_file().exists()
         return self._slim
 
     def _refuse_slim(self, why: str) -> None:
         self._slim = False
         with contextlib.suppress(OSError):
-            self._fallback_file().write_text(why + "\n")
+            self.fallback_file().write_text(why + "\n")
 
 
 def detect_store(version: dict[str, Any], info: dict[str, Any]) -> str:
@@ -138,13 +180,21 @@ def _layers(inspected: dict[str, Any]) -> list[str]:
 
 
 class _Counter:
-    """Passes chunks through to the HTTP request body, counting the bytes."""
+    """Passes chunks through to the HTTP request body, counting the bytes.
+
+    A layer file that cannot be read is an ImageError, not an OSError: the HTTP client would wrap an
+    OSError from the body into a connection error, and kodev would say it lost the daemon."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks = chunks
         self.count = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            self.count += len(chunk)
-            yield chunk
+        try:
+            for chunk in self.chunks:
+                self.count += len(chunk)
+                yield chunk
+        except OSError as exc:
+            raise ImageError(f"cannot read the image's layers to send them to the Docker daemon: {exc}. The "
+                             "layer cache (KODEV_CACHE_DIR, else ~/.cache/kodev) may have been cleaned "
+                             "meanwhile: build again.") from None
