@@ -319,7 +319,7 @@ class DevLoop:
                              "the other changes are applied.")
             running = self.stack.apply(project)
         except ComposeError as exc:
-            self.ui.error(KodevError(f"{exc} The running project stays as it is; fix the file and save again."))
+            self.ui.error(reworded(exc, f"{exc} The running project stays as it is; fix the file and save again."))
             return
         self.ui.info(f"compose project {project.name} updated")
         following = {d.container() for d in self.deliveries}
@@ -424,7 +424,7 @@ class DevLoop:
             removed = self.containers.cleanup(timeouts)
         except KodevError as exc:
             left = [d.service or "" for d in self.deliveries if d.container()]
-            self.ui.error(KodevError(f"{exc}. Left behind: {', '.join(left) or 'nothing kodev knows of'}; the next "
+            self.ui.error(reworded(exc, f"{exc}. Left behind: {', '.join(left) or 'nothing kodev knows of'}; the next "
                                      "kodev removes them (they are labelled with this kodev, which is gone then)."))
             return False
         if removed:

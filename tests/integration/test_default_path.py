@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -280,9 +279,15 @@ def test_restoring_the_last_good_kodev_toml_says_it_was_reloaded(mod: Module) ->
 
 # --- what a killed kodev leaves ------------------------------------------------------------------------------
 
+def swap_root() -> Path:
+    """Where kodev keeps its swap directories (KODEV_CACHE_DIR is the test session's, kodev inherits it)."""
+    from kodev import cache
+
+    return cache.subdir("swap")
+
+
 def test_after_sigkill_the_next_kodev_leaves_no_container_probe_or_swap_directory(mod: Module) -> None:
-    cache = Path(subprocess.run(["python", "-c", "from kodev import cache; print(cache.subdir('swap'))"],
-                                capture_output=True, text=True, check=True, cwd=mod.path).stdout.strip())
+    cache = swap_root()
     with watching(mod) as s:
         killed = s.proc.process.pid
         edit_and_serve(s, "Swapped")
@@ -301,4 +306,46 @@ def test_after_sigkill_the_next_kodev_leaves_no_container_probe_or_swap_director
         names = [c["Names"][0] for c in mod.client.api.containers(all=True, filters={"name": mod.uid})]
         assert f"/{mod.name('probe')}" not in names, names
         assert len(s.containers()) == 1
+        s.stop()
+
+
+# --- a swap that fails falls back to a recreate -----------------------------------------------------------
+
+def test_a_swap_that_fails_recreates_the_container_and_says_why(mod: Module) -> None:
+    """The container's swap directory removed behind kodev's back (a cleanup script): the binary cannot be
+    placed, so kodev recreates the container once, says why, and swaps again from then on."""
+    import shutil
+
+    with watching(mod) as s:
+        killed = s.proc.process.pid
+        first = [c["Id"] for c in s.containers()]
+        for directory in swap_root().iterdir():
+            if f"-{killed}-" in directory.name:
+                shutil.rmtree(directory)
+        mark = s.mark()
+        set_greeting(mod, "After the fallback")
+        s.page("After the fallback, kodev!")
+        assert s.wait("delivered", mark)["how"] == "recreated"
+        warning = s.wait("message", mark, lambda e: e["level"] == "warning" and "swapping" in e["text"])
+        assert "recreated it instead" in warning["text"], warning
+        assert [c["Id"] for c in s.containers()] != first
+        edit_and_serve(s, "Swapped again")
+        s.stop()
+
+
+# --- [watch] ignore -------------------------------------------------------------------------------------------
+
+def test_watch_ignore_keeps_matching_files_from_starting_a_round(mod: Module) -> None:
+    """`ignore` is about watching only: what is ignored still goes into the next image that is built."""
+    (mod.path / "cmd/server/kodata/drafts").mkdir()
+    with watching(mod, extra='\n[watch]\nignore = ["cmd/server/kodata/drafts/**", "*.tmp"]\n') as s:
+        mark = s.mark()
+        write(mod.path / "cmd/server/kodata/drafts/next.html", "<p>draft</p>")
+        write(mod.path / "cmd/server/kodata/scratch.tmp", "scratch")
+        page = mod.path / KODATA_PAGE
+        page.write_text(page.read_text() + "\n<p>not ignored</p>\n")
+        s.page("not ignored")
+        changes = [e for e in s.events()[mark:] if e["event"] == "changes"]
+        files = {f["path"] for e in changes for f in e["files"]}
+        assert files == {KODATA_PAGE}, changes
         s.stop()
