@@ -325,9 +325,12 @@ ExitSink = Callable[[str, str, int | None, list[str]], None]
 class LogFollower(threading.Thread):
     """Streams one container's stdout and stderr line by line until it ends, then reports its exit code."""
 
-    def __init__(self, client: Any, service: str, container_id: str, on_line: LineSink, on_exit: ExitSink) -> None:
+    def __init__(self, client: Any, service: str, container_id: str, on_line: LineSink, on_exit: ExitSink,
+                 close_client: bool = False) -> None:
+        """`close_client`: the client is this follower's own (Daemon.open_client), closed when it ends."""
         super().__init__(name=f"logs-{service}", daemon=True)
         self.client = client
+        self.close_client = close_client
         self.service = service
         self.container_id = container_id
         self.on_line = on_line
@@ -347,6 +350,9 @@ class LogFollower(threading.Thread):
         except Exception as exc:
             log.debug("no exit code for %s: %s", self.service, exc)
             code = None  # removed under us, or the daemon went away
+        if self.close_client:
+            with contextlib.suppress(Exception):
+                self.client.close()
         self.on_exit(self.service, self.container_id, code, list(self.last_lines))
 
     def _pump(self, name: str) -> None:

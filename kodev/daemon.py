@@ -4,6 +4,7 @@ Loading images into it is a destination of the publish stage (kodev/publish/daem
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,9 +35,10 @@ def connect() -> Daemon:
 
     host = os.environ.get("DOCKER_HOST")
     try:
+        make: Callable[[], Any]
         if host:
             endpoint = f"{host} (from DOCKER_HOST)"
-            client = docker.from_env(timeout=_LOAD_TIMEOUT)
+            make = functools.partial(docker.from_env, timeout=_LOAD_TIMEOUT)
         else:
             name = _current_context_name()
             context = None if name == "default" else ContextAPI.get_context(name)
@@ -45,11 +47,12 @@ def connect() -> Daemon:
                                   "`docker context use NAME` or set DOCKER_HOST.")
             if context is not None:
                 endpoint = f"{context.Host} (docker context {name!r})"
-                client = docker.DockerClient(base_url=context.Host, tls=context.TLSConfig or False,
-                                             timeout=_LOAD_TIMEOUT)
+                make = functools.partial(docker.DockerClient, base_url=context.Host, tls=context.TLSConfig or False,
+                                         timeout=_LOAD_TIMEOUT)
             else:
                 endpoint = DEFAULT_SOCKET
-                client = docker.DockerClient(base_url=DEFAULT_SOCKET, timeout=_LOAD_TIMEOUT)
+                make = functools.partial(docker.DockerClient, base_url=DEFAULT_SOCKET, timeout=_LOAD_TIMEOUT)
+        client = make()
         client.ping()
     except DaemonError:
         raise
@@ -58,7 +61,7 @@ def connect() -> Daemon:
         if where == DEFAULT_SOCKET:
             where += " (the default: DOCKER_HOST is not set and the docker context is 'default')"
         raise DaemonError(f"cannot reach the Docker daemon: {reason(exc)}. {_hint(str(where))}") from None
-    return Daemon(client, endpoint)
+    return Daemon(client, endpoint, make)
 
 
 def reason(exc: BaseException) -> str:
@@ -72,10 +75,16 @@ def reason(exc: BaseException) -> str:
 class Daemon:
     """A connected daemon. The docker client is passed in, never global."""
 
-    def __init__(self, client: Any, endpoint: str) -> None:
+    def __init__(self, client: Any, endpoint: str, make_client: Callable[[], Any] | None = None) -> None:
         self.client = client
         self.endpoint = endpoint
+        self._make_client = make_client
         self._platform: Platform | None = None
+
+    def open_client(self) -> Any:
+        """A client of its own, for a caller that holds connections for long (a log stream): the shared
+        client's pool (10 connections) stays free for the loop's short requests. The caller closes it."""
+        return self._make_client() if self._make_client is not None else self.client
 
     @property
     def api(self) -> Any:

@@ -334,8 +334,9 @@ class DevLoop:
 
     def _follow(self, delivered: Delivered) -> None:
         if delivered.container_id:
-            LogFollower(self.session.daemon.client, delivered.service, delivered.container_id, self._on_line,
-                        self._exited).start()
+            client = self.session.daemon.open_client()  # two streams held for the container's life
+            LogFollower(client, delivered.service, delivered.container_id, self._on_line, self._exited,
+                        close_client=client is not self.session.daemon.client).start()
 
     def _on_line(self, service: str, stream: str, line: str) -> None:
         if self.prefix_logs:
