@@ -36,16 +36,9 @@ class Decision:
     reimage: frozenset[str]  # commands whose kodata changed: a new image without `go build`
     refresh_graph: bool  # files were added or removed, or imports changed: reload the package graph
 
-    @property
-    def empty(self) -> bool:
-        return not (self.rebuild or self.reimage or self.refresh_graph)
-
     def merge(self, other: Decision) -> Decision:
         return Decision(self.rebuild | other.rebuild, self.reimage | other.reimage,
                         self.refresh_graph or other.refresh_graph)
-
-
-NOTHING = Decision(frozenset(), frozenset(), False)
 
 
 def is_noise(path: Path) -> bool:

@@ -1,23 +1,51 @@
-"""Stage 'talk': the typer commands. Thin: parse, connect the stages, report through `UI`."""
+"""Stage 'talk': the typer commands. Thin: parse, connect the stages, report through `UI`.
+
+kodev's environment variables are read once, by the callback that runs before every command
+(`EnvSettings`, kept in the click context's `obj`), and passed on from there. The shared options live in
+kodev/cli_options.py; how a command's output starts and ends (errors, exit codes) in kodev/cli_guard.py.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from kodev import __version__
+from kodev.cli_guard import finish, guarded, make_ui
+from kodev.cli_options import (
+    Command,
+    ConfigOption,
+    EnvFileOption,
+    EnvOption,
+    GoOption,
+    JsonOption,
+    ListOption,
+    NameOption,
+    NetworkOption,
+    PathOption,
+    PlatformOption,
+    ProjectNameOption,
+    PublishOption,
+    RmOption,
+    StopTimeoutOption,
+    SwapOption,
+    UserOption,
+    VolumeOption,
+    WatchOption,
+    after_separator,
+)
 
 if TYPE_CHECKING:
-    from typer._click import Context, HelpFormatter, Parameter  # click itself with typer < 0.24
-
+    from kodev.config import ServiceConfig
     from kodev.network import Origin
     from kodev.services import ContainerSpec
     from kodev.session import Session
+    from kodev.settings import EnvSettings
     from kodev.ui import UI
 
 app = typer.Typer(
@@ -29,47 +57,6 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts hold docker syntax like [HOST_IP:]PORT, not markup
 )
 
-T = TypeVar("T")
-
-
-class Command(TyperCommand):
-    """Arguments shown by their metavar as written (`PATH...`), not as `{PATH...}...` with a `<list[str]>` type."""
-
-    def collect_usage_pieces(self, ctx: Context) -> list[str]:
-        return [*([self.options_metavar] if self.options_metavar else []), *(_arg_name(p) for p in _args(self, ctx))]
-
-    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
-        arguments = [(_arg_name(p), getattr(p, "help", None) or "") for p in _args(self, ctx)]
-        options = [record for p in self.get_params(ctx)
-                   if p.param_type_name == "option" and (record := p.get_help_record(ctx))]
-        for title, rows in (("Arguments", arguments), ("Options", options)):
-            if rows:
-                with formatter.section(title):
-                    formatter.write_dl(rows)
-
-
-def _args(command: TyperCommand, ctx: Context) -> list[Parameter]:
-    return [p for p in command.get_params(ctx) if p.param_type_name == "argument" and not getattr(p, "hidden", False)]
-
-
-def _arg_name(param: Parameter) -> str:
-    return param.metavar or (param.name or "").upper()
-
-ConfigOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045 - typer needs Optional on 3.9 syntax
-    "--config", "-c", metavar="FILE", help="kodev.toml to use (default: the nearest one, up to the module root).",
-    show_default=False)]
-GoOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--go", metavar="PATH", help="The go command to use (default: KODEV_GO, else `go` on PATH).", show_default=False)]
-PlatformOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--platform", metavar="OS/ARCH", help="Target OS/ARCH[/VARIANT] (default: the config's, else the daemon's).",
-    show_default=False)]
-JsonOption = Annotated[bool, typer.Option(
-    "--json", help="Write events as JSON lines on stdout (schema kodev.events/1, see the README) instead of text.")]
-
-
-class State:
-    debug = False
-
 
 def _version(value: bool) -> None:
     if value:
@@ -79,22 +66,43 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show debug messages and tracebacks of unexpected errors "
                                                           "(also KODEV_DEBUG=1).")] = False,
-    config: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    config: Annotated[PathOption, typer.Option(
         "--config", "-c", metavar="FILE", show_default=False,
         help="kodev.toml to use, for any command (`kodev -c FILE watch`); a command's own --config wins.")] = None,
 ) -> None:
-    """`config` is read back by each command from its parent context (`_config`), not kept in a global."""
+    """Reads kodev's environment once, for the command that follows (its context inherits `obj`).
+
+    `config` is read back by each command from its parent context (`_config`), not kept in a global."""
+    import dataclasses
     import os
 
-    State.debug = debug or os.environ.get("KODEV_DEBUG", "") not in ("", "0")
-    if State.debug:
+    from kodev.settings import EnvSettings
+
+    settings = EnvSettings.from_env(os.environ)
+    ctx.obj = dataclasses.replace(settings, debug=settings.debug or debug)
+    if ctx.obj.debug:
         from kodev.ui import enable_debug_log
 
         enable_debug_log()
+
+
+def _settings(ctx: typer.Context) -> EnvSettings:
+    """What `main_options` read (it runs before every command)."""
+    import os
+
+    from kodev.settings import EnvSettings
+
+    found = ctx.obj
+    return found if isinstance(found, EnvSettings) else EnvSettings.from_env(os.environ)
+
+
+# The tag a watch loop's containers run from, besides `latest` (which `kodev build` moves meanwhile).
+WATCH_TAG = "watch"
 
 
 def _config(ctx: typer.Context, own: Path | None) -> Path | None:
@@ -106,94 +114,31 @@ def _config(ctx: typer.Context, own: Path | None) -> Path | None:
     return found if isinstance(found, Path) else None
 
 
-BROKEN_PIPE_EXIT = 141  # what a shell reports for a tool that SIGPIPE ended (128 + 13), e.g. `yes | head -1`
+@contextmanager
+def _session(ctx: typer.Context, config: Path | None, go: str | None, platform: str | None,
+             ui: UI | None = None, pull: bool = False, tarball: Path | None = None,
+             run_tag: str | None = None) -> Iterator[Session]:
+    """The session of a command, from its --config, --go and --platform."""
+    from kodev.session import Session
+
+    with Session.open(_config(ctx, config), go, platform, ui=ui, pull=pull, tarball=tarball,
+                      settings=_settings(ctx), run_tag=run_tag) as session:
+        yield session
 
 
-def _stdout_reader_gone() -> bool:
-    """Whether stdout is a pipe whose reading end was closed (poll reports an error on the write end)."""
-    import select
+def _in_session(ctx: typer.Context, command: str, json: bool, config: Path | None, go: str | None,
+                platform: str | None, body: Callable[[Session], int | None], pull: bool = False,
+                tarball: Path | None = None, run_tag: str | None = None) -> NoReturn:
+    """Run `body` in the command's session, with its output (text, or events with --json), and exit with the
+    code it returns; errors are said as `guarded` says them."""
+    debug = _settings(ctx).debug
+    ui = make_ui(command, json, debug)
 
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
+    def start() -> int | None:
+        with _session(ctx, config, go, platform, ui, pull=pull, tarball=tarball, run_tag=run_tag) as session:
+            return body(session)
 
-
-def _quiet_exit() -> NoReturn:
-    """stdout's reader went away (`kodev resolve -f compose.yaml | head -c0`): exit quietly, as Unix tools do.
-
-    stdout is pointed at /dev/null first, as Python's docs advise for SIGPIPE: whatever is flushed later,
-    at interpreter exit too, goes nowhere instead of raising BrokenPipeError again."""
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
-    raise typer.Exit(BROKEN_PIPE_EXIT)
-
-
-def make_ui(command: str, json: bool) -> UI:
-    """The output of this invocation: text for people, or JSON events (`--json`)."""
-    if json:
-        from kodev.jsonui import JsonUI
-
-        try:
-            return JsonUI(command, debug=State.debug)  # writes the `started` event
-        except BrokenPipeError:
-            if _stdout_reader_gone():
-                _quiet_exit()
-            raise
-    from kodev.ui import UI
-
-    return UI(debug=State.debug)
-
-
-def guarded(action: Callable[[], T], ui: UI | None = None) -> T:
-    """Run `action`; a KodevError becomes one paragraph on stderr and exit code 1, never a traceback."""
-    from kodev.errors import KodevError
-    from kodev.ui import UI
-
-    ui = ui or UI(debug=State.debug)
-    try:
-        return action()
-    except KodevError as exc:
-        ui.error(exc, fatal=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        # Before a loop owned anything (the loops clean up and return on their own): click would say
-        # "Aborted!" and exit 1; a Ctrl-C is not an error.
-        raise typer.Exit(130) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
-            _quiet_exit()  # kodev's output has no reader any more: nothing to report, nowhere to say it
-        if State.debug:
-            raise
-        # A bug or a failure kodev did not foresee: one paragraph; --debug shows the traceback.
-        ui.error(KodevError(f"unexpected {type(exc).__name__}: {exc}. Run again with --debug to see the "
-                            "traceback, and please report it."), fatal=True)
-        raise typer.Exit(1) from None
-
-
-def finish(ui: UI, action: Callable[[], int | None]) -> NoReturn:
-    """Run `action` guarded and exit with its code; the UI closes first (the `exit` event, the status line)."""
-    code = 1
-    try:
-        code = guarded(action, ui) or 0
-    except typer.Exit as exit_:
-        code = exit_.exit_code
-    except KeyboardInterrupt:
-        code = 130
-        raise
-    finally:
-        ui.close(code)
-    raise typer.Exit(code)
+    finish(ui, start, debug)
 
 
 @app.command(cls=Command)
@@ -207,58 +152,18 @@ def build(
     platform: PlatformOption = None,
     pull: Annotated[bool, typer.Option("--pull", help="Pull tagged base images again, even if the daemon has them.")
                     ] = False,
-    tarball: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    tarball: Annotated[PathOption, typer.Option(
         "--tarball", metavar="FILE", show_default=False,
         help="Also write the images into FILE, a `docker save` archive (`docker load -i FILE` elsewhere).")] = None,
     json: JsonOption = False,
 ) -> None:
     """Build each command into an image, load it into the Docker daemon, print its reference."""
-    from kodev.session import Session
 
-    ui = make_ui("build", json)
+    def build_each(session: Session) -> None:
+        for built in session.build_paths(paths):
+            session.ui.result(built.plan.ref)
 
-    def run() -> None:
-        with Session.open(_config(ctx, config), go, platform, debug=State.debug, ui=ui, pull=pull,
-                          tarball=tarball) as session:
-            for built in session.build_paths(paths):
-                session.ui.result(built.plan.ref)
-
-    finish(ui, run)
-
-
-ListOption = Optional[list[str]]  # noqa: UP045
-
-
-def _after_separator(args: list[str] | None) -> tuple[str, ...]:
-    """ARGS after `--` (click may hand the separator itself through)."""
-    items = list(args or ())
-    return tuple(items[1:] if items[:1] == ["--"] else items)
-
-
-Str = Optional[str]  # noqa: UP045 - typer reads these annotations at runtime
-NameOption = Annotated[Str, typer.Option("--name", metavar="NAME", show_default=False,
-                                         help="Container name (default: the command's name).")]
-EnvOption = Annotated[ListOption, typer.Option("--env", "-e", metavar="KEY=VALUE", show_default=False,
-                                               help="Environment variable for the container (repeatable).")]
-EnvFileOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045
-    "--env-file", metavar="FILE", show_default=False, help="File of KEY=VALUE lines for the container.")]
-PublishOption = Annotated[ListOption, typer.Option(
-    "--publish", "-p", metavar="[IP:]HOST:CONTAINER[/proto]", show_default=False,
-    help="Publish a container port on the host (repeatable).")]
-NetworkOption = Annotated[Str, typer.Option("--network", metavar="NETWORK", show_default=False,
-                                            help="Network to connect to, e.g. host.")]
-VolumeOption = Annotated[ListOption, typer.Option("--volume", "-v", metavar="SRC:DST[:ro]", show_default=False,
-                                                  help="Bind mount or named volume (repeatable).")]
-UserOption = Annotated[Str, typer.Option("--user", metavar="USER", show_default=False,
-                                         help="User to run as (default: the image's).")]
-StopTimeoutOption = Annotated[int, typer.Option("--stop-timeout", min=0, metavar="SECONDS",
-                                                help="Seconds between SIGTERM and SIGKILL.")]
-RmOption = Annotated[bool, typer.Option("--rm/--no-rm", help="Remove the container when it exits.")]
-WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Rebuild and restart on every relevant change.")]
-SwapOption = Annotated[Optional[bool], typer.Option(  # noqa: UP045
-    "--swap/--no-swap", show_default=False,
-    help="While watching, swap a new binary into the running container when only the binary changed (kodev's "
-         "supervisor restarts the app); --no-swap recreates it every time. Default: on, unless KODEV_SWAP=0.")]
+    _in_session(ctx, "build", json, config, go, platform, build_each, pull=pull, tarball=tarball)
 
 
 @app.command(cls=Command)
@@ -286,38 +191,40 @@ def run(
 ) -> None:
     """Build a command, run it in a container in the foreground; with --watch, keep it up to date."""
     from kodev.config import ServiceConfig
+
+    service = ServiceConfig(
+        name=name or "", command=path, args=after_separator(args), env=tuple(env or ()),
+        env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
+        volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
+    swapping = _swapping(swap, _settings(ctx))
+    _in_session(ctx, "run", json, config, go, platform,
+                lambda session: _run(session, service, remove_on_exit=rm, watch=watch, swap=swapping),
+                run_tag=WATCH_TAG if watch else None)
+
+
+def _run(session: Session, service: ServiceConfig, remove_on_exit: bool, watch: bool, swap: bool) -> int:
+    """`kodev run`: the one command `service.command` names, in a container (named after it unless named)."""
+    import dataclasses
+
+    from kodev.errors import GoError
     from kodev.network import Origin
     from kodev.services import container_spec
-    from kodev.session import Session
+    from kodev.session import CommandServices
 
-    ui = make_ui("run", json)
+    plans = session.plan([service.command])
+    if len(plans) != 1:
+        raise GoError(f"{service.command}: names {len(plans)} commands; kodev run runs one.")
+    plan = plans[0]
+    service = dataclasses.replace(service, name=service.name or plan.container_name)
+    spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=remove_on_exit)
+    _check_network(session, [(spec, Origin("kodev run", "`--network host` (and no -p)"))])
+    if watch:
+        from kodev.watch import DevLoop
 
-    def start() -> int:
-        with Session.open(_config(ctx, config), go, platform, debug=State.debug, ui=ui) as session:
-            plan = session.plan([path])
-            if len(plan) != 1:
-                from kodev.errors import GoError
+        return DevLoop(session, [CommandServices(plan, (spec,))], prefix_logs=False, swap=swap).run()
+    from kodev.run import run_once
 
-                raise GoError(f"{path}: names {len(plan)} commands; kodev run runs one.")
-            target_plan = plan[0]
-            service = ServiceConfig(
-                name=name or target_plan.container_name, command=path, args=_after_separator(args),
-                env=tuple(env or ()),
-                env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
-                volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
-            spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=rm)
-            _check_network(session, [(spec, Origin("kodev run", "`--network host` (and no -p)"))])
-            from kodev.session import CommandServices
-            from kodev.watch import DevLoop
-
-            if watch:
-                return DevLoop(session, [CommandServices(target_plan, (spec,))], prefix_logs=False,
-                               swap=_swapping(swap)).run()
-            from kodev.run import run_once
-
-            return run_once(session, target_plan, spec)
-
-    finish(ui, start)
+    return run_once(session, plan, spec)
 
 
 @app.command("watch", cls=Command)
@@ -330,9 +237,7 @@ def watch_command(
         "--file", "-f", metavar="FILE", show_default=False,
         help="A compose file (repeatable): run the project through Compose, keeping its ko:// services fresh.")
     ] = None,
-    project_name: Annotated[Str, typer.Option(
-        "--project-name", "-p", metavar="NAME", show_default=False,
-        help="Compose project name (default: Compose's, from the directory name).")] = None,
+    project_name: ProjectNameOption = None,
     take_down: Annotated[bool, typer.Option(
         "--down", help="On Ctrl-C take the compose project down (containers removed, volumes kept) instead of "
                        "stopping it.")] = False,
@@ -343,35 +248,30 @@ def watch_command(
     json: JsonOption = False,
 ) -> None:
     """Watch the module; rebuild only what a change affects and recreate the containers running it."""
-    from kodev.session import Session
-    from kodev.watch import DevLoop
+    swapping = _swapping(swap, _settings(ctx))
 
-    ui = make_ui("watch", json)
+    def watch_in(session: Session) -> int:
+        from kodev.watch import DevLoop
 
-    def start() -> int:
-        with Session.open(_config(ctx, config), go, platform, debug=State.debug, ui=ui) as session:
-            files = compose_files or ([session.config.root / f for f in session.config.compose] if not paths else [])
-            if files:
-                return _watch_compose(session, files, project_name, take_down, _swapping(swap))
-            targets = session.watch_targets(paths or [])
-            _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
-            return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []),
-                           swap=_swapping(swap)).run()
+        files = compose_files or ([session.config.root / f for f in session.config.compose] if not paths else [])
+        if files:
+            return _watch_compose(session, files, project_name, take_down, swapping)
+        targets = session.watch_targets(paths or [])
+        _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
+        return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []), swap=swapping).run()
 
-    finish(ui, start)
+    _in_session(ctx, "watch", json, config, go, platform, watch_in, run_tag=WATCH_TAG)
 
 
-def _swapping(flag: bool | None) -> bool:
+def _swapping(flag: bool | None, settings: EnvSettings) -> bool:
     """--swap/--no-swap, else KODEV_SWAP (0 turns it off), else on."""
-    import os
-
-    return flag if flag is not None else os.environ.get("KODEV_SWAP", "1") not in ("0", "false", "no")
+    return flag if flag is not None else settings.swap
 
 
 def _watch_compose(session: Session, files: list[Path], project_name: str | None, take_down: bool,
                    swap: bool) -> int:
-    from kodev.compose import find_compose, load_with_own_refs
-    from kodev.compose.build import watch_commands
+    from kodev.compose import find_compose
+    from kodev.compose_build import load_with_own_refs
     from kodev.deliver.compose import ComposeStack
     from kodev.deliver.compose_swap import ComposeSwap
     from kodev.deliver.supervision import Supervision
@@ -383,9 +283,9 @@ def _watch_compose(session: Session, files: list[Path], project_name: str | None
     if not project.kodev_services:
         raise ConfigError(f"no service of {', '.join(str(f) for f in project.files)} runs a kodev command: give one "
                           "an image ko://<import path> or ko://./cmd/NAME (relative to the compose file).")
-    commands = watch_commands(session, project)
+    commands = session.compose_targets(project)
     client = session.daemon.client
-    swapping = ComposeSwap(Supervision(session.go, client), client,
+    swapping = ComposeSwap(Supervision(session.go, client, force_copy=session.settings.swap_copy), client,
                            {s: c.plan.command.app_name for c in commands for s in c.compose}) if swap else None
     stack = ComposeStack(cli, project, {s: c.plan.ref for c in commands for s in c.compose}, client,
                          take_down=take_down, swap=swapping)
@@ -398,23 +298,21 @@ def resolve_command(
     file: Annotated[list[Path], typer.Option(
         "--file", "-f", metavar="FILE", show_default=False,
         help="Compose file (repeatable, merged in order as Compose merges them).")],
-    project_name: Annotated[Str, typer.Option(
-        "--project-name", "-p", metavar="NAME", show_default=False,
-        help="Compose project name (default: Compose's, from the directory name).")] = None,
+    project_name: ProjectNameOption = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
 ) -> None:
     """Build the ko:// services of a compose project; print the project with their image references."""
-    from kodev.compose import find_compose, resolve
-    from kodev.session import Session
+    from kodev.compose import find_compose
+    from kodev.compose_build import resolve
 
     def run() -> None:
         cli = find_compose()
-        with Session.open(_config(ctx, config), go, platform, debug=State.debug) as session:
+        with _session(ctx, config, go, platform) as session:
             session.ui.result(resolve(session, cli, file, project_name).rstrip("\n"))
 
-    guarded(run)
+    guarded(run, _settings(ctx).debug)
 
 
 def _check_network(session: Session, specs: Sequence[tuple[ContainerSpec, Origin]]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kodev import koyaml
 from kodev.errors import ConfigError
+from kodev.imageref import valid_repository
 from kodev.settings import (
     CONFIG_NAME,
     DEFAULT_BASE,
@@ -143,7 +144,7 @@ def parse(text: str, path: Path) -> Config:
     commands: dict[str, CommandConfig] = {}
     for key, raw in reader.table(top.get("commands", {}), "commands", None).items():
         table = reader.table(raw, _join("commands", key), _COMMAND_KEYS)
-        if "image" in table and not _valid_image_name(table["image"]):
+        if "image" in table and not valid_repository(table["image"]):
             raise reader.fail(_join(_join("commands", key), "image"),
                               f"'{table['image']}' is not a valid image name (lowercase letters, digits, "
                               "'.', '_', '-', components joined by '/'; no tag)")
@@ -178,7 +179,7 @@ def parse(text: str, path: Path) -> Config:
         ignore=tuple(watch_table.get("ignore", ())),
     )
     repo = top.get("repo", DEFAULT_REPO)
-    if not _valid_image_name(repo):
+    if not valid_repository(repo):
         raise reader.fail("repo", f"'{repo}' is not a valid repository name")
     return Config(root=path.parent, path=path, base=top.get("base", DEFAULT_BASE), repo=repo,
                   platform=top.get("platform"), build=build, commands=commands, services=services,
@@ -186,18 +187,6 @@ def parse(text: str, path: Path) -> Config:
 
 
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # Docker's rule for container names
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_REGISTRY = re.compile(r"^[a-zA-Z0-9.-]+(?::[0-9]+)?$")
-
-
-def _valid_image_name(name: str) -> bool:
-    """A repository name docker accepts: lowercase components joined by '/', maybe a registry host:port."""
-    parts = name.split("/")
-    if len(parts) > 1 and (":" in parts[0] or "." in parts[0] or parts[0] == "localhost"):
-        if not _REGISTRY.match(parts[0]):
-            return False
-        parts = parts[1:]
-    return bool(name) and all(_COMPONENT.match(part) for part in parts)
 
 
 def load(explicit: Path | None, cwd: Path) -> Config:

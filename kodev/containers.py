@@ -1,82 +1,35 @@
-"""Stage 'run': containers kodev creates, recreates, stops and removes — and only those.
-
-Every container carries labels naming its owner (host, pid, process start time, session). A later kodev
-removes containers whose owner is dead, and refuses to touch anything it did not create.
-"""
+"""Stage 'run': containers kodev creates, starts, stops and removes — and only those (kodev/ownership.py says
+which are kodev's)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
-import threading
-import uuid
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kodev.errors import DaemonError, KodevError
+from kodev.ownership import (
+    KEEP_LABEL,
+    MANAGED_LABEL,
+    NO_RM_LABEL,
+    OWNER_PID_LABEL,
+    SERVICE_LABEL,
+    SESSION_LABEL,
+    Owner,
+    container_name,
+    owner_alive,
+    reap_orphans,
+)
 from kodev.services import ContainerSpec
 
 log = logging.getLogger(__name__)
 
-MANAGED_LABEL = "dev.kodev.managed"
-SERVICE_LABEL = "dev.kodev.service"
-SESSION_LABEL = "dev.kodev.session"
-OWNER_HOST_LABEL = "dev.kodev.owner.host"
-OWNER_PID_LABEL = "dev.kodev.owner.pid"
-OWNER_START_LABEL = "dev.kodev.owner.start"
-KEEP_LABEL = "dev.kodev.keep"  # restart = false: left as it is when kodev exits
-NO_RM_LABEL = "dev.kodev.no-rm"  # kodev run --no-rm: kept after it exits on its own, for docker logs
-
 
 class ContainerError(KodevError):
     """A container could not be created or started (name taken, port in use, ...)."""
-
-
-def _process_start(pid: int) -> str:
-    """The process's start time in clock ticks since boot ('' when unknown): tells a reused pid apart."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[19]
-    except (OSError, IndexError):
-        return ""
-
-
-@dataclass(frozen=True)
-class Owner:
-    host: str
-    pid: int
-    start: str
-    session: str
-
-    @classmethod
-    def current(cls) -> Owner:
-        pid = os.getpid()
-        return cls(socket.gethostname(), pid, _process_start(pid), uuid.uuid4().hex[:12])
-
-    def labels(self) -> dict[str, str]:
-        return {MANAGED_LABEL: "true", OWNER_HOST_LABEL: self.host, OWNER_PID_LABEL: str(self.pid),
-                OWNER_START_LABEL: self.start, SESSION_LABEL: self.session}
-
-
-def owner_alive(labels: Mapping[str, str]) -> bool:
-    """Whether the kodev that created a container still runs. Another host's kodev counts as alive."""
-    if labels.get(OWNER_HOST_LABEL) != socket.gethostname():
-        return True
-    try:
-        pid = int(labels.get(OWNER_PID_LABEL, ""))
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    recorded = labels.get(OWNER_START_LABEL, "")
-    return not recorded or recorded == _process_start(pid)
 
 
 def _port_map(spec: ContainerSpec) -> dict[str, Any]:
@@ -87,6 +40,47 @@ def _port_map(spec: ContainerSpec) -> dict[str, Any]:
             host = (port.host_ip, port.host_port)
         ports[f"{port.container_port}/{port.protocol}"] = host
     return ports
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a container ended: its exit code, and when (seconds since the epoch, the daemon's clock; 0 if
+    unknown)."""
+
+    code: int
+    at: float
+
+
+def _epoch_seconds(rfc3339: str) -> float:
+    """Docker's `FinishedAt` (nanoseconds, 'Z') as seconds since the epoch; 0 when it cannot be read."""
+    from datetime import datetime
+
+    whole, _, fraction = rfc3339.rstrip("Z").partition(".")
+    try:
+        return datetime.fromisoformat(whole + "+00:00").timestamp() + float(f"0.{fraction or 0}")
+    except ValueError:
+        return 0.0
+
+
+class ContainerRuntime(Protocol):
+    """What deliveries ask of the containers they run (`Containers` over the real daemon)."""
+
+    def claim_name(self, spec: ContainerSpec) -> Any | None: ...
+
+    def create_and_start(self, spec: ContainerSpec, image: str) -> str: ...
+
+    def create(self, spec: ContainerSpec, image: str, entrypoint: list[str] | None = None,
+               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False) -> str: ...
+
+    def start(self, container_id: str, spec: ContainerSpec) -> None: ...
+
+    def remove(self, container_id: str, timeout: int) -> None: ...
+
+    def rename(self, container_id: str, name: str) -> None: ...
+
+    def stop(self, container_id: str, timeout: int) -> None: ...
+
+    def resume(self, container_id: str) -> None: ...
 
 
 class Containers:
@@ -103,20 +97,7 @@ class Containers:
 
     def reap_orphans(self) -> list[str]:
         """Remove containers left by a kodev that is no longer running (killed outright); their names."""
-        reaped = []
-        for found in self._listed(f"{MANAGED_LABEL}=true"):
-            labels = found.get("Labels") or {}
-            if labels.get(KEEP_LABEL) == "true" or owner_alive(labels):
-                continue
-            if labels.get(NO_RM_LABEL) == "true" and found.get("State") == "exited":
-                continue  # kept on purpose (--no-rm); replaced when its name is next used
-            try:
-                self.client.api.remove_container(found["Id"], force=True)
-            except Exception as exc:  # removed meanwhile, or the daemon refuses: the next kodev tries again
-                log.debug("could not remove orphan %s: %s", _name(found), exc)
-                continue
-            reaped.append(_name(found))
-        return reaped
+        return reap_orphans(self.client, self._listed(f"{MANAGED_LABEL}=true"))
 
     def claim_name(self, spec: ContainerSpec) -> Any | None:
         """Make `spec.name` free for us. Returns a kept (restart = false) container to reuse, if any."""
@@ -217,6 +198,17 @@ class Containers:
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True)
 
+    def rename(self, container_id: str, name: str) -> None:
+        self.client.api.rename(container_id, name)
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds; the container stays (see `remove`)."""
+        self.client.api.stop(container_id, timeout=timeout)
+
+    def resume(self, container_id: str) -> None:
+        """Start a stopped container again (one that was being replaced)."""
+        self.client.api.start(container_id)
+
     def exists(self, container_id: str) -> bool:
         import docker.errors
 
@@ -227,12 +219,19 @@ class Containers:
         return True
 
     def exit_code(self, container_id: str) -> int | None:
+        ended = self.ended(container_id)
+        return ended.code if ended is not None else None
+
+    def ended(self, container_id: str) -> Ended | None:
+        """How a stopped container ended; None while it runs (or when it cannot be inspected)."""
         try:
             state = self.client.api.inspect_container(container_id)["State"]
         except Exception as exc:
             log.debug("cannot inspect %s: %s", container_id[:12], exc)
             return None
-        return None if state.get("Running") else int(state.get("ExitCode", 0))
+        if state.get("Running"):
+            return None
+        return Ended(int(state.get("ExitCode", 0)), _epoch_seconds(str(state.get("FinishedAt", ""))))
 
     def cleanup(self, timeouts: Mapping[str, int]) -> list[str]:
         """Stop and remove every container of this session, except kept ones; in parallel. Their names."""
@@ -250,129 +249,4 @@ class Containers:
 
         with ThreadPoolExecutor(max_workers=max(1, len(doomed))) as pool:
             list(pool.map(remove, doomed))
-        return [_name(c) for c in doomed]
-
-
-def _name(listed: dict[str, Any]) -> str:
-    names = listed.get("Names") or [listed.get("Id", "")[:12]]
-    return str(names[0]).lstrip("/")
-
-
-class Replacement:
-    """Replacing one service's container, in two steps around the load of the new image.
-
-    Begun before the load: the old container is renamed out of the way and stopped (SIGTERM, grace
-    period) in the background, so its graceful shutdown overlaps the load. `finish` creates and starts
-    the new container under the name; `undo` starts the old one again if the new image never arrived.
-    """
-
-    def __init__(self, containers: Containers, old_id: str, spec: ContainerSpec) -> None:
-        self.containers = containers
-        self.old_id = old_id
-        self.spec = spec
-        self._renamed = False
-        self._rename_tried = threading.Event()
-        self._stopper = threading.Thread(target=self._stop_old, name=f"stop-{spec.service}", daemon=True)
-        self._stopper.start()
-
-    def _stop_old(self) -> None:
-        api = self.containers.client.api
-        try:
-            api.rename(self.old_id, f"{self.spec.name}-replaced-{self.old_id[:12]}")
-            self._renamed = True
-        except Exception as exc:  # gone already, or cannot be renamed: finish() removes it first
-            log.debug("cannot rename %s out of the way: %s", self.old_id[:12], exc)
-        finally:
-            self._rename_tried.set()
-        try:
-            api.stop(self.old_id, timeout=self.spec.stop_timeout)
-        except Exception as exc:
-            log.debug("stop of the replaced %s: %s", self.old_id[:12], exc)
-
-    def finish(self, image: str, create: Callable[[], str] | None = None) -> str:
-        """The new container, started; the old one removed. `create` makes the new container (not started)
-        when it needs more than the spec says (the supervisor)."""
-        self._rename_tried.wait()
-        make = create or (lambda: self.containers.create(self.spec, image))
-        new_id = make() if self._renamed else None  # while the old one stops
-        self._stopper.join()
-        self.containers.remove(self.old_id, 0)
-        if new_id is None:
-            if create is None:
-                return self.containers.create_and_start(self.spec, image)
-            self.containers.claim_name(self.spec)
-            new_id = create()
-        self.containers.start(new_id, self.spec)
-        return new_id
-
-    def undo(self) -> None:
-        """Bring the old container back under its name (the new image could not be loaded)."""
-        self._stopper.join()
-        api = self.containers.client.api
-        try:
-            if self._renamed:
-                api.rename(self.old_id, self.spec.name)
-            api.start(self.old_id)
-        except Exception as exc:
-            log.debug("could not bring back %s: %s", self.old_id[:12], exc)
-
-
-LineSink = Callable[[str, str, str], None]  # (service, "stdout" | "stderr", line)
-# (service, container id, exit code or None when the stream broke without one, last lines)
-ExitSink = Callable[[str, str, int | None, list[str]], None]
-
-
-class LogFollower(threading.Thread):
-    """Streams one container's stdout and stderr line by line until it ends, then reports its exit code."""
-
-    def __init__(self, client: Any, service: str, container_id: str, on_line: LineSink, on_exit: ExitSink,
-                 close_client: bool = False) -> None:
-        """`close_client`: the client is this follower's own (Daemon.open_client), closed when it ends."""
-        super().__init__(name=f"logs-{service}", daemon=True)
-        self.client = client
-        self.close_client = close_client
-        self.service = service
-        self.container_id = container_id
-        self.on_line = on_line
-        self.on_exit = on_exit
-        self.last_lines: deque[str] = deque(maxlen=10)
-
-    def run(self) -> None:
-        # Two `logs --follow` streams rather than one attach: attach does not end when the container
-        # exits on some daemons, while a followed log ends exactly then.
-        errors = threading.Thread(target=self._pump, args=("stderr",), daemon=True)
-        errors.start()
-        self._pump("stdout")
-        errors.join()
-        code: int | None
-        try:
-            code = int(self.client.api.wait(self.container_id).get("StatusCode", 0))
-        except Exception as exc:
-            log.debug("no exit code for %s: %s", self.service, exc)
-            code = None  # removed under us, or the daemon went away
-        if self.close_client:
-            with contextlib.suppress(Exception):
-                self.client.close()
-        self.on_exit(self.service, self.container_id, code, list(self.last_lines))
-
-    def _pump(self, name: str) -> None:
-        rest = b""
-        try:
-            for data in self.client.api.logs(self.container_id, stream=True, follow=True,
-                                             stdout=name == "stdout", stderr=name == "stderr"):
-                rest = self._emit(name, rest + data)
-        except Exception as exc:
-            log.debug("%s log stream of %s ended: %s", name, self.service, exc)
-        if rest:
-            self._line(name, rest)
-
-    def _emit(self, name: str, data: bytes) -> bytes:
-        *lines, rest = data.split(b"\n")
-        for line in lines:
-            self._line(name, line)
-        return rest
-
-    def _line(self, name: str, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
-        self.last_lines.append(line)
-        self.on_line(self.service, name, line)
+        return [container_name(c) for c in doomed]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from kodev.errors import DaemonError
+from kodev.imageref import parse as parse_reference
 from kodev.platform import Platform, from_daemon
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -35,7 +36,7 @@ def connect() -> Daemon:
 
     host = os.environ.get("DOCKER_HOST")
     try:
-        make: Callable[[], Any]
+        make: Callable[..., Any]
         if host:
             endpoint = f"{host} (from DOCKER_HOST)"
             make = functools.partial(docker.from_env, timeout=_LOAD_TIMEOUT)
@@ -61,7 +62,8 @@ def connect() -> Daemon:
         if where == DEFAULT_SOCKET:
             where += " (the default: DOCKER_HOST is not set and the docker context is 'default')"
         raise DaemonError(f"cannot reach the Docker daemon: {reason(exc)}. {_hint(str(where))}") from None
-    return Daemon(client, endpoint, make)
+    # Further clients (Daemon.open_client) speak the version this one negotiated: no request to make one.
+    return Daemon(client, endpoint, functools.partial(make, version=client.api.api_version))
 
 
 def reason(exc: BaseException) -> str:
@@ -75,7 +77,7 @@ def reason(exc: BaseException) -> str:
 class Daemon:
     """A connected daemon. The docker client is passed in, never global."""
 
-    def __init__(self, client: Any, endpoint: str, make_client: Callable[[], Any] | None = None) -> None:
+    def __init__(self, client: Any, endpoint: str, make_client: Callable[..., Any] | None = None) -> None:
         self.client = client
         self.endpoint = endpoint
         self._make_client = make_client
@@ -143,12 +145,9 @@ class Daemon:
         return chunks
 
 
-def _split_tag(ref: str) -> tuple[str, str | None]:
-    """("repo", "tag") of a reference; a digest reference keeps its digest as the tag part."""
-    if "@" in ref:
-        repository, digest = ref.split("@", 1)
-        return repository, digest
-    name, _, tag = ref.rpartition(":")
-    if name and "/" not in tag:
-        return name, tag
-    return ref, "latest"
+def _split_tag(ref: str) -> tuple[str, str]:
+    """(repository, tag) as the daemon's pull takes them: a digest reference keeps its digest as the tag."""
+    parts = parse_reference(ref)
+    if parts.digest:
+        return parts.name, parts.digest
+    return parts.repository, parts.tag or "latest"

@@ -143,6 +143,16 @@ class FileWatcher:
                                         name="watcher", daemon=True)
         self._thread.start()
 
+    def follow(self, roots: Iterable[Path], files: Iterable[Path | None]) -> None:
+        """Watch `roots` and `files` (kodev.toml, compose files: watched as files when outside every root);
+        restarted only when that changes what is watched."""
+        wanted = list(roots)
+        for file in files:
+            if file is not None and not any(file.is_relative_to(root) for root in wanted):
+                wanted.append(file)
+        if tuple(wanted) != self.roots:
+            self.start(wanted)
+
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Block until the watches are in place (a save from then on is seen); False if that took too long."""
         return self._ready.wait(timeout)

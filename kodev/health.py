@@ -4,14 +4,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Callable, Iterator
+from typing import Literal
 
-from kodev.daemon import Daemon
+from kodev.daemon import Daemon, reason
+from kodev.errors import DaemonError, KodevError
 from kodev.ui import UI
+
+log = logging.getLogger(__name__)
+
+# An idle check's finding: 'well' (or not due), 'away' (still or newly gone), 'back' (after being away: recover),
+# 'vanished' (the daemon answers but containers of ours are gone: recover).
+IdleFinding = Literal["well", "away", "back", "vanished"]
 
 HEALTH_SECONDS = 2.0  # how often an idle loop checks the daemon and its containers
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
+
+
+class DaemonLost(Exception):
+    """The daemon stopped answering during a round; the loop recovers when it is back."""
 
 
 class DaemonPacer:
@@ -87,3 +102,43 @@ class DaemonHealth:
 
     def soon(self) -> None:
         self.pacer.soon()
+
+    @contextlib.contextmanager
+    def guard(self, doing: str) -> Iterator[None]:
+        """A daemon call outside a round failed (the SDK's errors are OSErrors): a daemon that went away is
+        waited for like any other time it does; anything else is reported, and the loop goes on."""
+        import docker.errors
+        import urllib3
+
+        try:
+            yield
+        except DaemonLost:
+            self.lost()
+        except (OSError, urllib3.exceptions.HTTPError, docker.errors.DockerException, DaemonError) as exc:
+            if not self.daemon.reachable():
+                self.lost()
+                return
+            log.debug("%s failed", doing, exc_info=True)
+            self.ui.error(exc if isinstance(exc, KodevError) else DaemonError(
+                f"kodev could not {doing}: {reason(exc)}. The running containers keep what they have; save "
+                "again to retry."))
+
+    def idle_check(self, vanished: Callable[[], list[str]]) -> IdleFinding:
+        """Every few idle seconds: is the daemon there, and are our containers (`vanished` names the gone)?"""
+        if not self.due():
+            return "away" if self.down else "well"
+        was_down = self.down
+        if not self.check():
+            return "away"
+        if was_down:
+            return "back"
+        try:
+            gone = vanished()
+        except OSError:  # the SDK's connection errors: gone between the ping and now
+            self.lost()
+            return "away"
+        if gone:
+            self.ui.warn(f"the container of {', '.join(s for s in gone if s)} is gone (removed, or the daemon "
+                         "restarted); recreating")
+            return "vanished"
+        return "well"

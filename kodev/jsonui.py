@@ -15,10 +15,10 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, get_args
 
 from kodev.errors import CompileError, KodevError
-from kodev.report import CommandReport
+from kodev.report import CommandReport, DeliveryHow, Outcome
 from kodev.ui import UI
 
 if TYPE_CHECKING:
@@ -59,6 +59,13 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "exit": {"code": (int,)},
 }
 _OPTIONAL = {"error": {"output": _STR}}
+# The fields whose values are a fixed set, and the set: README lists exactly these.
+CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
+    "delivered": {"how": get_args(DeliveryHow)},
+    "command.result": {"outcome": get_args(Outcome)},
+    "service.log": {"stream": ("stdout", "stderr")},
+    "message": {"level": ("info", "warning")},
+}
 
 
 def check_event(event: dict[str, Any]) -> None:
@@ -80,6 +87,14 @@ def check_event(event: dict[str, Any]) -> None:
         types = fields.get(key)
         if types is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
             raise ValueError(f"{name}.{key} = {value!r} is not of {[t.__name__ for t in types]}")
+        allowed = CHOICES.get(name, {}).get(key)
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{name}.{key} = {value!r} is not one of {list(allowed)}")
+    if name == "command.result":
+        for entry in event["delivered"]:
+            if entry.get("how") not in get_args(DeliveryHow):
+                raise ValueError(f"command.result.delivered: how {entry.get('how')!r} is not one of "
+                                 f"{list(get_args(DeliveryHow))}")
 
 
 def _now() -> str:

@@ -7,38 +7,51 @@ round early (the loop notices and recovers when it is back).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from kodev.builder import Builder, CommandPlan
-from kodev.daemon import Daemon
+from docker.errors import DockerException
+
+from kodev.builder import ImageBuilder, Snapshot
 from kodev.deliver import Delivered, Delivery, Done, Pending, Release
 from kodev.errors import CompileError, DaemonError, KodevError
 from kodev.gobuild import Binary
-from kodev.image import kodata
+from kodev.health import DaemonLost
 from kodev.image.assemble import Image
+from kodev.image.kodata import KODATA_DIR
 from kodev.image.layers import Layer
-from kodev.publish import Published
-from kodev.publish.pruning import PruningPublisher
+from kodev.plan import CommandPlan
+from kodev.publish import ImagePruner, Published
 from kodev.report import CommandReport
 from kodev.templates import GitHead
 from kodev.ui import UI
 
 
+class Reachable(Protocol):
+    """Whether the daemon answers (asked when a round fails: a refusal, or the daemon gone?)."""
+
+    def reachable(self) -> bool: ...
+
+
 @dataclass
 class WatchedCommand:
-    """One command in the loop: its plan, the deliveries of its image, and its last good build."""
+    """One command in the loop: its plan, the deliveries of its image, and its last good build. Its fields
+    are written by its own methods only."""
 
     plan: CommandPlan
     deliveries: list[Delivery]
     binary_layer: Layer | None = None  # of the last good build
     binary_digest: str | None = None  # of the last good binary (a rebuild that matches it changes nothing)
     image: Image | None = None  # the image last published
-    image_id: str | None = None
     sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
+
+    def __post_init__(self) -> None:
+        if not self.sources:  # link targets are known after the first snapshot
+            self.sources = frozenset({(self.plan.command.dir / KODATA_DIR).absolute()})
 
     @property
     def import_path(self) -> str:
@@ -48,47 +61,53 @@ class WatchedCommand:
     def serves(self) -> bool:
         return any(d.service is not None for d in self.deliveries)
 
+    def published(self, image: Image, binary_digest: str | None) -> None:
+        """`image` reached the daemon: it is what the next round compares against."""
+        self.image, self.binary_layer = image, image.layers[-1]
+        if binary_digest is not None:
+            self.binary_digest = binary_digest
+
+    def read(self, snapshot: Snapshot) -> None:
+        self.sources = snapshot.sources
+
+    def forget_image(self) -> None:
+        """The daemon may have lost the image (it restarted): the next round sends it again."""
+        self.image = None
+
     def take_over(self, previous: WatchedCommand) -> None:
         """The same command under a reloaded kodev.toml: its last good build is this one's to compare against."""
         self.binary_layer, self.binary_digest = previous.binary_layer, previous.binary_digest
-        self.image, self.image_id, self.sources = previous.image, previous.image_id, previous.sources
-
-    def update_sources(self, builder: Builder, git: GitHead | None) -> None:
-        """Re-read which files make up the kodata (a broken link is reported by the build itself)."""
-        command = self.plan.command
-        with contextlib.suppress(KodevError):
-            self.sources = kodata.sources(command.dir / kodata.KODATA_DIR, builder.allowed_root(command, git))
+        self.image, self.sources = previous.image, previous.sources
 
 
-class DaemonLost(Exception):
-    """The daemon stopped answering during a round; the loop recovers when it is back."""
-
-
+@dataclass
 class Rebuild:
-    """Runs rounds for a fixed set of commands (a changed kodev.toml makes a new Rebuild)."""
+    """Runs rounds for a fixed set of commands (a changed kodev.toml makes a new Rebuild). `on_delivered` is
+    told of every container a round starts (the loop follows its logs); `strip` links with -s -w."""
 
-    def __init__(self, builder: Builder, publisher: PruningPublisher, daemon: Daemon, ui: UI,
-                 commands: list[WatchedCommand], scratch: Path, on_delivered: Callable[[Delivered], None],
-                 strip: bool = False) -> None:
-        self.strip = strip  # link with -s -w ([watch] strip)
-        self.on_delivered = on_delivered  # the loop follows the logs of new containers
-        self.builder = builder
-        self.publisher = publisher
-        self.daemon = daemon
-        self.ui = ui
-        self.commands = commands
-        self.scratch = scratch
-        self.started = 0.0  # when the last round began (the storm rule waits from there)
+    builder: ImageBuilder
+    pruning: ImagePruner
+    daemon: Reachable
+    ui: UI
+    commands: list[WatchedCommand]
+    scratch: Path
+    on_delivered: Callable[[Delivered], None]
+    strip: bool = False
+    run_ref: Callable[[CommandPlan], str] = lambda plan: plan.ref  # where a container of its image runs from
+    started: float = field(default=0.0, init=False)  # when the last round began (the storm rule waits from there)
+    _git: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="git"),
+                                     init=False, repr=False)
 
     def run(self, compile_these: set[str], reimage_these: set[str]) -> None:
         """Rebuild the commands named (import paths); raises DaemonLost if the daemon went away."""
         self.started = time.monotonic()
         by_path = {c.import_path: c for c in self.commands}
+        # HEAD may have moved: read once per round, while `go build` runs (off the path to serving).
+        git = self._git.submit(self.builder.heads, [c.plan.command for c in self.commands])
         # Without a good binary yet there is nothing to re-image: compile instead.
         compile_these |= {p for p in reimage_these if p in by_path and by_path[p].binary_layer is None}
         compiling = [by_path[p] for p in sorted(compile_these) if p in by_path]
         compiled, go_seconds = self._compile(compiling)
-        git = self.builder.heads([c.plan.command for c in self.commands])  # once per round: HEAD may move
         reimaging = [by_path[p] for p in sorted(reimage_these - set(compiled)) if p in by_path
                      and by_path[p].binary_layer is not None]
         ordered = sorted([*(c for c in compiling if c.import_path in compiled), *reimaging],
@@ -96,14 +115,14 @@ class Rebuild:
         for command in ordered:
             done = compiled.get(command.import_path)
             try:
-                self._release(command, done, go_seconds if done else None, git.get(command.plan.command.module_dir))
-            except (KodevError, OSError) as exc:  # the SDK's errors are OSErrors (requests)
+                self._release(command, done, go_seconds if done else None, _head(git, command))
+            except (KodevError, OSError, DockerException) as exc:  # the SDK's: mostly OSErrors (requests)
                 if not self.daemon.reachable():
                     raise DaemonLost from None
                 if not isinstance(exc, KodevError):
                     exc = DaemonError(f"the Docker daemon failed while publishing {command.plan.name}: {exc}")
                 self.ui.error(exc)
-        self.publisher.prune()  # the replaced images: their containers are gone now
+        self.pruning.prune()  # the replaced images: their containers are gone now
         self.builder.prune({layer.path for c in self.commands if c.image for layer in c.image.layers})
 
     def _compile(self, compiling: list[WatchedCommand]) -> tuple[dict[str, Binary], float | None]:
@@ -114,11 +133,12 @@ class Rebuild:
                                                         strip=self.strip)
         except CompileError as exc:
             self.ui.error(exc)
-            self.ui.warn(f"build failed; {self._what_stays()}. Save a fix to try again.")
+            self.ui.warn(f"build failed; {self.what_stays()}. Save a fix to try again.")
             return {}, None
         return {c.import_path: b for c, b in zip(compiling, binaries, strict=True)}, go_seconds
 
-    def _what_stays(self) -> str:
+    def what_stays(self) -> str:
+        """What the user still has after a failed build, reload or graph load."""
         if any(d.container() for c in self.commands for d in c.deliveries):
             return "the running containers keep the last good build"
         if any(c.image is not None for c in self.commands):
@@ -135,12 +155,13 @@ class Rebuild:
         plan = command.plan
         started = time.monotonic()
         clock_start = started - (go_seconds or 0)
-        kodata_layer = self.builder.read_kodata(plan, git)
-        binary_only = compiled is not None and self._binary_only(command, compiled, kodata_layer, git)
+        snapshot = self.builder.snapshot(plan, git)
+        command.read(snapshot)
+        binary_only = compiled is not None and self._binary_only(command, compiled, snapshot)
         pending: list[Pending] = []
         if binary_only:
             assert compiled is not None
-            early = Release(plan.ref, None, True, compiled.path)
+            early = Release(self.run_ref(plan), None, True, compiled.path)
             pending = [d.begin(early) for d in command.deliveries if d.wants(early)]
         swapped_at = time.monotonic()
         for begun in pending:
@@ -148,13 +169,12 @@ class Rebuild:
                 self.ui.served(plan.name, begun.delivered, swapped_at - clock_start)
         top = self.builder.binary_layer(plan, compiled) if compiled else command.binary_layer
         assert top is not None
-        image = self.builder.image(plan, top, kodata_layer, git)
-        command.update_sources(self.builder, git)
+        image = self.builder.image(snapshot, top)
         image_seconds = time.monotonic() - swapped_at
         first = command.image is None
         changed = command.image is None or image.config_digest != command.image.config_digest
         if not binary_only:
-            release = Release(plan.ref, image, changed, None)
+            release = Release(self.run_ref(plan), image, changed, None)
             wanting = [d for d in command.deliveries if d.wants(release)]
             if not changed and not wanting:
                 self.ui.report(CommandReport(plan.name, "unchanged", time.monotonic() - clock_start, go_seconds,
@@ -173,14 +193,12 @@ class Rebuild:
         for done in delivered:
             self.on_delivered(done)
 
-    def _binary_only(self, command: WatchedCommand, compiled: Binary, kodata_layer: Layer, git: GitHead | None
-                     ) -> bool:
+    def _binary_only(self, command: WatchedCommand, compiled: Binary, snapshot: Snapshot) -> bool:
         """Whether only the binary changed: a new binary, and the image with the last binary layer in its
         place is the image published last (same base, kodata, config)."""
         if command.image is None or command.binary_layer is None or compiled.digest == command.binary_digest:
             return False
-        stand_in = self.builder.image(command.plan, command.binary_layer, kodata_layer, git)
-        return stand_in.config_digest == command.image.config_digest
+        return self.builder.image(snapshot, command.binary_layer).config_digest == command.image.config_digest
 
     def _send(self, command: WatchedCommand, image: Image, compiled: Binary | None, pending: list[Pending]
               ) -> Published:
@@ -188,10 +206,16 @@ class Rebuild:
             published = self.builder.publish(command.plan, image)
         except BaseException:
             for waiting in pending:
-                waiting.abort()
+                restored = waiting.abort()
+                if restored is not None:
+                    self.on_delivered(restored)  # the old container serves again: follow its logs again
             raise
-        command.image, command.image_id = image, published.image_id
-        command.binary_layer = image.layers[-1]
-        if compiled is not None:
-            command.binary_digest = compiled.digest
+        command.published(image, compiled.digest if compiled is not None else None)
         return published
+
+    def close(self) -> None:
+        self._git.shutdown(wait=False)
+
+
+def _head(heads: Future[dict[Path, GitHead | None]], command: WatchedCommand) -> GitHead | None:
+    return heads.result().get(command.plan.command.module_dir)

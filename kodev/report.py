@@ -1,14 +1,30 @@
-"""What one command's build came to, as data: the UI renders it (one line), the benchmark and tests read it."""
+"""What one command's build came to, as data: the UI renders it (one line), the benchmark and tests read it.
+
+Below the stages that produce it (deliver, rebuild) and beside the UI that renders it: it imports neither."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from kodev.deliver import Delivered
 from kodev.publish import Published
 
 Outcome = Literal["built", "rebuilt", "unchanged", "image"]
+# How a build reached a workload: 'started' (it was down), 'recreated' (a new container), 'swapped' (the binary
+# replaced in place), 'kept' (nothing was needed), 'deferred' (a compose service: the project comes up whole
+# once every kodev image exists). README's `delivered` event lists exactly these.
+DeliveryHow = Literal["started", "recreated", "swapped", "kept", "deferred"]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What a delivery did for one workload."""
+
+    service: str
+    how: DeliveryHow
+    seconds: float
+    container_id: str | None = None  # a new container whose logs are to be followed
+    note: str = ""  # something the user should know (a swap that fell back to a recreate, and why)
 
 
 @dataclass(frozen=True)
@@ -26,7 +42,3 @@ class CommandReport:
     image: float
     published: Published | None = None
     delivered: tuple[Delivered, ...] = ()
-
-    @property
-    def delivery_seconds(self) -> float:
-        return sum(d.seconds for d in self.delivered)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from kodev.builder import CommandPlan
-from kodev.containers import Containers, LogFollower, Owner
+from kodev.containers import Containers
 from kodev.errors import KodevError
+from kodev.logs import LogFollower
+from kodev.ownership import Owner
+from kodev.plan import CommandPlan
 from kodev.services import ContainerSpec
 from kodev.session import Session
 from kodev.signals import interrupts_as_keyboard, shielded

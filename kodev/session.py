@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kodev import config as config_stage
 from kodev import platform as platforms
-from kodev.builder import Builder, BuiltImage, CommandPlan, plan_commands
+from kodev.builder import Builder, BuiltImage
 from kodev.config import Config, ServiceConfig, key_path
 from kodev.daemon import Daemon, connect
 from kodev.errors import ConfigError, GoError
 from kodev.gomod import resolve_commands, selects
 from kodev.gotool import GoTool, find_go
 from kodev.image.resolve import Bases
+from kodev.plan import CommandPlan, plan_commands
 from kodev.platform import Platform
+from kodev.publish import ImagePruner, NoPruning, Publisher
 from kodev.publish.daemon import DaemonPublisher
 from kodev.publish.multi import MultiPublisher
 from kodev.publish.pruning import PruningPublisher
 from kodev.publish.tarball import TarballPublisher
+from kodev.settings import EnvSettings
 from kodev.ui import UI
 
 if TYPE_CHECKING:
+    from kodev.compose.project import ComposeProject
     from kodev.services import ContainerSpec
 
 
@@ -40,7 +45,11 @@ class CommandServices:
 
 @dataclass(frozen=True)
 class Session:
-    """What one kodev invocation works with. A changed kodev.toml gives a new Session (`with_config`)."""
+    """What one kodev invocation works with. A changed kodev.toml gives a new Session (`with_config`).
+
+    `publisher` is where images go; `pruner` removes the images publishes replaced, at the moment the loop
+    chooses (usually the same object: the publisher that notes what it replaced). A session built without
+    one (a test's, one that never publishes) prunes nothing."""
 
     cwd: Path
     ui: UI
@@ -48,42 +57,45 @@ class Session:
     go: GoTool
     daemon: Daemon
     platform: Platform
-    publisher: PruningPublisher
+    publisher: Publisher
     builder: Builder
     pull: bool = False
+    pruner: ImagePruner = field(default_factory=NoPruning)
+    settings: EnvSettings = field(default_factory=lambda: EnvSettings.from_env(os.environ))
+    run_tag: str | None = None  # the tag containers run from (kodev watch), besides `latest`
+
+    def run_ref(self, plan: CommandPlan) -> str:
+        """The reference a container of `plan`'s image is created from."""
+        return f"{plan.repository}:{self.run_tag}" if self.run_tag else plan.ref
 
     @classmethod
     @contextmanager
     def open(cls, config_path: Path | None, go_override: str | None, platform_flag: str | None,
-             debug: bool = False, ui: UI | None = None, pull: bool = False,
-             tarball: Path | None = None) -> Iterator[Session]:
+             ui: UI | None = None, pull: bool = False, tarball: Path | None = None,
+             settings: EnvSettings | None = None, run_tag: str | None = None) -> Iterator[Session]:
         """Read the config, find Go, connect to the daemon. With `tarball`, images also go into that
-        archive (written when the session closes)."""
-        ui = ui or UI(debug=debug)
+        archive (written when the session closes). `settings`: kodev's environment variables as the CLI
+        read them (default: read now). `run_tag` (the watch loop's): images are also tagged so, and the
+        containers run from that tag (`Session.run_ref`)."""
+        settings = settings or EnvSettings.from_env(os.environ)
+        ui = ui or UI(debug=settings.debug)
         cwd = Path.cwd()
         config = config_stage.load(config_path, cwd)
         for warning in config.warnings:
             ui.warn(warning)
-        if platform_flag:
-            platforms.parse(platform_flag, "--platform")
-        elif config.platform:
-            platforms.parse(config.platform, f"{config.describe()}: platform")
+        chosen = _chosen_platform(config, platform_flag)  # a bad one is reported before Go or Docker is asked
         go = find_go(go_override, {})
         daemon = connect()
         try:
-            if platform_flag:
-                target = platforms.parse(platform_flag, "--platform")
-            elif config.platform:
-                target = platforms.parse(config.platform, f"{config.describe()}: platform")
-            else:
-                target = daemon.platform()
+            target = chosen or daemon.platform()
             go = dataclasses.replace(go, env={**go.env, **target.go_env()})
-            into_daemon = DaemonPublisher(daemon)
+            into_daemon = DaemonPublisher(daemon, run_tag)
             publisher = PruningPublisher(
                 MultiPublisher(into_daemon, TarballPublisher(tarball)) if tarball else into_daemon, daemon)
+            builder = _builder(config, go, daemon, target, publisher, ui, pull, settings)
             session = cls(cwd=cwd, ui=ui, config=config, go=go, daemon=daemon, platform=target,
-                          publisher=publisher, builder=_builder(config, go, daemon, target, publisher, ui, pull),
-                          pull=pull)
+                          publisher=publisher, builder=builder, pull=pull, pruner=publisher, settings=settings,
+                          run_tag=run_tag)
             yield session
             publisher.close()  # deferred work: the archive written, replaced images removed
         finally:
@@ -91,7 +103,8 @@ class Session:
 
     def with_config(self, config: Config) -> Session:
         """The same session on a changed kodev.toml; base images are resolved again (they may have changed)."""
-        builder = _builder(config, self.go, self.daemon, self.platform, self.publisher, self.ui, self.pull)
+        builder = _builder(config, self.go, self.daemon, self.platform, self.publisher, self.ui, self.pull,
+                           self.settings)
         return dataclasses.replace(self, config=config, builder=builder)
 
     def reload(self, watch_paths: Sequence[str]) -> tuple[Session, list[CommandServices]] | None:
@@ -110,13 +123,20 @@ class Session:
         commands = resolve_commands(self.go, paths, self.cwd, origins)
         return plan_commands(self.config, commands, self.builder.git(commands))
 
-    def build_paths(self, paths: Sequence[str]) -> list[BuiltImage]:
-        return self.builder.build(self.plan(paths))
+    def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]:
+        return self.builder.build(plans)
 
-    def _config_path(self, path: str) -> str:
-        """A command path from kodev.toml: relative to the file's directory, not to where kodev runs."""
-        target = path.removeprefix("ko://")
-        return str((self.config.root / target).resolve()) if target.startswith(".") else target
+    def build_paths(self, paths: Sequence[str]) -> list[BuiltImage]:
+        return self.build(self.plan(paths))
+
+    def compose_targets(self, project: ComposeProject) -> list[CommandServices]:
+        """What `kodev watch -f` keeps fresh: each kodev service's command, with the services that run it."""
+        from kodev.compose_build import command_plans  # Compose's modules (and yaml) for compose projects only
+
+        by_plan: dict[CommandPlan, list[str]] = {}
+        for service, plan in command_plans(self, project).items():
+            by_plan.setdefault(plan, []).append(service)
+        return [CommandServices(plan, compose=tuple(services)) for plan, services in by_plan.items()]
 
     def watch_targets(self, paths: Sequence[str]) -> list[CommandServices]:
         """What `kodev watch` runs: services and commands from kodev.toml, or the commands given.
@@ -135,11 +155,11 @@ class Session:
         for name, service in self.config.services.items():
             key = f"{where}: {key_path('services', name, 'command')}"
             specs.append((container_spec(service, self.config.root, f"{where}: services.{name}"),
-                          self._config_path(service.command)))
+                          self.config.command_path(service.command)))
             origins.setdefault(specs[-1][1], f"{key}: {service.command}")
         for command in self.config.commands:
-            origins.setdefault(self._config_path(command), f"{where}: {key_path('commands', command)}")
-        from_config = [*(path for _, path in specs), *(self._config_path(key) for key in self.config.commands)]
+            origins.setdefault(self.config.command_path(command), f"{where}: {key_path('commands', command)}")
+        from_config = [*(path for _, path in specs), *(self.config.command_path(key) for key in self.config.commands)]
         if not paths and not from_config and not _in_go_module(self.cwd):
             raise ConfigError(f"no go.mod in {self.cwd} or any directory above it: kodev watch works inside a Go "
                               "module. Run it from your module's directory (where go.mod is), or name a command: "
@@ -189,10 +209,19 @@ class Session:
         return result
 
 
-def _builder(config: Config, go: GoTool, daemon: Daemon, target: Platform, publisher: PruningPublisher, ui: UI,
-             pull: bool) -> Builder:
+def _chosen_platform(config: Config, flag: str | None) -> Platform | None:
+    """--platform, else the config's `platform`, else None (the daemon's is used)."""
+    if flag:
+        return platforms.parse(flag, "--platform")
+    if config.platform:
+        return platforms.parse(config.platform, f"{config.describe()}: platform")
+    return None
+
+
+def _builder(config: Config, go: GoTool, daemon: Daemon, target: Platform, publisher: Publisher, ui: UI,
+             pull: bool, settings: EnvSettings) -> Builder:
     bases = Bases(daemon, target, pull, config.root, ui.info)
-    return Builder(config, go, target, bases, publisher, ui)
+    return Builder(config, go, target, bases, publisher, ui, settings.epochs, settings.cache.layer_budget)
 
 
 def _in_go_module(directory: Path) -> bool:

@@ -2,6 +2,7 @@
 
 Shared by both readers — `config` (kodev.toml) and `koyaml` (ko's .ko.yaml) — so that neither needs the
 other's module: `config` picks the reader, `koyaml` builds these values, and there is no import cycle.
+`EnvSettings` is what kodev's own environment variables say, read once by the CLI.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kodev.cache import CacheSettings
+from kodev.epoch import Epochs
+from kodev.gomod import KO_SCHEME
 
 CONFIG_NAME = "kodev.toml"
 DEFAULT_BASE = "static"
@@ -89,6 +94,13 @@ class Config:
     def describe(self) -> str:
         return str(self.path) if self.path else "the built-in defaults"
 
+    def command_path(self, path: str) -> str:
+        """A command as this config names it (a `[commands]` key, a service's `command`), as `go list` takes
+        it: `ko://` dropped, a relative directory resolved against the file's directory (not where kodev runs),
+        an import path as it is."""
+        target = path.removeprefix(KO_SCHEME)
+        return str((self.root / target).resolve()) if target.startswith(".") else target
+
 
 def find(start: Path, name: str = CONFIG_NAME) -> Path | None:
     """The file `name` in `start` or the nearest parent, stopping at the module root (go.mod) or repo root."""
@@ -99,3 +111,21 @@ def find(start: Path, name: str = CONFIG_NAME) -> Path | None:
         if (directory / "go.mod").exists() or (directory / ".git").exists():
             return None
     return None
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """What kodev's own environment variables say, read once where a command starts (`from_env`) and
+    passed down from there: no stage reads them itself."""
+
+    cache: CacheSettings  # KODEV_CACHE_DIR, XDG_CACHE_HOME, KODEV_CACHE_MAX_MB
+    debug: bool = False  # KODEV_DEBUG: debug messages, and tracebacks of unexpected errors (as --debug)
+    swap: bool = True  # KODEV_SWAP: the default of --swap/--no-swap (0, false or no turn it off)
+    swap_copy: bool = False  # KODEV_SWAP_COPY: copy swapped binaries in even where a bind mount works
+    epochs: Epochs = field(default_factory=Epochs)  # SOURCE_DATE_EPOCH, KO_DATA_DATE_EPOCH
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EnvSettings:
+        return cls(cache=CacheSettings.from_env(env), debug=env.get("KODEV_DEBUG", "") not in ("", "0"),
+                   swap=env.get("KODEV_SWAP", "1") not in ("0", "false", "no"),
+                   swap_copy=env.get("KODEV_SWAP_COPY", "") not in ("", "0"), epochs=Epochs.read(env))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from kodev.epoch import read_epoch
 from kodev.errors import ConfigError
 
 _FIELD = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
@@ -31,28 +32,15 @@ class GitHead:
     remote_url: str | None
 
 
-def git_head(directory: Path) -> GitHead | None:
-    """Two quick git calls (not the six of `git_info`): cheap enough for every rebuild."""
-    head = _git(directory, "rev-parse", "--show-toplevel", "HEAD")
-    if head is None or len(head.splitlines()) != 2:
-        return None
-    root, full = head.splitlines()
-    remote = _git(directory, "remote", "get-url", "origin")  # as git_info, so labels agree
-    return GitHead(Path(root), full, _without_credentials(remote) if remote else None)
-
-
 @dataclass(frozen=True)
-class GitInfo:
-    """The git checkout a module lives in, with ko's (goreleaser's) field names."""
+class GitInfo(GitHead):
+    """The git checkout a module lives in, with ko's (goreleaser's) field names: what `{{.Git.*}}` needs."""
 
-    root: Path
-    full_commit: str
     short_commit: str
     branch: str
     tag: str
     commit_timestamp: int
     dirty: bool
-    remote_url: str | None
 
     def field(self, name: str) -> str:
         return {
@@ -72,21 +60,29 @@ def _git(directory: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_info(directory: Path) -> GitInfo | None:
-    """Facts about the git checkout holding `directory`, or None when it is not in one (or has no commit)."""
+def git_head(directory: Path) -> GitHead | None:
+    """The checkout holding `directory` with two quick git calls (cheap enough for every rebuild), or None
+    when it is not in one (or has no commit)."""
     head = _git(directory, "rev-parse", "--show-toplevel", "HEAD")
     if head is None or len(head.splitlines()) != 2:
         return None
     root, full = head.splitlines()
+    remote = _git(directory, "remote", "get-url", "origin")
+    return GitHead(Path(root), full, _without_credentials(remote) if remote else None)
+
+
+def git_info(directory: Path) -> GitInfo | None:
+    """`git_head` and what templates need besides (four more git calls: branch, tag, commit time, dirty)."""
+    head = git_head(directory)
+    if head is None:
+        return None
     tag = (_git(directory, "tag", "--points-at", "HEAD", "--sort=-version:refname") or "").split("\n")[0]
     tag = tag or _git(directory, "describe", "--tags", "--abbrev=0") or "v0.0.0"
-    remote = _git(directory, "remote", "get-url", "origin")
     return GitInfo(
-        root=Path(root), full_commit=full, short_commit=full[:7],
-        branch=_git(directory, "rev-parse", "--abbrev-ref", "HEAD") or "",
+        root=head.root, full_commit=head.full_commit, remote_url=head.remote_url,
+        short_commit=head.full_commit[:7], branch=_git(directory, "rev-parse", "--abbrev-ref", "HEAD") or "",
         tag=tag, commit_timestamp=int(_git(directory, "log", "-1", "--format=%ct") or 0),
         dirty=bool(_git(directory, "status", "--porcelain", "--untracked-files=no")),
-        remote_url=_without_credentials(remote) if remote else None,
     )
 
 
@@ -106,10 +102,13 @@ class TemplateContext:
     now: int
 
     @classmethod
-    def current(cls, module_dir: Path, git: GitInfo | None) -> TemplateContext:
-        epoch = os.environ.get("SOURCE_DATE_EPOCH")
-        now = int(epoch) if epoch and epoch.isdigit() else int(time.time())
-        return cls(env=dict(os.environ), git=git, module_dir=module_dir, now=now)
+    def current(cls, module_dir: Path, git: GitInfo | None, env: Mapping[str, str] | None = None
+                ) -> TemplateContext:
+        """The context of a build now: `env` (default: this process's environment) for {{.Env.*}}, and
+        SOURCE_DATE_EPOCH, read as the image timestamps read it, else the clock, for {{.Date}}."""
+        env = dict(os.environ if env is None else env)
+        epoch = read_epoch(env, "SOURCE_DATE_EPOCH")
+        return cls(env=env, git=git, module_dir=module_dir, now=int(time.time()) if epoch is None else epoch)
 
 
 def expand(value: str, context: TemplateContext, where: str) -> str:

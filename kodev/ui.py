@@ -37,17 +37,22 @@ SERVICE_COLORS = ("cyan", "yellow", "green", "magenta", "blue", "bright_cyan", "
 
 
 class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Debug lines on stderr; once a UI exists, through it (`sink`): above its status line, under its lock."""
+    """Debug lines on stderr; while a UI with a status line runs, through it (`send_to`): above its status
+    line, under its lock."""
 
-    sink: Callable[[str], None] | None = None
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.sink: Callable[[str], None] | None = None
+
+    def send_to(self, sink: Callable[[str], None]) -> None:
+        self.sink = sink
 
     def emit(self, record: logging.LogRecord) -> None:
-        sink = _DebugHandler.sink
-        if sink is None:
+        if self.sink is None:
             super().emit(record)
             return
         try:
-            sink(self.format(record))
+            self.sink(self.format(record))
         except Exception:
             self.handleError(record)
 
@@ -61,6 +66,13 @@ def enable_debug_log() -> None:
     handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+
+def _debug_lines_to(sink: Callable[[str], None]) -> None:
+    """Route the debug channel (if --debug turned it on) through `sink`: the newest UI with a status line."""
+    for handler in logging.getLogger("kodev").handlers:
+        if isinstance(handler, _DebugHandler):
+            handler.send_to(sink)
 
 
 def human_bytes(count: int) -> str:
@@ -98,7 +110,7 @@ class UI:
         self._pending: list[str] = []  # commands built this round whose report is still to come
         self._progress = [0]  # packages compiled by the running `go build` (the status line reads it)
         if self._status is not None:
-            _DebugHandler.sink = self.debug_line  # the debug channel must not garble the status line either
+            _debug_lines_to(self.debug_line)  # the debug channel must not garble the status line either
 
     def debug_line(self, text: str) -> None:
         with self._writing():

@@ -11,16 +11,19 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from kodev.builder import CommandPlan
+from kodev.builder import Snapshot
 from kodev.deliver import Delivered, Release
 from kodev.errors import CompileError
 from kodev.gobuild import Binary, BuildRequest
 from kodev.gomod import MainPackage
-from kodev.image.assemble import Image
+from kodev.image.assemble import Image, ImageSpec
+from kodev.image.base import BaseImage
 from kodev.image.layers import Layer
+from kodev.plan import CommandPlan
+from kodev.platform import Platform
 from kodev.publish import Published, Publisher
+from kodev.templates import GitHead
 
 MODULE = "example.com/m"
 
@@ -64,7 +67,8 @@ class RecordingPublisher:
         if ref in self.fail:
             raise self.fail[ref]
         self.sent.append(ref)
-        return Published(ref, image.config_digest, 1_234_567, 0.03, replaced=self.replaced.pop(ref, None))
+        replaced = self.replaced.pop(ref, None)
+        return Published(ref, image.config_digest, 1_234_567, 0.03, replaced=(replaced,) if replaced else ())
 
     def close(self) -> None:
         self.log.append((self.name, "close"))
@@ -72,7 +76,7 @@ class RecordingPublisher:
 
 
 class FakeBuilder:
-    """Duck-types `Builder` for `Rebuild`: what `go build` yields is set per command (`binaries`), a compile
+    """An `ImageBuilder` for `Rebuild`: what `go build` yields is set per command (`binaries`), a compile
     error is raised at will (`compile_error`), images are real `Image` values over named layers."""
 
     def __init__(self, publisher: Publisher) -> None:
@@ -103,21 +107,19 @@ class FakeBuilder:
             self.on_layer(plan)
         return layer(f"binary:{binary.digest}")
 
-    def heads(self, commands: Sequence[MainPackage]) -> dict[Path, Any]:
+    def heads(self, commands: Sequence[MainPackage]) -> dict[Path, GitHead | None]:
         return {}
 
-    def allowed_root(self, command: MainPackage, git: Any) -> Path:
-        return command.module_dir
-
-    def read_kodata(self, plan: CommandPlan, git: Any) -> Layer:
+    def snapshot(self, plan: CommandPlan, git: GitHead | None) -> Snapshot:
         import_path = plan.command.import_path
         self.log.append(("kodata", import_path))
-        return layer(f"kodata:{import_path}:{self.kodata.get(import_path, '')}")
+        spec = ImageSpec(import_path, plan.command.app_name, Platform("linux", "amd64"), 0, {})
+        kodata = layer(f"kodata:{import_path}:{self.kodata.get(import_path, '')}")
+        return Snapshot(plan, BaseImage("fake", (layer("base"),)), kodata, frozenset(), spec)
 
-    def image(self, plan: CommandPlan, top: Layer, kodata: Layer, git: Any) -> Image:
-        import_path = plan.command.import_path
-        layers = (layer("base"), kodata, top)
-        config = json.dumps({"cmd": import_path, "layers": [x.diff_id for x in layers]}).encode()
+    def image(self, snapshot: Snapshot, top: Layer) -> Image:
+        layers = (*snapshot.base.layers, snapshot.kodata, top)
+        config = json.dumps({"cmd": snapshot.spec.import_path, "layers": [x.diff_id for x in layers]}).encode()
         return Image(config, layers)
 
     def publish(self, plan: CommandPlan, image: Image) -> Published:
@@ -125,6 +127,17 @@ class FakeBuilder:
 
     def prune(self, in_use: set[Path]) -> None:
         self.pruned.append(in_use)
+
+
+class FakePruning:
+    """Counts prunes (what pruning removes is tested against the real daemon: tests/integration/test_publish.py)."""
+
+    def __init__(self) -> None:
+        self.prunes = 0
+
+    def prune(self) -> list[str]:
+        self.prunes += 1
+        return []
 
 
 class FakeDaemon:
@@ -174,6 +187,9 @@ class FakeDelivery:
     def close(self) -> None:
         pass
 
+    def missed(self, ended_at: float) -> bool:
+        return False
+
     def take_over(self, previous: object) -> bool:
         return False
 
@@ -188,5 +204,6 @@ class FakePending:
         self.delivery.running, self.delivery.down = f"c-{service}", False
         return Delivered(service, "recreated", 0.05, f"c-{service}")
 
-    def abort(self) -> None:
+    def abort(self) -> Delivered | None:
         self.delivery.log.append(("abort", str(self.delivery.service)))
+        return None

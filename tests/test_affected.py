@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kodev.affected import NOTHING, Decision, FileChange, decide, is_noise
+from kodev.affected import Decision, FileChange, decide, is_noise
 from kodev.gomod import GoPackage, ModuleGraph
 
 # A module like examples/hello, plus a package with embedded files and a local `replace` target.
@@ -23,6 +23,7 @@ HELLO = "example.com/hello/cmd/hello"
 GREETING = "example.com/hello/internal/greeting"
 ASSETS = "example.com/hello/internal/assets"
 LIB = "example.com/lib"
+NOTHING = Decision(frozenset(), frozenset(), False)  # nothing to build, re-image or refresh
 KODATA = ROOT / "cmd/server/kodata"
 LINKED = ROOT / "assets/banner.txt"  # cmd/server/kodata/banner.txt is a symlink to it
 LINKED_DIR = ROOT / "shared/static"  # cmd/server/kodata/static is a symlink to it
@@ -122,8 +123,7 @@ def test_several_changes_are_one_decision() -> None:
 @pytest.mark.parametrize("change", ["added", "modified", "deleted"])
 def test_changes_that_affect_nothing(path: str, change: str) -> None:
     decision = run(FileChange(ROOT / path, change))  # type: ignore[arg-type]
-    assert decision.empty, decision
-    assert decision == NOTHING
+    assert decision == NOTHING, decision
 
 
 @pytest.mark.parametrize("name", [".main.go.swp", "main.go~", ".#main.go", "4913", "main.go.swp"])
@@ -144,7 +144,7 @@ def test_file_excluded_by_build_constraints_refreshes_the_graph_only() -> None:
 
 
 def test_file_outside_every_package_and_root() -> None:
-    assert run(FileChange(Path("/elsewhere/main.go"), "modified")).empty
+    assert run(FileChange(Path("/elsewhere/main.go"), "modified")) == NOTHING
 
 
 # --- the graph changes ---------------------------------------------------------------------------------
@@ -208,9 +208,9 @@ def test_kodata_change_reimages_without_compiling(path: Path, change: str) -> No
 
 
 def test_sibling_of_a_kodata_source_is_not_kodata() -> None:
-    assert run(mod("assets/banner.txt.orig")).empty
-    assert run(mod("assets/other.txt")).empty
-    assert run(mod("cmd/server/kodata2/x.html")).empty
+    assert run(mod("assets/banner.txt.orig")) == NOTHING
+    assert run(mod("assets/other.txt")) == NOTHING
+    assert run(mod("cmd/server/kodata2/x.html")) == NOTHING
 
 
 def test_rebuild_wins_over_reimage() -> None:
@@ -247,8 +247,8 @@ def test_deleted_embedded_file_rebuilds_and_refreshes() -> None:
 
 
 def test_file_next_to_embedded_ones_but_not_embedded() -> None:
-    assert run(FileChange(ROOT / "internal/assets/templates/other.tmpl", "added")).empty
-    assert run(mod("internal/assets/notes.txt")).empty
+    assert run(FileChange(ROOT / "internal/assets/templates/other.tmpl", "added")) == NOTHING
+    assert run(mod("internal/assets/notes.txt")) == NOTHING
 
 
 # --- module files --------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_module_files_under_a_root_affect_every_command(path: Path, change: str)
 @pytest.mark.parametrize("path", [Path("/src/go.mod"), Path("/src/other/go.sum"), Path("/go.work"),
                                   Path("/src/hello-old/go.mod")])
 def test_module_files_outside_every_root_affect_nothing(path: Path) -> None:
-    assert run(FileChange(path, "modified")).empty
+    assert run(FileChange(path, "modified")) == NOTHING
 
 
 # --- vendored packages, assembly, vendor/modules.txt -----------------------------------------------
@@ -290,8 +290,8 @@ def test_vendored_package_edit_rebuilds_exactly_its_dependents() -> None:
     assert decision == Decision(frozenset({SERVER}), frozenset(), False)
     new_file = run(FileChange(ROOT / "vendor/example.com/dep/zap/sugar.go", "added"), graph=vendored_graph())
     assert new_file.refresh_graph and not new_file.rebuild
-    assert run(mod("vendor/example.com/dep/zap/global_test.go"), graph=vendored_graph()).empty
-    assert run(mod("vendor/example.com/dep/zap/README.md"), graph=vendored_graph()).empty
+    assert run(mod("vendor/example.com/dep/zap/global_test.go"), graph=vendored_graph()) == NOTHING
+    assert run(mod("vendor/example.com/dep/zap/README.md"), graph=vendored_graph()) == NOTHING
 
 
 @pytest.mark.parametrize("change", ["added", "modified", "deleted"])
@@ -304,7 +304,7 @@ def test_vendor_modules_txt_is_a_module_file(change: str) -> None:
 @pytest.mark.parametrize("path", [ROOT / "docs/modules.txt", ROOT / "vendor/example.com/dep/modules.txt",
                                   Path("/src/vendor/modules.txt")])
 def test_other_modules_txt_files_are_not(path: Path) -> None:
-    assert run(FileChange(path, "modified"), graph=vendored_graph()).empty
+    assert run(FileChange(path, "modified"), graph=vendored_graph()) == NOTHING
 
 
 @pytest.mark.parametrize("name", ["fast_amd64.s", "fast.h", "rsrc.syso"])
@@ -318,18 +318,10 @@ def test_assembly_and_syso_files_rebuild_their_dependents(name: str) -> None:
 def test_new_assembly_file_refreshes_and_an_excluded_one_does_nothing() -> None:
     added = run(FileChange(ROOT / "internal/fast/fast_386.s", "added"), graph=vendored_graph())
     assert added == Decision(frozenset(), frozenset(), True)
-    assert run(mod("internal/fast/fast_arm64.s"), graph=vendored_graph()).empty
+    assert run(mod("internal/fast/fast_arm64.s"), graph=vendored_graph()) == NOTHING
 
 
 # --- Decision ------------------------------------------------------------------------------------------
-
-def test_decision_empty() -> None:
-    assert NOTHING.empty
-    assert Decision(frozenset(), frozenset(), False).empty
-    assert not Decision(frozenset({SERVER}), frozenset(), False).empty
-    assert not Decision(frozenset(), frozenset({SERVER}), False).empty
-    assert not Decision(frozenset(), frozenset(), True).empty
-
 
 def test_decision_merge() -> None:
     a = Decision(frozenset({SERVER}), frozenset(), False)
@@ -339,8 +331,8 @@ def test_decision_merge() -> None:
     assert merged.reimage == {SERVER}
     assert merged.refresh_graph
     assert a.merge(NOTHING) == a
-    assert NOTHING.merge(NOTHING).empty
-    assert not b.merge(NOTHING).empty
+    assert NOTHING.merge(NOTHING) == NOTHING
+    assert b.merge(NOTHING) != NOTHING
     # merge returns a new value; the inputs are untouched
     assert a == Decision(frozenset({SERVER}), frozenset(), False)
 

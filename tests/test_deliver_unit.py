@@ -1,6 +1,6 @@
 """Deliveries (kodev/deliver/): when a recreate wants a release, and what begin/complete/abort do to it.
 
-`Recreate` runs over a fake `Containers` whose API records calls: the cases here are decided by the
+`RecreateDelivery` runs over a fake `Containers` whose API records calls: the cases here are decided by the
 delivery's own state (down, restart, the container it owns), and an abort needs a publish that failed,
 which the real daemon cannot be made to do at will. Replacing real containers around a load (rename, stop,
 undo) is tested against the real daemon in tests/integration/test_replacement.py.
@@ -8,14 +8,14 @@ undo) is tested against the real daemon in tests/integration/test_replacement.py
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from kodev.containers import Containers
 from kodev.deliver import Release
 from kodev.deliver.choose import deliveries_for
 from kodev.deliver.image_only import ImageOnly
-from kodev.deliver.recreate import Recreate
+from kodev.deliver.recreate import RecreateDelivery
 from kodev.publish import Published
 from kodev.services import ContainerSpec
 from tests.fakes import image_of
@@ -23,9 +23,12 @@ from tests.fakes import image_of
 REF = "kodev.local/server:latest"
 
 
-class _Api:
-    def __init__(self, calls: list[tuple[Any, ...]]) -> None:
-        self.calls = calls
+class FakeContainers:
+    """A `ContainerRuntime` that records what a delivery asks of it; new containers are numbered."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.made = 0
 
     def rename(self, container_id: str, name: str) -> None:
         self.calls.append(("rename", container_id, name))
@@ -33,35 +36,23 @@ class _Api:
     def stop(self, container_id: str, timeout: int) -> None:
         self.calls.append(("stop", container_id))
 
-    def start(self, container_id: str) -> None:
+    def resume(self, container_id: str) -> None:
         self.calls.append(("start", container_id))
-
-
-class _Client:
-    def __init__(self, calls: list[tuple[Any, ...]]) -> None:
-        self.api = _Api(calls)
-
-
-class FakeContainers:
-    """Records what a delivery asks of `Containers`; new containers are numbered."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.client = _Client(self.calls)
-        self.made = 0
 
     def _new(self) -> str:
         self.made += 1
         return f"new-{self.made}"
 
-    def claim_name(self, spec: ContainerSpec) -> None:
+    def claim_name(self, spec: ContainerSpec) -> Any | None:
         self.calls.append(("claim", spec.name))
+        return None
 
     def create_and_start(self, spec: ContainerSpec, image: str) -> str:
         self.calls.append(("create_and_start", image))
         return self._new()
 
-    def create(self, spec: ContainerSpec, image: str) -> str:
+    def create(self, spec: ContainerSpec, image: str, entrypoint: list[str] | None = None,
+               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False) -> str:
         self.calls.append(("create", image))
         return self._new()
 
@@ -72,10 +63,10 @@ class FakeContainers:
         self.calls.append(("remove", container_id))
 
 
-def recreate(restart: bool = True) -> tuple[Recreate, FakeContainers]:
+def recreate(restart: bool = True) -> tuple[RecreateDelivery, FakeContainers]:
     containers = FakeContainers()
     spec = ContainerSpec(service="web", name="kodev-web", command="./cmd/server", restart=restart, stop_timeout=3)
-    return Recreate(spec, cast(Containers, containers)), containers
+    return RecreateDelivery(spec, containers), containers
 
 
 def release(changed: bool) -> Release:
@@ -165,8 +156,9 @@ def test_image_only_wants_nothing_and_delivers_nothing() -> None:
 
 
 def test_choose_one_recreate_per_service_or_image_only(tmp_path: Path) -> None:
-    containers = cast(Containers, FakeContainers())
+    containers = FakeContainers()
     assert [type(d) for d in deliveries_for([], [], containers, None)] == [ImageOnly]
     specs = [ContainerSpec(service=name, name=name, command="./cmd/server") for name in ("a", "b")]
     chosen = deliveries_for(specs, [], containers, None)
-    assert [type(d) for d in chosen] == [Recreate, Recreate] and [d.service for d in chosen] == ["a", "b"]
+    assert [type(d) for d in chosen] == [RecreateDelivery, RecreateDelivery]
+    assert [d.service for d in chosen] == ["a", "b"]

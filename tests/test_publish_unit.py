@@ -40,7 +40,7 @@ def test_multi_publishes_to_each_in_order_and_answers_with_the_first() -> None:
     image = image_of("base", "binary")
     published = MultiPublisher(first, second).publish(image, REF)
     assert log == [("daemon", REF), ("tarball", REF)]
-    assert published.replaced == "sha256:old"  # the first one's result
+    assert published.replaced == ("sha256:old",)  # the first one's result
     assert published.image_id == image.config_digest
 
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import pytest
 
-from kodev.builder import Builder
-from kodev.daemon import Daemon
 from kodev.deliver import Delivered, Delivery
 from kodev.deliver.image_only import ImageOnly
 from kodev.errors import CompileError, DaemonError
-from kodev.publish.pruning import PruningPublisher
-from kodev.rebuild import DaemonLost, Rebuild, WatchedCommand
+from kodev.health import DaemonLost
+from kodev.rebuild import Rebuild, WatchedCommand
 from kodev.ui import UI
-from tests.fakes import FakeBuilder, FakeDaemon, FakeDelivery, RecordingPublisher, plan
+from tests.fakes import FakeBuilder, FakeDaemon, FakeDelivery, FakePruning, RecordingPublisher, plan
 
 A, Z = "example.com/m/cmd/aaa", "example.com/m/cmd/zzz"
 
@@ -47,17 +44,22 @@ class Round:
     def command(self, import_path: str) -> WatchedCommand:
         return next(c for c in self.rebuild.commands if c.import_path == import_path)
 
+    def delivery(self, import_path: str) -> FakeDelivery:
+        """The command's first delivery, a fake one (the tests that ask give it one)."""
+        found = self.command(import_path).deliveries[0]
+        assert isinstance(found, FakeDelivery)
+        return found
+
 
 def make(tmp_path: Path, deliveries: dict[str, list[Delivery]]) -> Round:
     destination = RecordingPublisher()
     daemon = FakeDaemon()
-    builder = FakeBuilder(PruningPublisher(destination, cast(Daemon, daemon)))
+    builder = FakeBuilder(destination)
     err = io.StringIO()
     ui = UI(stdout=io.StringIO(), stderr=err)
     commands = [WatchedCommand(plan(tmp_path, path.rsplit("/", 1)[-1]), list(ds)) for path, ds in deliveries.items()]
     delivered: list[Delivered] = []
-    rebuild = Rebuild(cast(Builder, builder), cast(PruningPublisher, builder.publisher), cast(Daemon, daemon), ui,
-                      commands, tmp_path, delivered.append)
+    rebuild = Rebuild(builder, FakePruning(), daemon, ui, commands, tmp_path, delivered.append)
     log: list[tuple[str, ...]] = []
     for command in commands:
         for delivery in command.deliveries:
@@ -78,7 +80,8 @@ def test_services_first_even_when_sorted_after_an_image_only_command(tmp_path: P
     assert loop.destination.sent == ["kodev.local/zzz:latest", "kodev.local/aaa:latest"]
     assert out.index("zzz") < out.index("aaa")
     assert loop.builder.compiled == [[A, Z]]  # one go build for both
-    assert loop.log == [("begin", "web"), ("complete", "web", loop.command(Z).image_id or "")]
+    image = loop.command(Z).image
+    assert image is not None and loop.log == [("begin", "web"), ("complete", "web", image.config_digest)]
     assert [d.service for d in loop.delivered] == ["web"]
     assert "built in" in out and "rebuilt" not in out
 
@@ -97,7 +100,7 @@ def test_unchanged_image_is_reported_and_nothing_is_published_or_delivered(tmp_p
 def test_unchanged_image_still_reaches_a_workload_that_is_down(tmp_path: Path) -> None:
     loop = make(tmp_path, {Z: [web()]})
     loop.run({Z})
-    delivery = cast(FakeDelivery, loop.command(Z).deliveries[0])
+    delivery = loop.delivery(Z)
     delivery.lost()  # its container exited
     loop.log.clear()
     out = loop.run({Z})
@@ -186,7 +189,7 @@ def test_compile_error_keeps_the_running_containers(tmp_path: Path) -> None:
 
 def test_release_binary_only_when_just_the_binary_changed(tmp_path: Path) -> None:
     loop = make(tmp_path, {Z: [web()]})
-    delivery = cast(FakeDelivery, loop.command(Z).deliveries[0])
+    delivery = loop.delivery(Z)
     loop.run({Z})
     assert delivery.releases[-1].binary is None  # first build: nothing to swap into
 
@@ -221,7 +224,7 @@ def test_a_kodata_edit_that_lands_during_a_swap_is_delivered_by_the_next_round(t
     """Issue 18: the image of a swapped round was assembled after serving from kodata read *then*, so the
     next round compared against a kodata the container never got and said "unchanged"."""
     loop = make(tmp_path, {Z: [web()]})
-    delivery = cast(FakeDelivery, loop.command(Z).deliveries[0])
+    delivery = loop.delivery(Z)
     loop.run({Z})
     loop.builder.binaries[Z] = "v2"
     edits = iter(["edited while the swap served"])

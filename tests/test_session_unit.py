@@ -19,14 +19,15 @@ from typing import cast
 import pytest
 
 from kodev import config as config_stage
-from kodev.builder import Builder, _command_config
+from kodev.builder import Builder
 from kodev.config import BuildSettings, CommandConfig, Config
-from kodev.containers import OWNER_HOST_LABEL, OWNER_PID_LABEL, OWNER_START_LABEL, Owner, owner_alive
 from kodev.daemon import Daemon, _split_tag
 from kodev.errors import ConfigError
 from kodev.gomod import MainPackage
 from kodev.gotool import GoTool, find_go
 from kodev.image.resolve import Bases
+from kodev.ownership import OWNER_HOST_LABEL, OWNER_PID_LABEL, OWNER_START_LABEL, Owner, owner_alive
+from kodev.plan import _command_config
 from kodev.platform import parse as parse_platform
 from kodev.publish import Publisher
 from kodev.publish.pruning import PruningPublisher

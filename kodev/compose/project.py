@@ -16,6 +16,7 @@ from typing import Any
 
 from kodev.compose.locate import ComposeCLI, ComposeError
 from kodev.gomod import KO_SCHEME
+from kodev.imageref import parse as parse_reference
 
 _CONFIG_TIMEOUT = 120  # seconds; `config` reads local files only
 
@@ -130,13 +131,10 @@ def _service(name: str, image: str, has_build: bool, origin: Path, own_refs: Map
 
 def split_reference(image: str) -> tuple[str, str]:
     """("kodev.local/server", "latest") from "kodev.local/server:latest"; a registry port is not a tag."""
-    if "@" in image:
+    parts = parse_reference(image)
+    if parts.digest:
         return image, "@"  # pinned by digest: never one of kodev's moving tags
-    head, _, last = image.rpartition("/")
-    if ":" in last:
-        name, tag = last.split(":", 1)
-        return (f"{head}/{name}" if head else name), tag
-    return image, ""
+    return parts.repository, parts.tag
 
 
 # --- which file a service's image came from (for relative ko:// paths) ----------------------------

@@ -15,6 +15,9 @@ from typing import Protocol
 
 from kodev.image.assemble import Image
 from kodev.publish import Published
+from kodev.report import Delivered, DeliveryHow
+
+__all__ = ["Delivered", "Delivery", "DeliveryHow", "Done", "OneContainer", "Pending", "Release"]
 
 
 @dataclass(frozen=True)
@@ -27,24 +30,17 @@ class Release:
     binary: Path | None = None  # the new binary, when it is the only thing that changed
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """What a delivery did: `how` is 'started', 'recreated', 'swapped' or 'kept' (nothing was needed)."""
-
-    service: str
-    how: str
-    seconds: float
-    container_id: str | None = None  # a new container whose logs are to be followed
-    note: str = ""  # something the user should know (a swap that fell back to a recreate, and why)
-
-
 class Pending(Protocol):
+    """A release on its way to one workload. It changes its delivery's state only through the delivery's
+    own methods (`runs`, `kept_on`): the delivery owns which container serves."""
+
     def complete(self, published: Published | None) -> Delivered:
         """Bring the release to the workload (`published` is None when the image did not change)."""
         ...
 
-    def abort(self) -> None:
-        """Publishing failed: leave (or put back) the old workload serving."""
+    def abort(self) -> Delivered | None:
+        """Publishing failed: leave (or put back) the old workload serving. A container started again is
+        returned (`how` 'kept'), so that its logs are followed again."""
         ...
 
 
@@ -58,8 +54,8 @@ class Done:
     def complete(self, published: Published | None) -> Delivered:
         return self.delivered
 
-    def abort(self) -> None:
-        pass
+    def abort(self) -> Delivered | None:
+        return None
 
 
 class Delivery(Protocol):
@@ -93,6 +89,12 @@ class Delivery(Protocol):
         by session label, all at once)."""
         ...
 
+    def missed(self, ended_at: float) -> bool:
+        """The workload's container ended at `ended_at` (epoch seconds): whether the last release reached it
+        only after it had stopped (a binary swapped into a container whose app had just exited), so that it
+        is started again rather than reported as a crash."""
+        ...
+
     def take_over(self, previous: Delivery) -> bool:
         """kodev.toml changed: this delivery (of the new config) takes over the workload `previous` runs, so
         that it serves until this delivery's first release replaces it. False: not the same workload."""
@@ -101,11 +103,23 @@ class Delivery(Protocol):
 
 class OneContainer:
     """The state every delivery with one container per service shares: which container, and whether it is
-    down (none yet, or it exited): a down workload wants the next release even if the image did not change."""
+    down (none yet, or it exited): a down workload wants the next release even if the image did not change.
+    Only its own methods write it."""
 
     def __init__(self) -> None:
         self.container_id: str | None = None
         self.down = True
+
+    def runs(self, container_id: str | None) -> None:
+        """The workload's container from now on (a release reached it; None: there is none)."""
+        self.container_id, self.down = container_id, container_id is None
+
+    def missed(self, ended_at: float) -> bool:
+        return False
+
+    def expects_exit(self) -> None:
+        """The current container is being replaced: its exit is expected now, not news."""
+        self.container_id = None
 
     def owns(self, container_id: str) -> bool:
         return container_id == self.container_id

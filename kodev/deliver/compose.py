@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kodev.compose import ComposeCLI, ComposeError, ComposeProject, containers, down, stop, up, write_override
-from kodev.deliver import Delivered, Delivery, Done, OneContainer, Pending, Release
+from kodev.deliver import Delivered, Delivery, DeliveryHow, Done, OneContainer, Pending, Release
 from kodev.deliver.compose_swap import ComposeSwap
 from kodev.errors import KodevError
 from kodev.publish import Published
@@ -35,14 +35,14 @@ class ComposeStack:
         self.images = dict(images)  # service -> the reference kodev builds for it
         self.client = client
         self.take_down = take_down
-        self.swap = swap
+        self.swapping = swap  # None: every service is recreated
         self.override = write_override(project, self.images)
         self.started = False
 
     def start(self) -> dict[str, str]:
         """`up -d` for the whole project (a running one is adopted); the container of each service."""
-        if self.swap is not None and self.images:  # the probe needs an image: after the first build
-            extras = self.swap.prepare(self.project, next(iter(self.images.values())))
+        if self.swapping is not None and self.images:  # the probe needs an image: after the first build
+            extras = self.swapping.prepare(self.project, next(iter(self.images.values())))
             self.override = write_override(self.project, self.images, extras=extras)
         up(self.cli, self.project, self.override)
         self.started = True
@@ -53,8 +53,8 @@ class ComposeStack:
 
     def replace(self, service: str) -> str | None:
         """Bring one service onto its (new) image; its container now."""
-        if self.swap is not None:
-            self.swap.unswap(service)
+        if self.swapping is not None:
+            self.swapping.unswap(service)
         up(self.cli, self.project, self.override, services=[service], no_deps=True)
         return self.running().get(service)
 
@@ -65,20 +65,20 @@ class ComposeStack:
 
     def shutdown(self) -> str:
         """Stop (or take down) the project; what was done, for the user."""
-        if self.swap is not None:
-            self.swap.close()
+        if self.swapping is not None:
+            self.swapping.close()
         if not self.started:
             return ""
         if self.take_down:
             down(self.cli, self.project, self.override)
-            if self.swap is not None:  # no container mounts them any more
-                self.swap.remove_directories()
+            if self.swapping is not None:  # no container mounts them any more
+                self.swapping.remove_directories()
             return f"took compose project {self.project.name} down (volumes kept)"
         stop(self.cli, self.project, self.override)  # the stopped containers keep mounting the directories
         return f"stopped compose project {self.project.name} (containers and volumes kept)"
 
 
-class ComposeService(OneContainer):
+class ComposeDelivery(OneContainer):
     """One compose service that runs a kodev image."""
 
     stop_timeout = 10
@@ -95,13 +95,13 @@ class ComposeService(OneContainer):
         return self.down or release.changed
 
     def begin(self, release: Release) -> Pending:
-        swap = self.stack.swap
+        swapping = self.stack.swapping
         assert self.service is not None
-        if (release.binary is not None and swap is not None and swap.swaps(self.service)
+        if (release.binary is not None and swapping is not None and swapping.swaps(self.service)
                 and self.container_id is not None and not self.down):
             started = time.monotonic()
             try:
-                swap.swap(self.service, release.binary)
+                swapping.swap_in(self.service, release.binary)
             except Exception as exc:  # the container went away, its stdin closed...
                 log.debug("swap failed", exc_info=True)
                 return _Replacing(self, f"swapping the binary into {self.service} failed ({exc}); "
@@ -113,20 +113,20 @@ class ComposeService(OneContainer):
         pass  # the stack stops the project as a whole
 
     def take_over(self, previous: Delivery) -> bool:
-        if not isinstance(previous, ComposeService) or previous.service != self.service:
+        if not isinstance(previous, ComposeDelivery) or previous.service != self.service:
             return False
         self.container_id, self.down = previous.hand_over()  # the stack (and its swaps) stay the same
         return True
 
     def adopt(self, container_id: str | None) -> None:
-        if self.stack.swap is not None and self.service is not None and container_id != self.container_id:
-            self.stack.swap.attach(self.service, container_id)
-        self.container_id = container_id
-        self.down = container_id is None
+        """Compose (re)made this service's container: it is the one that runs the service from now on."""
+        if self.stack.swapping is not None and self.service is not None and container_id != self.container_id:
+            self.stack.swapping.attach(self.service, container_id)
+        self.runs(container_id)
 
 
 class _Replacing:
-    def __init__(self, delivery: ComposeService, note: str = "") -> None:
+    def __init__(self, delivery: ComposeDelivery, note: str = "") -> None:
         self.delivery = delivery
         self.note = note
 
@@ -134,7 +134,7 @@ class _Replacing:
         delivery = self.delivery
         assert delivery.service is not None
         if not delivery.stack.started:  # the first build: the project comes up whole after it
-            return Delivered(delivery.service, "pending", 0.0)
+            return Delivered(delivery.service, "deferred", 0.0)
         started = time.monotonic()
         try:
             container_id = delivery.stack.replace(delivery.service)
@@ -142,9 +142,9 @@ class _Replacing:
             raise KodevError(f"compose could not replace {delivery.service}: {exc}") from None
         previous = delivery.container_id
         delivery.adopt(container_id)
-        how = "recreated" if container_id != previous else "kept"
+        how: DeliveryHow = "recreated" if container_id != previous else "kept"
         return Delivered(delivery.service, how, time.monotonic() - started,
                          container_id if container_id != previous else None, self.note)
 
-    def abort(self) -> None:
-        pass  # nothing was touched before the image arrived
+    def abort(self) -> Delivered | None:
+        return None  # nothing was touched before the image arrived

@@ -79,7 +79,7 @@ class ComposeSwap:
             except Exception as exc:  # gone already: the next change recreates it
                 log.debug("cannot attach to %s: %s", service, exc)
 
-    def swap(self, service: str, binary: Path) -> None:
+    def swap_in(self, service: str, binary: Path) -> None:
         """Put `binary` in front of the service's app and have its supervisor restart it."""
         place_binary(binary, self.directories[service], self.apps[service])
         self.channels[service].restart()

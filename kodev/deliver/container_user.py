@@ -13,12 +13,12 @@ from kodev.containers import ContainerError
 
 
 @dataclass(frozen=True)
-class Owner:
+class ContainerUser:
     uid: int
     gid: int
 
 
-def container_owner(client: Any, container_id: str) -> Owner:
+def container_user(client: Any, container_id: str) -> ContainerUser:
     """The uid and gid of a created container's user (`user`, `uid`, `user:group`, `uid:gid`; empty is root)."""
     user = client.api.inspect_container(container_id)["Config"].get("User") or ""
     name, _, group = user.partition(":")
@@ -43,7 +43,7 @@ def container_owner(client: Any, container_id: str) -> Owner:
             raise ContainerError(f"the container's group {group!r} is not in its /etc/group: set `user` to "
                                  "a numeric uid:gid, or use --no-swap")
         gid = int(gid_text)
-    return Owner(uid, gid)
+    return ContainerUser(uid, gid)
 
 
 def _entries(client: Any, container_id: str, path: str) -> list[list[str]]:

@@ -11,8 +11,8 @@ class _Nothing:
     def complete(self, published: Published | None) -> Delivered:
         return Delivered(service="", how="kept", seconds=0.0)
 
-    def abort(self) -> None:
-        pass
+    def abort(self) -> Delivered | None:
+        return None
 
 
 class ImageOnly:
@@ -39,6 +39,9 @@ class ImageOnly:
 
     def close(self) -> None:
         pass
+
+    def missed(self, ended_at: float) -> bool:
+        return False
 
     def take_over(self, previous: Delivery) -> bool:
         return False

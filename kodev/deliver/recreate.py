@@ -7,17 +7,19 @@ shutdown costs nothing on the way to serving; if the load fails it is started ag
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from kodev.containers import Containers, Replacement
-from kodev.deliver import Delivered, Delivery, OneContainer, Pending, Release
+from kodev.containers import ContainerRuntime
+from kodev.deliver import Delivered, Delivery, DeliveryHow, OneContainer, Pending, Release
+from kodev.deliver.replacement import Replacement
 from kodev.publish import Published
 from kodev.services import ContainerSpec
 
 
-class Recreate(OneContainer):
+class RecreateDelivery(OneContainer):
     """One service whose container is recreated on every new image (or started, when it is down)."""
 
-    def __init__(self, spec: ContainerSpec, containers: Containers) -> None:
+    def __init__(self, spec: ContainerSpec, containers: ContainerRuntime) -> None:
         super().__init__()
         self.spec = spec
         self.service: str | None = spec.service
@@ -33,40 +35,64 @@ class Recreate(OneContainer):
         return self.down or (self.spec.restart and (release.changed or self.stale))
 
     def take_over(self, previous: Delivery) -> bool:
-        if not isinstance(previous, Recreate) or previous.spec.name != self.spec.name:
+        if not isinstance(previous, RecreateDelivery) or previous.spec.name != self.spec.name:
             return False
         self.stale = previous.spec != self.spec or type(previous) is not type(self)
         self.container_id, self.down = previous.hand_over()
         return True
 
     def begin(self, release: Release) -> Pending:
-        replacement = None
-        if self.container_id is not None:
-            replacement = Replacement(self.containers, self.container_id, self.spec)
-            self.container_id = None  # its exit is expected now, not news
-        return _Recreating(self, replacement, release.ref)
+        return _Recreating(self, self._replacement(), release.ref)
+
+    def _replacement(self) -> Replacement | None:
+        """Begin replacing the current container, if there is one (renamed and stopped in the background)."""
+        if self.container_id is None:
+            return None
+        replacement = Replacement(self.containers, self.container_id, self.spec)
+        self.expects_exit()
+        return replacement
+
+    def runs(self, container_id: str | None) -> None:
+        super().runs(container_id)
+        self.stale = False
+
+    def restored(self, container_id: str) -> None:
+        """The container being replaced was started again (the new image never arrived): it runs on."""
+        self.runs(container_id)
+
+    def start(self, ref: str) -> str:
+        """Create and start this service's container on `ref` (nothing runs it now); its ID."""
+        return self.containers.create_and_start(self.spec, ref)
 
     def close(self) -> None:
         pass
 
 
 class _Recreating:
-    def __init__(self, delivery: Recreate, replacement: Replacement | None, ref: str) -> None:
+    """The container being replaced (or started) while the image loads."""
+
+    def __init__(self, delivery: RecreateDelivery, replacement: Replacement | None, ref: str, note: str = "",
+                 create: Callable[[], str] | None = None) -> None:
+        """`create` makes the new container (not started) when it needs more than its spec (the supervisor)."""
         self.delivery = delivery
         self.replacement = replacement
         self.ref = ref
+        self.note = note
+        self.create = create
 
     def complete(self, published: Published | None) -> Delivered:
         started = time.monotonic()
-        delivery = self.delivery
+        how: DeliveryHow
         if self.replacement is not None:
-            container_id, how = self.replacement.finish(self.ref), "recreated"
+            container_id, how = self.replacement.finish(self.ref, self.create), "recreated"
         else:
-            container_id, how = delivery.containers.create_and_start(delivery.spec, self.ref), "started"
-        delivery.container_id, delivery.down, delivery.stale = container_id, False, False
-        return Delivered(delivery.spec.service, how, time.monotonic() - started, container_id)
+            container_id, how = self.delivery.start(self.ref), "started"
+        self.delivery.runs(container_id)
+        return Delivered(self.delivery.spec.service, how, time.monotonic() - started, container_id, self.note)
 
-    def abort(self) -> None:
-        if self.replacement is not None:
-            self.replacement.undo()
-            self.delivery.container_id = self.replacement.old_id
+    def abort(self) -> Delivered | None:
+        if self.replacement is None:
+            return None
+        self.replacement.undo()
+        self.delivery.restored(self.replacement.old_id)
+        return Delivered(self.delivery.spec.service, "kept", 0.0, self.replacement.old_id)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from kodev import cache
-from kodev.containers import Owner
 from kodev.errors import GoError
 from kodev.gotool import GoTool
+from kodev.ownership import Owner
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,13 @@ def probe_labels(owner: Owner) -> dict[str, str]:
 class Supervision:
     """Prepares the `SwapKit` on first use (needs an image to probe the daemon with)."""
 
-    def __init__(self, go: GoTool, client: Any, owner: Owner | None = None, force_copy: bool | None = None) -> None:
+    def __init__(self, go: GoTool, client: Any, owner: Owner | None = None, force_copy: bool = False) -> None:
+        """`force_copy` (KODEV_SWAP_COPY=1): copy binaries into containers even when a bind mount would do
+        (tests, benchmark)."""
         self.go = go
         self.client = client
         self.owner = owner or Owner.current()  # the probe is labelled with it
-        # KODEV_SWAP_COPY=1: copy binaries into containers even when a bind mount would do (tests, benchmark)
-        self.force_copy = (os.environ.get("KODEV_SWAP_COPY", "") not in ("", "0")) if force_copy is None else force_copy
+        self.force_copy = force_copy
         self._kit: SwapKit | None = None
 
     def kit(self, image: str) -> SwapKit:

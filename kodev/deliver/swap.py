@@ -27,10 +27,10 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kodev.containers import Containers, Replacement
+from kodev.containers import ContainerRuntime
 from kodev.deliver import Delivered, Delivery, Done, Pending, Release
-from kodev.deliver.container_user import Owner, container_owner
-from kodev.deliver.recreate import Recreate, _Recreating
+from kodev.deliver.container_user import ContainerUser, container_user
+from kodev.deliver.recreate import RecreateDelivery, _Recreating
 from kodev.deliver.supervision import (
     COPY_DIR,
     MOUNT_POINT,
@@ -40,26 +40,28 @@ from kodev.deliver.supervision import (
     SwapKit,
     place_binary,
 )
-from kodev.publish import Published
 from kodev.services import ContainerSpec
 
 log = logging.getLogger(__name__)
+MISSED_SLACK = 0.05  # seconds
 
-class Swap(Recreate):
+class SwapDelivery(RecreateDelivery):
     """A service whose binary-only changes are swapped in place; everything else recreates (supervised)."""
 
-    def __init__(self, spec: ContainerSpec, containers: Containers, supervision: Supervision, app: str) -> None:
+    def __init__(self, spec: ContainerSpec, containers: ContainerRuntime, supervision: Supervision, app: str
+                 ) -> None:
         super().__init__(spec, containers)
         self.supervision = supervision
         self.kit: SwapKit | None = None  # known once the first container is made (the probe needs an image)
         self.app = app
         self.directory: Path | None = None  # mount mode: this container's host directory
         self.channel: ControlChannel | None = None  # the current container's stdin
+        self.swapped_at = 0.0  # when the last binary was swapped in (epoch seconds: compared with the daemon's)
 
     def take_over(self, previous: Delivery) -> bool:
         if not super().take_over(previous):
             return False
-        if isinstance(previous, Swap):  # under the supervisor: swapped into, or (stale) cleaned up when replaced
+        if isinstance(previous, SwapDelivery):  # under the supervisor: swapped into, or (stale) replaced
             self.kit, self.channel, self.directory = previous.hand_over_supervision()
         return True
 
@@ -73,23 +75,49 @@ class Swap(Recreate):
         if release.binary is not None and self.container_id is not None and not self.down and not self.stale:
             started = time.monotonic()
             try:
-                self._swap(self.container_id, release.binary)
+                self._swap(release.binary)
             except Exception as exc:  # the daemon refused the copy, the container went away...
                 log.debug("swap failed", exc_info=True)
                 note = (f"swapping the binary into {self.spec.name} failed "
                         f"({getattr(exc, 'explanation', None) or exc}); recreated it instead")
             else:
+                self.swapped_at = time.time()
                 return Done(Delivered(self.spec.service, "swapped", time.monotonic() - started))
-        replacement = None
-        if self.container_id is not None:
-            replacement = Replacement(self.containers, self.container_id, self.spec)
-            self.container_id = None
-        return _Supervised(self, replacement, release.ref, note)
+        return _Recreating(self, self._replacement(), release.ref, note, create=lambda: self.create_supervised(
+            release.ref))
+
+    def runs(self, container_id: str | None) -> None:
+        super().runs(container_id)
+        self.swapped_at = 0.0  # a new container starts on the newest binary
+
+    def missed(self, ended_at: float) -> bool:
+        # The supervisor ends with its app: an app that exited on its own just before the restart request
+        # came never gets the new binary. The container's end is stamped a moment after the app's, so
+        # an end up to MISSED_SLACK after the swap still counts as before it.
+        return self.swapped_at > 0 and ended_at < self.swapped_at + MISSED_SLACK
+
+    def restored(self, container_id: str) -> None:
+        """Started again after a failed load: its stdin is new, so the control channel is opened again (the
+        old one reaches no one, and a swap through it would serve nothing new)."""
+        super().restored(container_id)
+        self._close_channel()
+        try:
+            self.channel = ControlChannel(self.supervision.client, container_id)
+        except Exception as exc:  # gone again: the next change recreates it
+            log.debug("cannot attach to %s again: %s", self.spec.name, exc)
+            self.lost()
+
+    def start(self, ref: str) -> str:
+        self.containers.claim_name(self.spec)
+        container_id = self.create_supervised(ref)
+        self.containers.start(container_id, self.spec)
+        return container_id
 
     # --- how a binary reaches the container ------------------------------------------------------
 
-    def _swap(self, container_id: str, binary: Path) -> None:
-        assert self.kit is not None and self.channel is not None
+    def _swap(self, binary: Path) -> None:
+        if self.kit is None or self.channel is None:
+            raise OSError("no control channel to the container's supervisor")
         if self.kit.mode == "mount":
             assert self.directory is not None
             place_binary(binary, self.directory, self.app)
@@ -110,10 +138,11 @@ class Swap(Recreate):
             mounts[str(self.directory)] = {"bind": MOUNT_POINT, "mode": "ro"}
         container_id = self.containers.create(self.spec, ref, entrypoint=kit.entrypoint(self.app),
                                               extra_volumes=mounts, control_channel=True)
+        client = self.supervision.client  # the control channel is a socket of the daemon's
         if kit.mode == "copy":
-            put_copy_dir(self.containers.client, container_id, kit.supervisor)
+            put_copy_dir(client, container_id, kit.supervisor)
         self._close_channel()
-        self.channel = ControlChannel(self.containers.client, container_id)
+        self.channel = ControlChannel(client, container_id)
         return container_id
 
     def _close_channel(self) -> None:
@@ -127,29 +156,6 @@ class Swap(Recreate):
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class _Supervised(_Recreating):
-    """A recreate whose new container runs under the supervisor."""
-
-    def __init__(self, delivery: Swap, replacement: Replacement | None, ref: str, note: str) -> None:
-        super().__init__(delivery, replacement, ref)
-        self.swap = delivery
-        self.note = note
-
-    def complete(self, published: Published | None) -> Delivered:
-        started = time.monotonic()
-        delivery = self.swap
-        if self.replacement is not None:
-            container_id = self.replacement.finish(self.ref, lambda: delivery.create_supervised(self.ref))
-            how = "recreated"
-        else:
-            delivery.containers.claim_name(delivery.spec)
-            container_id = delivery.create_supervised(self.ref)
-            delivery.containers.start(container_id, delivery.spec)
-            how = "started"
-        delivery.container_id, delivery.down, delivery.stale = container_id, False, False
-        return Delivered(delivery.spec.service, how, time.monotonic() - started, container_id, self.note)
-
-
 def _fresh_directory(root: Path, name: str) -> Path:
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     root.chmod(0o700)  # no other local user may put a binary where a container execs it
@@ -158,7 +164,7 @@ def _fresh_directory(root: Path, name: str) -> Path:
     return directory
 
 
-def _tar(files: list[tuple[str, bytes, int]], owner: Owner | None = None) -> bytes:
+def _tar(files: list[tuple[str, bytes, int]], owner: ContainerUser | None = None) -> bytes:
     """An archive of `files` (name, content, mode), owned by `owner` (else root); a name ending in '/' is a
     directory."""
     buffer = io.BytesIO()
@@ -182,5 +188,5 @@ def put_copy_dir(client: Any, container_id: str, supervisor: Path) -> None:
     copy_dir = PurePosixPath(COPY_DIR)
     archive = _tar([(f"{copy_dir.name}/", b"", 0o755),
                     (f"{copy_dir.name}/{SUPERVISOR}", supervisor.read_bytes(), 0o555)],
-                   container_owner(client, container_id))
+                   container_user(client, container_id))
     client.api.put_archive(container_id, str(copy_dir.parent), archive)

@@ -91,15 +91,19 @@ def _walk_dir(directory: Path, prefix: str, allowed_root: Path, active: frozense
             raise ImageError(f"kodata entry {path} is neither a regular file nor a directory; remove it.")
 
 
-def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int, parents: bool = False) -> Layer:
+def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int, parents: bool = False,
+                 on_link: Callable[[Path], None] | None = None) -> Layer:
     """The layer for `kodata` (None or missing: just the empty /var/run/ko directory).
+
+    `on_link` gets the target of every symlink followed (see `walk`): one walk gives the layer and the
+    paths whose changes change it.
 
     `parents` adds /var and /var/run (0755) for a base that lacks them: some storage drivers (vfs, btrfs,
     zfs) would otherwise create them 0600, and a nonroot app could not reach its kodata. A base that has
     them keeps its own (on Debian /var/run is a symlink to /run, which an entry here would replace).
     """
     root = KODATA_PATH.lstrip("/")
-    entries = list(walk(kodata, allowed_root)) if kodata is not None and (
+    entries = list(walk(kodata, allowed_root, on_link)) if kodata is not None and (
         kodata.exists() or kodata.is_symlink()) else []
     # An unchanged tree (same names, same files by size, mtime and inode) is not tarred again.
     key = cache_key("kodata", str(mtime), str(parents), *(_fingerprint(entry) for entry in entries))

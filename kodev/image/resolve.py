@@ -6,21 +6,17 @@ Image references are taken from the local daemon when present, otherwise pulled 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from kodev.daemon import Daemon
 from kodev.errors import ConfigError, DaemonError, ImageError
 from kodev.image import base, imported
+from kodev.imageref import valid_reference
 from kodev.platform import Platform
 
 DOCKER_ARCHIVE = "docker-archive:"
 OCI_LAYOUT = "oci:"
-# A docker image reference: [host[:port]/]path[:tag][@digest], lowercase path components.
-_COMPONENT = r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
-_REFERENCE = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
-                        r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
 
 
 def resolve(name: str, where: str, target: Platform, daemon: Daemon, pull: bool, root: Path,
@@ -37,7 +33,7 @@ def resolve(name: str, where: str, target: Platform, daemon: Daemon, pull: bool,
         if not path.is_dir():
             raise ImageError(f"{where}: base image {name}: {path} is not a directory holding an OCI layout.")
         return imported.oci_layout(path, name, target)
-    if not _REFERENCE.match(name):
+    if not valid_reference(name):
         raise ConfigError(f"{where}: base image {name!r} is not 'static', 'scratch', docker-archive:PATH, "
                           "oci:PATH or an image reference like cgr.dev/chainguard/static:latest.")
     return from_daemon(name, target, daemon, pull, progress)

@@ -2,7 +2,8 @@
 
 One module per destination (`daemon`, `tarball`), and features as wrappers of the interface (`multi` sends to
 several destinations, `pruning` removes the images a publish replaced). The builder only ever sees a
-`Publisher`; which destinations sit behind it is decided where the session is put together.
+`Publisher`; which destinations sit behind it is decided where the session is put together. Removing
+replaced images is the loop's business, at its own moment: it reaches the loop as an `ImagePruner`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from kodev.image.assemble import Image
 
 @dataclass(frozen=True)
 class Published:
-    """Where an image went and what it cost. `replaced` is the image the reference pointed at before."""
+    """Where an image went and what it cost. `replaced`: the images its references (`ref`, and a watch's run
+    tag) pointed at before, if other than this one."""
 
     ref: str
     image_id: str
     bytes_sent: int
     seconds: float
     slim: bool = False  # only what the destination lacked was sent
-    replaced: str | None = None
+    replaced: tuple[str, ...] = ()
 
 
 class Publisher(Protocol):
@@ -34,3 +36,17 @@ class Publisher(Protocol):
     def close(self) -> None:
         """Finish what was deferred (an archive written at the end, replaced images removed)."""
         ...
+
+
+class ImagePruner(Protocol):
+    def prune(self) -> list[str]:
+        """Remove the images publishes replaced that nothing uses any more; the IDs removed. One still in
+        use is tried again on the next call."""
+        ...
+
+
+class NoPruning:
+    """The `ImagePruner` of a session whose publisher notes no replaced images: it removes nothing."""
+
+    def prune(self) -> list[str]:
+        return []

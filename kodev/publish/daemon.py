@@ -30,10 +30,16 @@ log = logging.getLogger(__name__)
 
 
 class DaemonPublisher:
-    """Loads images into one daemon. Remembers, per daemon, when slim archives must not be sent."""
+    """Loads images into one daemon. Remembers, per daemon, when slim archives must not be sent.
 
-    def __init__(self, daemon: Daemon) -> None:
+    `run_tag` (kodev watch: 'watch'): every image is also tagged REPOSITORY:run_tag, the reference its
+    containers are created from, so that a `kodev build` meanwhile (which moves only `latest`) leaves them
+    named in `docker ps`. `close` removes those tags again where they still point at what was loaded."""
+
+    def __init__(self, daemon: Daemon, run_tag: str | None = None) -> None:
         self.daemon = daemon
+        self.run_tag = run_tag
+        self._run_refs: dict[str, str] = {}  # run reference -> the image ID it was last given
         self._slim: bool | None = None
         self._store: str | None = None
         self._known: list[list[str]] = []  # layer lists of images loaded by this process
@@ -45,8 +51,9 @@ class DaemonPublisher:
         not, and teaches nothing about partial archives; a refused slim archive is followed by the full one.
         """
         started = time.monotonic()
-        current = self._inspect(ref)
-        vouchers = [found for found in (current, *map(self._inspect, hints)) if found]
+        refs = [ref, *([run_ref(ref, self.run_tag)] if self.run_tag else [])]
+        before = [found for found in map(self._inspect, refs) if found]  # what the tags name now
+        vouchers = [found for found in (*before, *map(self._inspect, hints)) if found]
         try:
             slim_allowed = self._slim_allowed()  # asks the daemon which store it uses, once
         except (ConnectionError, OSError) as exc:
@@ -57,7 +64,7 @@ class DaemonPublisher:
         refusal: str | None = None  # why the daemon refused a slim archive that left out only layers it holds
         if omit:
             try:
-                image_id, sent = self._send(image, ref, omit)
+                image_id, sent = self._send(image, refs, omit)
             except DaemonConnectionError:
                 raise  # not an answer: the loop learns the daemon is lost; slim loads stay on
             except DaemonError as exc:
@@ -67,11 +74,12 @@ class DaemonPublisher:
                 refusal = str(exc) if held else None
         slim = bool(image_id)
         if not image_id:
-            image_id, full = self._send(image, ref, frozenset())
+            image_id, full = self._send(image, refs, frozenset())
             sent += full
             if refusal is not None:  # it took the full archive, refused the partial one with its layers present
                 self._refuse_slim(refusal)
-        replaced = str(current["Id"]) if current and current["Id"] != image_id else None
+        self._run_refs.update((r, image_id) for r in refs[1:])
+        replaced = tuple(dict.fromkeys(str(found["Id"]) for found in before if found["Id"] != image_id))
         return Published(ref, image_id, sent, time.monotonic() - started, slim=slim, replaced=replaced)
 
     def _held_all(self, image: Image, omit: frozenset[str], vouchers: Sequence[dict[str, Any]]) -> bool:
@@ -86,7 +94,15 @@ class DaemonPublisher:
         return False
 
     def close(self) -> None:
-        pass
+        """Remove the run tags this publisher made (its containers are gone by now); the images keep `latest`."""
+        for tagged, image_id in self._run_refs.items():
+            try:
+                found = self.daemon.inspect(tagged)
+                if found is not None and found["Id"] == image_id:
+                    self.daemon.api.remove_image(tagged)  # untags; deletes only an image nothing else names
+            except Exception as exc:  # in use, or the daemon is gone: a later watch moves the tag anyway
+                log.debug("kept the tag %s: %s", tagged, exc)
+        self._run_refs.clear()
 
     def _inspect(self, ref: str) -> dict[str, Any] | None:
         try:
@@ -99,14 +115,15 @@ class DaemonPublisher:
                                      f"{reason(exc)}. Check that it is running; kodev sends the image again on "
                                      "the next build.")
 
-    def _send(self, image: Image, ref: str, omit: frozenset[str]) -> tuple[str, int]:
+    def _send(self, image: Image, refs: list[str], omit: frozenset[str]) -> tuple[str, int]:
         import docker.errors
 
         endpoint = self.daemon.endpoint
+        ref = refs[0]
         if self.store() == "containerd":
-            sent = _Counter(oci_archive_stream(image, [ref], omit))
+            sent = _Counter(oci_archive_stream(image, refs, omit))
         else:
-            sent = _Counter(docker_save_stream([(image, [ref])], omit))
+            sent = _Counter(docker_save_stream([(image, refs)], omit))
         try:
             for message in self.daemon.api.load_image(sent):
                 detail = message.get("errorDetail") or ({"message": message["error"]} if "error" in message
@@ -162,6 +179,13 @@ class DaemonPublisher:
         self._slim = False
         with contextlib.suppress(OSError):
             self.fallback_file().write_text(why + "\n")
+
+
+def run_ref(ref: str, run_tag: str) -> str:
+    """The reference the containers of `ref`'s image run from: the same repository, tagged `run_tag`."""
+    from kodev.imageref import parse
+
+    return f"{parse(ref).repository}:{run_tag}"
 
 
 def detect_store(version: dict[str, Any], info: dict[str, Any]) -> str:

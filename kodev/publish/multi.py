@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kodev.errors import KodevError
 from kodev.image.assemble import Image
 from kodev.publish import Published, Publisher
+
+
+class DestinationsFailed(KodevError):
+    """Several destinations failed to finish (`close`); `errors` holds each one's error, in order."""
+
+    def __init__(self, errors: Sequence[KodevError]) -> None:
+        super().__init__(f"{len(errors)} image destinations failed to finish: "
+                         + " ".join(f"({n}) {error}" for n, error in enumerate(errors, 1)))
+        self.errors = tuple(errors)
 
 
 class MultiPublisher:
@@ -19,5 +29,20 @@ class MultiPublisher:
         return results[0]
 
     def close(self) -> None:
+        """Close every destination, even after one failed. One failure is raised as it is, several as one
+        DestinationsFailed naming each; an unexpected error (a bug) is raised first, keeping its traceback,
+        with the others as its cause."""
+        failed: list[KodevError] = []
+        unexpected: Exception | None = None
         for destination in self.destinations:
-            destination.close()
+            try:
+                destination.close()
+            except KodevError as exc:
+                failed.append(exc)
+            except Exception as exc:
+                unexpected = unexpected or exc
+        combined = (failed[0] if len(failed) == 1 else DestinationsFailed(failed)) if failed else None
+        if unexpected is not None:
+            raise unexpected from combined
+        if combined is not None:
+            raise combined

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class PruningPublisher:
+    """A `Publisher` (publishes through `inner`, noting what each publish replaced) and an `ImagePruner`."""
+
     def __init__(self, inner: Publisher, daemon: Daemon) -> None:
         self.inner = inner
         self.daemon = daemon
@@ -26,8 +28,7 @@ class PruningPublisher:
 
     def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
         published = self.inner.publish(image, ref, hints)
-        if published.replaced:
-            self._replaced.append(published.replaced)
+        self._replaced.extend(i for i in published.replaced if i not in self._replaced)
         return published
 
     def prune(self) -> list[str]:
@@ -64,5 +65,7 @@ class PruningPublisher:
         return True
 
     def close(self) -> None:
-        self.prune()
-        self.inner.close()
+        try:
+            self.prune()
+        finally:
+            self.inner.close()  # the inner destinations finish their work whatever pruning met

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +34,6 @@ class TarballPublisher:
     def close(self) -> None:
         if not self._images:
             return
-        started = time.monotonic()
         partial = self.path.with_name(f".{self.path.name}.partial")
         try:
             with open(partial, "wb") as out:
@@ -46,5 +44,4 @@ class TarballPublisher:
             partial.unlink(missing_ok=True)
             raise KodevError(f"cannot write the image archive {self.path}: {exc.strerror or exc}. Check that "
                              "its directory exists and is writable.") from None
-        self.written_seconds = time.monotonic() - started
         self._images.clear()

@@ -32,6 +32,7 @@ from kodev.gobuild import BuildRequest, compile_commands
 from kodev.gomod import resolve_commands
 from kodev.gotool import GoTool, find_go
 from kodev.publish.daemon import DaemonPublisher
+from kodev.publish.pruning import PruningPublisher
 from kodev.session import Session
 from kodev.ui import UI
 from tests.integration.compose_support import compose_cli  # noqa: F401 - a fixture
@@ -147,6 +148,7 @@ def build_hello(session: Session) -> BuiltImage:
 
 
 def daemon_publisher(session: Session) -> DaemonPublisher:
+    assert isinstance(session.publisher, PruningPublisher)
     inner = session.publisher.inner
     assert isinstance(inner, DaemonPublisher)
     return inner

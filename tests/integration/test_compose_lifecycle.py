@@ -16,15 +16,14 @@ from kodev.compose import (
     ComposeCLI,
     ComposeError,
     ComposeProject,
-    build_services,
     containers,
     down,
-    load_with_own_refs,
     stop,
     up,
     write_override,
 )
 from kodev.compose.lifecycle import PROJECT_LABEL
+from kodev.compose_build import build_services, load_with_own_refs
 from kodev.session import Session
 from tests.integration.compose_support import Stack, compose_cli, stack, unique_name  # noqa: F401 - fixtures
 from tests.integration.process import free_port, wait_for_page

@@ -295,8 +295,8 @@ def test_after_sigkill_the_next_kodev_leaves_no_container_probe_or_swap_director
         assert ours, list(cache.iterdir())
         s.proc.kill()
     # A probe container the killed kodev had running when it died, labelled as the probe labels it.
-    from kodev.containers import Owner
     from kodev.deliver.supervision import probe_labels
+    from kodev.ownership import Owner
 
     dead = Owner(Owner.current().host, killed, "0", "dead")
     mod.client.api.create_container(f"{mod.repo}/server:latest", labels=probe_labels(dead), name=mod.name("probe"))
@@ -349,3 +349,69 @@ def test_watch_ignore_keeps_matching_files_from_starting_a_round(mod: Module) ->
         files = {f["path"] for e in changes for f in e["files"]}
         assert files == {KODATA_PAGE}, changes
         s.stop()
+
+
+# --- a publish that fails inside the loop ----------------------------------------------------------------
+
+@pytest.fixture
+def small_daemon() -> Iterator[PrivateDaemon]:
+    """A private dockerd whose storage is a 200 MB tmpfs: a load that does not fit is refused for real
+    (no space left on device), which no other real daemon can be made to do on demand."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="kds-", dir="/tmp"))
+    (root / "data").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(root / "data")], check=True)
+    daemon = PrivateDaemon(root)
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+        subprocess.run(["umount", "-l", str(root / "data")], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_publish_that_fails_keeps_the_old_container_serving_and_its_logs(
+        hello: Path, small_daemon: PrivateDaemon) -> None:
+    module = make_module(hello, small_daemon.client)
+    big = module.path / "cmd/server/kodata/big.bin"
+    with watching(module, {"DOCKER_HOST": small_daemon.host}, user=AS_ROOT) as s:
+        mark = s.mark()
+        with open(big, "wb") as file:  # more than the daemon's storage can take
+            file.truncate(260 * 1024 * 1024)
+        error = s.wait("error", mark, timeout=120)
+        assert not error["fatal"] and "space" in error["message"], error
+        s.page("Hello, kodev!", timeout=30)  # the old container, started again under its name
+        after = s.events().index(error)
+        # Its logs are followed again: the restarted server's own start line arrives as a service.log event.
+        s.wait("service.log", after, lambda e: "listening" in e["line"] and e["time"] >= error["time"][:19])
+        assert s.proc.process.poll() is None
+        big.unlink()
+        set_greeting(module, "After the failure")  # swapped into the container that was started again
+        s.page("After the failure, kodev!", timeout=60)
+        assert s.fatal() == []
+        s.stop()
+
+
+# --- kodev build during a watch ----------------------------------------------------------------------------
+
+def test_kodev_build_during_a_watch_leaves_its_containers_named(mod: Module) -> None:
+    """`kodev build` moves `latest`; the watch's containers run from REPO/NAME:watch, so `docker ps` still
+    names their image. The tag goes when the watch ends."""
+    from tests.integration.conftest import run_kodev
+
+    watch_ref = f"{mod.repo}/server:watch"
+    with watching(mod) as s:
+        [container] = s.containers()
+        done = run_kodev(["build", "./cmd/server"], mod.path)
+        assert done.returncode == 0, done.stderr
+        inspected = mod.client.api.inspect_container(container["Id"])
+        assert inspected["Config"]["Image"] == watch_ref
+        assert mod.client.api.inspect_image(watch_ref)["Id"] == inspected["Image"]
+        assert mod.client.api.inspect_image(f"{mod.repo}/server:latest")["Id"] != inspected["Image"]
+        edit_and_serve(s, "Swapped after the build")
+        s.stop()
+    assert not any(watch_ref in (image.get("RepoTags") or []) for image in mod.client.api.images())

@@ -1,7 +1,10 @@
 """Publishers against the real daemon: the tarball destination, and pruning the images a publish replaced.
 
 Each test builds examples/hello's `hello` command through a real Session (real go, real dockerd) into a
-repository of its own (`kodev.test/<random>`), so concurrent runs never retag each other's images.
+repository of its own (`kodev.test/<random>`), so concurrent runs never retag each other's images; and its
+module is renamed (example.com/p<random>), so its images are its own by ID too: kodev's builds are
+reproducible, and the same sources built by another test (or another session on the daemon) would give the
+very image these tests remove, prune and expect gone.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from kodev.builder import BuiltImage
+from kodev.publish.pruning import PruningPublisher
 from kodev.session import Session
 from kodev.ui import UI
 from tests.integration.conftest import run_container
@@ -30,14 +34,18 @@ def repo(hello: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> It
     and any left dangling by the test, are removed afterwards."""
     import docker.errors
 
-    name = f"kodev.test/{uuid.uuid4().hex[:12]}"
+    uid = uuid.uuid4().hex[:12]
+    name = f"kodev.test/{uid}"
+    for path in [hello / "go.mod", *hello.rglob("*.go")]:
+        path.write_text(path.read_text().replace("example.com/hello", f"example.com/p{uid}"))
     (hello / "kodev.toml").write_text(f'repo = "{name}"\n')
     monkeypatch.chdir(hello)
     made: list[str] = []
     yield name
-    for image in docker_client.images.list():
-        if any(tag.startswith(f"{name}/") for tag in image.tags):
-            made.append(image.id)
+    # The low-level list: `images.list()` inspects each image and fails when another test removes one meanwhile.
+    for image in docker_client.api.images():
+        if any(tag.startswith(f"{name}/") for tag in image.get("RepoTags") or ()):
+            made.append(image["Id"])
     for image_id in [*made, *_LEFT]:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             docker_client.images.remove(image_id, force=True)
@@ -103,9 +111,9 @@ def test_a_replaced_image_nothing_uses_is_removed_on_prune_not_before(hello: Pat
         change_greeting(hello, "Howdy")
         second = build_hello(session)
         old = first.published.image_id
-        assert second.published.replaced == old
+        assert second.published.replaced == (old,)
         assert present(docker_client, old)  # deferred: an old container could still be using it
-        assert session.publisher.prune() == [old]
+        assert session.pruner.prune() == [old]
         assert not present(docker_client, old)
         assert present(docker_client, second.published.image_id)
     assert run_container(docker_client, second.plan.ref) == (0, "Howdy, world!\n")
@@ -119,12 +127,12 @@ def test_a_replaced_image_is_kept_while_a_container_uses_it(hello: Path, repo: s
         try:
             change_greeting(hello, "Howdy")
             second = build_hello(session)
-            assert second.published.replaced == old
-            assert session.publisher.prune() == []  # the daemon refuses: the container uses it
+            assert second.published.replaced == (old,)
+            assert session.pruner.prune() == []  # the daemon refuses: the container uses it
             assert present(docker_client, old)
         finally:
             container.remove(force=True)
-        assert session.publisher.forget(old)  # nothing uses it now
+        assert pruning(session).forget(old)  # nothing uses it now
         assert not present(docker_client, old)
 
 
@@ -134,8 +142,8 @@ def test_a_replaced_image_with_another_tag_is_kept(hello: Path, repo: str, docke
         old = first.published.image_id
         docker_client.api.tag(old, f"{repo}/kept", tag="mine")
         change_greeting(hello, "Howdy")
-        assert build_hello(session).published.replaced == old
-        assert session.publisher.prune() == []
+        assert build_hello(session).published.replaced == (old,)
+        assert session.pruner.prune() == []
     assert present(docker_client, f"{repo}/kept:mine")
     assert docker_client.api.inspect_image(f"{repo}/kept:mine")["Id"] == old
 
@@ -154,8 +162,14 @@ def test_images_without_kodevs_label_are_never_removed(hello: Path, repo: str, d
     _LEFT.append(theirs)
     with open_session() as session:
         built = build_hello(session)
-        assert built.published.replaced == theirs
-        assert session.publisher.prune() == []
+        assert built.published.replaced == (theirs,)
+        assert session.pruner.prune() == []
         assert present(docker_client, theirs)  # dangling now, and nothing uses it: still not kodev's to remove
-        assert not session.publisher.forget(theirs)
+        assert not pruning(session).forget(theirs)
     assert present(docker_client, theirs)  # not on close either
+
+
+def pruning(session: Session) -> PruningPublisher:
+    """The session's pruner, which `Session.open` makes a `PruningPublisher` (forget is its own)."""
+    assert isinstance(session.pruner, PruningPublisher)
+    return session.pruner

@@ -1,4 +1,4 @@
-"""Replacing a container around a load (kodev.containers.Replacement), against the real daemon.
+"""Replacing a container around a load (kodev.deliver.replacement.Replacement), against the real daemon.
 
 The old container is renamed and stopped while the new image loads; `finish` puts the new one under the
 name, `undo` (the load failed) brings the old one back. Both must leave exactly one serving container.
@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from kodev.containers import SESSION_LABEL, Containers, Owner, Replacement
+from kodev.containers import Containers
+from kodev.deliver.replacement import Replacement
+from kodev.ownership import SESSION_LABEL, Owner
 from kodev.services import ContainerSpec
 from tests.integration.conftest import run_kodev
 from tests.integration.process import free_port, wait_for_page

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from kodev.containers import ContainerError
-from kodev.deliver.container_user import Owner, container_owner
+from kodev.deliver.container_user import ContainerUser, container_user
 from kodev.deliver.supervision import COPY_DIR, RESTART_SIGNAL, SUPERVISOR, ControlChannel, SwapKit, build_supervisor
 from kodev.deliver.swap import put_copy_dir
 from kodev.gotool import find_go
@@ -233,8 +233,8 @@ def test_the_container_user_is_resolved_in_the_containers_own_files(rig: Rig, us
     try:
         if owner is None:
             with pytest.raises(ContainerError, match="ghost"):
-                container_owner(rig.client, container.id)
+                container_user(rig.client, container.id)
         else:
-            assert container_owner(rig.client, container.id) == Owner(*owner)
+            assert container_user(rig.client, container.id) == ContainerUser(*owner)
     finally:
         container.remove(force=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from kodev import cache
 from kodev.compose.locate import ComposeCLI
@@ -14,21 +14,31 @@ from kodev.compose.override import write_override
 from kodev.compose.project import ComposeProject, ComposeService, classify, compose_failure, load_project
 from kodev.compose.project import split_reference as _split
 from kodev.errors import ConfigError, GoError
-from kodev.gomod import KO_SCHEME, enclosing
-from kodev.session import CommandServices
+from kodev.gomod import enclosing
 
 if TYPE_CHECKING:
-    from kodev.builder import BuiltImage, CommandPlan
-    from kodev.session import Session
+    from kodev.builder import BuiltImage
+    from kodev.plan import CommandPlan
+    from kodev.settings import Config
+    from kodev.ui import UI
 
 
-def _config_command(session: Session, key: str) -> str:
-    """A command path from kodev.toml: relative to the file's directory, as `kodev watch` reads it."""
-    target = key.removeprefix(KO_SCHEME)
-    return str((session.config.root / target).resolve()) if target.startswith(".") else target
+class BuildSession(Protocol):
+    """What this stage needs of a session: its config, its commands planned and built, where to warn.
+    `kodev.session.Session` is one; a protocol, so that this stage does not import the composition root."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def ui(self) -> UI: ...
+
+    def plan(self, paths: Sequence[str], origins: Mapping[str, str] | None = None) -> list[CommandPlan]: ...
+
+    def build(self, plans: Sequence[CommandPlan]) -> list[BuiltImage]: ...
 
 
-def _might_be_own(session: Session, project: ComposeProject) -> bool:
+def _might_be_own(session: BuildSession, project: ComposeProject) -> bool:
     """Whether any image could be one of kodev's tags (saves a `go list` for projects with none)."""
     custom = {c.image for c in session.config.commands.values() if c.image}
     for service in project.services:
@@ -40,14 +50,14 @@ def _might_be_own(session: Session, project: ComposeProject) -> bool:
     return False
 
 
-def own_references(session: Session, project: ComposeProject) -> dict[str, str]:
+def own_references(session: BuildSession, project: ComposeProject) -> dict[str, str]:
     """kodev's image repositories (`kodev.local/server`) -> the command building each.
 
     The candidates are the commands of kodev.toml and every `package main` of the Go module (or
     workspace) that holds the compose project, named as `kodev build` would tag them.
     """
-    paths = [_config_command(session, key) for key in session.config.commands]
-    paths += [_config_command(session, service.command) for service in session.config.services.values()]
+    paths = [session.config.command_path(key) for key in session.config.commands]
+    paths += [session.config.command_path(service.command) for service in session.config.services.values()]
     if enclosing(project.workdir, "go.mod") or enclosing(project.workdir, "go.work"):
         module = enclosing(project.workdir, "go.mod") or project.workdir
         paths.append(f"{module}/...")
@@ -60,7 +70,7 @@ def own_references(session: Session, project: ComposeProject) -> dict[str, str]:
     return {plan.repository: str(plan.command.dir) for plan in plans}
 
 
-def load_with_own_refs(session: Session, cli: ComposeCLI, files: Sequence[Path],
+def load_with_own_refs(session: BuildSession, cli: ComposeCLI, files: Sequence[Path],
                        project_name: str | None = None) -> ComposeProject:
     """`load_project`, with images that name kodev's own tags counted as kodev services."""
     project = load_project(cli, files, project_name)
@@ -74,7 +84,7 @@ def _describe(service: ComposeService) -> str:
     return f"service {service.name!r} (image {service.image_ref_raw}{where})"
 
 
-def command_plans(session: Session, project: ComposeProject) -> dict[str, CommandPlan]:
+def command_plans(session: BuildSession, project: ComposeProject) -> dict[str, CommandPlan]:
     """Service -> the plan of the command it runs, for every kodev service; errors name the service."""
     services = project.kodev_services
     paths = [s.command_path or "" for s in services]
@@ -101,22 +111,14 @@ def command_plans(session: Session, project: ComposeProject) -> dict[str, Comman
     return result
 
 
-def watch_commands(session: Session, project: ComposeProject) -> list[CommandServices]:
-    """What `kodev watch -f` keeps fresh: each kodev service's command, with the services that run it."""
-    by_plan: dict[CommandPlan, list[str]] = {}
-    for service, plan in command_plans(session, project).items():
-        by_plan.setdefault(plan, []).append(service)
-    return [CommandServices(plan, compose=tuple(services)) for plan, services in by_plan.items()]
-
-
-def build_services(session: Session, project: ComposeProject) -> dict[str, BuiltImage]:
+def build_services(session: BuildSession, project: ComposeProject) -> dict[str, BuiltImage]:
     """Build every kodev service's command (one `go build`), load the images: service -> built image."""
     plans = command_plans(session, project)
     unique: list[CommandPlan] = []
     for plan in plans.values():
         if plan not in unique:
             unique.append(plan)
-    built = {b.plan: b for b in session.builder.build(unique)} if unique else {}
+    built = {b.plan: b for b in session.build(unique)} if unique else {}
     return {service: built[plan] for service, plan in plans.items()}
 
 
@@ -131,7 +133,7 @@ def resolved_config(cli: ComposeCLI, project: ComposeProject, images: Mapping[st
     return done.stdout
 
 
-def resolve(session: Session, cli: ComposeCLI, files: Sequence[Path], project_name: str | None = None) -> str:
+def resolve(session: BuildSession, cli: ComposeCLI, files: Sequence[Path], project_name: str | None = None) -> str:
     """`kodev resolve`: build the project's kodev services and return the merged compose file using them."""
     project = load_with_own_refs(session, cli, files, project_name)
     if not project.kodev_services:
