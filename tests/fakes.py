@@ -8,22 +8,30 @@ are in tests/integration/.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kodev.builder import Snapshot
+from kodev import config as config_stage
+from kodev.builder import Builder, Snapshot
+from kodev.config import Config
+from kodev.daemon import Daemon
 from kodev.deliver import Delivered, Release
 from kodev.errors import CompileError
 from kodev.gobuild import Binary, BuildRequest
 from kodev.gomod import MainPackage
+from kodev.gotool import GoTool
 from kodev.image.assemble import Image, ImageSpec
 from kodev.image.base import BaseImage
 from kodev.image.layers import Layer
+from kodev.image.resolve import Bases
 from kodev.plan import CommandPlan
 from kodev.platform import Platform
 from kodev.publish import Published, Publisher
+from kodev.session import Session
 from kodev.templates import GitHead
+from kodev.ui import UI
 
 MODULE = "example.com/m"
 
@@ -207,3 +215,16 @@ class FakePending:
     def abort(self) -> Delivered | None:
         self.delivery.log.append(("abort", str(self.delivery.service)))
         return None
+
+
+def offline_session(cwd: Path, go: GoTool, config: Config | None = None) -> Session:
+    """A session whose daemon is never reached (planning, watch targets, reloads): no Docker call is made,
+    so an unreachable endpoint stands in for one."""
+    config = config or config_stage.load(None, cwd)
+    ui = UI(stdout=io.StringIO(), stderr=io.StringIO())
+    platform = Platform("linux", "amd64")
+    daemon = Daemon(None, "unix:///nonexistent/docker.sock (never reached by these tests)")
+    publisher = RecordingPublisher()
+    builder = Builder(config, go, platform, Bases(daemon, platform, False, cwd, ui.info), publisher, ui)
+    return Session(cwd=cwd, ui=ui, config=config, go=go, daemon=daemon, platform=platform, publisher=publisher,
+                   builder=builder)

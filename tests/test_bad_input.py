@@ -16,25 +16,18 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from kodev import config as config_stage
 from kodev import koyaml
-from kodev.builder import Builder
 from kodev.compose.locate import ENV_OVERRIDE, ComposeCLI, ComposeError, find_compose
-from kodev.daemon import Daemon
 from kodev.errors import CompileError, ConfigError, GoError, reworded
 from kodev.gotool import GoTool, find_go
-from kodev.image.resolve import Bases
 from kodev.jsonui import JsonUI, check_event
-from kodev.platform import parse as parse_platform
-from kodev.publish import Publisher
-from kodev.publish.pruning import PruningPublisher
 from kodev.session import Session
-from kodev.ui import UI
 from tests.examples import copy_example
+from tests.fakes import offline_session
 from tests.integration.conftest import _missing
 
 HELLO = "example.com/hello"
@@ -121,13 +114,7 @@ def hello(tmp_path: Path) -> Path:
 
 
 def session(cwd: Path, go: GoTool) -> Session:
-    """A session without a daemon: watch_targets never reaches it."""
-    config = config_stage.load(None, cwd)
-    ui = UI(stdout=io.StringIO(), stderr=io.StringIO())
-    platform = parse_platform("linux/amd64", "test")
-    builder = Builder(config, go, platform, cast(Bases, None), cast(Publisher, None), ui)
-    return Session(cwd=cwd, ui=ui, config=config, go=go, daemon=cast(Daemon, None), platform=platform,
-                   publisher=cast(PruningPublisher, None), builder=builder)
+    return offline_session(cwd, go)
 
 
 def targets(hello: Path, go: GoTool, paths: list[str]) -> dict[str, list[str]]:

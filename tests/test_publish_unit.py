@@ -14,11 +14,10 @@ import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from kodev.daemon import Daemon
 from kodev.errors import DaemonError, KodevError
 from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.image.layers import Layer
@@ -73,6 +72,8 @@ class _Api:
 class _Daemon:
     """Answers inspect with a kodev-labelled image and records removals (only the deferral is under test)."""
 
+    endpoint = "unix:///fake/docker.sock"
+
     def __init__(self) -> None:
         self.api = _Api()
 
@@ -82,7 +83,7 @@ class _Daemon:
 
 def test_pruning_defers_removal_until_prune() -> None:
     inner, daemon = RecordingPublisher(), _Daemon()
-    pruning = PruningPublisher(inner, cast(Daemon, daemon))
+    pruning = PruningPublisher(inner, daemon)
     inner.replaced[REF] = "sha256:first"
     pruning.publish(image_of("base", "v2"), REF)
     inner.replaced[REF] = "sha256:second"
@@ -96,7 +97,7 @@ def test_pruning_defers_removal_until_prune() -> None:
 
 def test_pruning_close_prunes_then_closes_the_inner_publisher() -> None:
     inner, daemon = RecordingPublisher(), _Daemon()
-    pruning = PruningPublisher(inner, cast(Daemon, daemon))
+    pruning = PruningPublisher(inner, daemon)
     inner.replaced[REF] = "sha256:old"
     pruning.publish(image_of("base"), REF)
     assert not inner.closed
@@ -131,7 +132,7 @@ def test_tarball_writes_every_image_on_close(tmp_path: Path) -> None:
     assert not out.exists()  # written once, at the end
     publisher.close()
     with tarfile.open(out) as tar:
-        manifest = json.loads(cast(io.BufferedReader, tar.extractfile("manifest.json")).read())
+        manifest = json.loads(member(tar, "manifest.json"))
         names = set(tar.getnames())
     assert [m["RepoTags"] for m in manifest] == [["kodev.local/one:latest"], ["kodev.local/two:latest"]]
     assert {f"{one.layers[0].hex}/layer.tar", f"{two.layers[0].hex}/layer.tar"} <= names
@@ -195,9 +196,9 @@ class _Loads:
 
     def load_image(self, chunks: Any) -> Iterator[dict[str, Any]]:
         with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-            [entry] = json.loads(cast(io.BufferedReader, tar.extractfile("manifest.json")).read())
+            [entry] = json.loads(member(tar, "manifest.json"))
             partial = not set(entry["Layers"]) <= set(tar.getnames())
-            config = cast(io.BufferedReader, tar.extractfile(entry["Config"])).read()
+            config = member(tar, entry["Config"])
         self.archives.append(partial)
         if (self.partial if partial else self.full) == "refuse":
             yield {"errorDetail": {"message": "open layer.tar: no such file or directory"}}
@@ -236,7 +237,7 @@ def test_a_daemon_that_refuses_the_full_archive_too_is_an_error_and_nothing_is_r
     alone is tested against the real one in tests/integration/test_bases.py; a lost connection, and layers
     removed since kodev loaded them, in tests/integration/test_bad_input.py."""
     loads = _Loads(partial="accept")
-    daemon = cast(Daemon, _LoadingDaemon(loads))
+    daemon = _LoadingDaemon(loads)
     publisher = DaemonPublisher(daemon)
     publisher.publish(layered_image(tmp_path, b"base", b"v1"), REF)
     loads.partial = loads.full = "refuse"
@@ -246,3 +247,9 @@ def test_a_daemon_that_refuses_the_full_archive_too_is_an_error_and_nothing_is_r
     assert not publisher.fallback_file().exists()
     loads.partial = loads.full = "accept"
     assert publisher.publish(layered_image(tmp_path, b"base", b"v3"), REF).slim
+
+
+def member(tar: tarfile.TarFile, name: str) -> bytes:
+    found = tar.extractfile(name)
+    assert found is not None, f"{name} is not a file in the archive"
+    return found.read()

@@ -7,33 +7,26 @@ daemon is needed for them, so the session's daemon and publisher are left out (n
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from kodev import config as config_stage
-from kodev.builder import Builder
 from kodev.config import BuildSettings, CommandConfig, Config
-from kodev.daemon import Daemon, _split_tag
+from kodev.daemon import _split_tag
 from kodev.errors import ConfigError
 from kodev.gomod import MainPackage
 from kodev.gotool import GoTool, find_go
-from kodev.image.resolve import Bases
 from kodev.ownership import OWNER_HOST_LABEL, OWNER_PID_LABEL, OWNER_START_LABEL, Owner, owner_alive
 from kodev.plan import _command_config
-from kodev.platform import parse as parse_platform
-from kodev.publish import Publisher
-from kodev.publish.pruning import PruningPublisher
 from kodev.session import Session
-from kodev.ui import UI
 from tests.conftest import EXAMPLES
+from tests.fakes import offline_session
 from tests.integration.conftest import _missing
 
 # --- _command_config: every table naming a command, by path or import path, merged ---------------------
@@ -99,13 +92,7 @@ def hello(tmp_path: Path) -> Path:
 
 
 def session(cwd: Path, go: GoTool, config: Config | None = None) -> Session:
-    """A session without a daemon: watch_targets and reload never reach it."""
-    config = config or config_stage.load(None, cwd)
-    ui = UI(stdout=io.StringIO(), stderr=io.StringIO())
-    platform = parse_platform("linux/amd64", "test")
-    builder = Builder(config, go, platform, cast(Bases, None), cast(Publisher, None), ui)
-    return Session(cwd=cwd, ui=ui, config=config, go=go, daemon=cast(Daemon, None), platform=platform,
-                   publisher=cast(PruningPublisher, None), builder=builder)
+    return offline_session(cwd, go, config)
 
 
 def targets(found: Session, paths: list[str]) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from kodev.image.assemble import Image
 
@@ -50,3 +50,15 @@ class NoPruning:
 
     def prune(self) -> list[str]:
         return []
+
+
+class ImageStore(Protocol):
+    """What the daemon-backed publishers ask of a daemon (`kodev.daemon.Daemon`): its images, by reference,
+    and its Engine API client (`api`) for loads, tags and removals."""
+
+    endpoint: str
+
+    @property
+    def api(self) -> Any: ...
+
+    def inspect(self, ref: str) -> dict[str, Any] | None: ...

@@ -20,11 +20,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kodev.daemon import Daemon, reason
+from kodev.daemon import reason
 from kodev.errors import DaemonConnectionError, DaemonError, ImageError
 from kodev.image.archive import docker_save_stream, oci_archive_stream
 from kodev.image.assemble import Image
-from kodev.publish import Published
+from kodev.publish import ImageStore, Published
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class DaemonPublisher:
     containers are created from, so that a `kodev build` meanwhile (which moves only `latest`) leaves them
     named in `docker ps`. `close` removes those tags again where they still point at what was loaded."""
 
-    def __init__(self, daemon: Daemon, run_tag: str | None = None) -> None:
+    def __init__(self, daemon: ImageStore, run_tag: str | None = None) -> None:
         self.daemon = daemon
         self.run_tag = run_tag
         self._run_refs: dict[str, str] = {}  # run reference -> the image ID it was last given

@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from kodev.daemon import Daemon
 from kodev.errors import DaemonError
 from kodev.image.assemble import COMMAND_LABEL, Image
-from kodev.publish import Published, Publisher
+from kodev.publish import ImageStore, Published, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 class PruningPublisher:
     """A `Publisher` (publishes through `inner`, noting what each publish replaced) and an `ImagePruner`."""
 
-    def __init__(self, inner: Publisher, daemon: Daemon) -> None:
+    def __init__(self, inner: Publisher, daemon: ImageStore) -> None:
         self.inner = inner
         self.daemon = daemon
         self._replaced: list[str] = []
