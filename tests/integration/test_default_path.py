@@ -148,8 +148,8 @@ def edit_and_serve(s: JsonWatch, word: str, how: str | None = "swapped") -> None
 
 # --- the daemon restarts under a running watch --------------------------------------------------------------
 
-@pytest.mark.parametrize("when", ["idle", "edited-while-away", "during-a-round"])
-@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize(("mode", "when"), [("swap", "idle"), ("swap", "edited-while-away"), ("swap", "during-a-round"),
+                                            ("recreate", "during-a-round")])
 def test_a_daemon_restart_mid_watch_is_survived_and_the_next_edit_served(
         mode: str, when: str, private_mod: Module, private_daemon: PrivateDaemon) -> None:  # noqa: F811
     edit_while_away = when != "idle"
