@@ -169,7 +169,13 @@ class Supervision:
 
     def _sees_local_files(self, image: str, supervisor: Path, root: Path) -> bool:
         """A probe container on `image` runs the supervisor from a bind-mounted directory and checks a token
-        written here: true only if the daemon sees this machine's files (not guessed from DOCKER_HOST)."""
+        written here: true only if the daemon sees this machine's files (not guessed from DOCKER_HOST).
+
+        Only the daemon's answer decides: it refused to start the probe (the entrypoint is missing on its
+        side) or the probe found another token. A daemon that does not answer is no answer: that error goes
+        up (the round reports it, the loop waits for the daemon) and the next container probes again."""
+        import docker.errors
+
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         probe = Path(tempfile.mkdtemp(prefix="probe-", dir=root))
         token = secrets.token_hex(8)
@@ -185,8 +191,8 @@ class Supervision:
                 labels=probe_labels(self.owner))
             container.start()
             return int(container.wait(timeout=60).get("StatusCode", 1)) == 0
-        except Exception as exc:  # the entrypoint is missing on the daemon's side: it cannot see our files
-            log.debug("bind-mount probe: %s", exc)
+        except docker.errors.APIError as exc:  # the entrypoint is missing on the daemon's side: it cannot see our files
+            log.debug("bind-mount probe refused, binaries are copied: %s", exc.explanation or exc)
             return False
         finally:
             if container is not None:
