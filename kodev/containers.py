@@ -3,7 +3,6 @@ which are kodev's)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -195,8 +194,21 @@ class Containers:
             return
         except docker.errors.APIError as exc:
             log.debug("stop of %s refused (removal forces it): %s", container_id[:12], exc)
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or "in progress" not in str(exc.explanation or exc):
+                raise
+            self._wait_gone(container_id)  # another kodev reaps it too (a dead kodev's): gone soon
+
+    def _wait_gone(self, container_id: str, seconds: float = 30.0) -> None:
+        import time
+
+        deadline = time.monotonic() + seconds
+        while self.exists(container_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def rename(self, container_id: str, name: str) -> None:
         self.client.api.rename(container_id, name)

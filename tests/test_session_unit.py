@@ -25,7 +25,7 @@ from kodev.gotool import GoTool, find_go
 from kodev.ownership import OWNER_HOST_LABEL, OWNER_PID_LABEL, OWNER_START_LABEL, Owner, owner_alive
 from kodev.plan import _command_config
 from kodev.session import Session
-from tests.conftest import EXAMPLES
+from tests.examples import copy_example
 from tests.fakes import offline_session
 from tests.integration.conftest import _missing
 
@@ -87,7 +87,7 @@ def go() -> GoTool:
 @pytest.fixture
 def hello(tmp_path: Path) -> Path:
     target = tmp_path / "hello"
-    shutil.copytree(EXAMPLES / "hello", target, symlinks=True)
+    copy_example("hello", target)
     return target
 
 

@@ -5,7 +5,6 @@ containers of a project by service)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from kodev.compose import ComposeCLI, ComposeError, containers, find_compose
-from tests.conftest import EXAMPLES
+from tests.examples import copy_example
 from tests.integration.conftest import _missing
 from tests.integration.process import free_port
 
@@ -59,7 +58,7 @@ def stack(tmp_path: Path, go_binary: str, docker_client: Any, compose_cli: Compo
     Taken down with its volumes afterwards, by project name only.
     """
     target = tmp_path / "stack"
-    shutil.copytree(EXAMPLES / "compose", target, symlinks=True)
+    copy_example("compose", target)
     subprocess.run([go_binary, "build", "-o", "store", "."], cwd=target / "store", check=True,
                    env={**os.environ, "CGO_ENABLED": "0"}, capture_output=True)
     ports = {"api": free_port(), "worker": free_port(), "store": free_port()}

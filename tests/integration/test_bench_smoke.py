@@ -54,5 +54,6 @@ def test_scenario_1_one_repetition_end_to_end(go_binary: str, docker_client: Any
     assert all(row[1].endswith(" s") for row in series.rows), series.rows  # a time, not "—"
     assert [t.passed is not None for t in result.targets] == [True, True]
     assert not context.work.exists()  # cleaned up
-    leftovers = [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(f"kb-{context.uid}")]
+    # The low-level list, filtered: `containers.list()` inspects every container, racing with other tests.
+    leftovers = [c["Names"] for c in docker_client.api.containers(all=True, filters={"name": f"kb-{context.uid}"})]
     assert leftovers == []

@@ -48,8 +48,9 @@ def remove_repo(client: Any, name: str, only: str = "") -> None:
     import docker.errors
 
     prefix = f"{name}/{only}:" if only else f"{name}/"
-    for image in client.images.list():
-        for tag in image.tags:
+    # The low-level list: `images.list()` inspects each image and fails when another test removes one meanwhile.
+    for image in client.api.images():
+        for tag in image.get("RepoTags") or ():
             if tag.startswith(prefix):
                 with contextlib.suppress(docker.errors.NotFound):
                     client.images.remove(tag, force=True)

@@ -2,6 +2,9 @@
 
 The project is api + worker (ko:// services sharing internal/serve, each with a package of its own) and
 store (a `build:` service that is Compose's business, with a named volume).
+
+kodev's default swaps a binary-only change into the containers Compose runs (same container IDs); with
+KODEV_SWAP=0 Compose recreates them. The test of which services a change reaches runs under both.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tests.integration.compose_support import (  # noqa: F401 - fixtures
     stack,
     unique_name,
 )
+from tests.integration.conftest import delivered_word
 from tests.integration.process import KodevProcess, fetch, free_port, sigint_not_ignored, wait_for_page, wait_until
 
 
@@ -25,8 +29,8 @@ def _running(client: Any, project: str) -> dict[str, str]:
     return {s: client.containers.get(i).status for s, i in service_ids(client, project).items()}
 
 
-def test_watch_replaces_only_the_services_a_change_affects(stack: Stack, compose_cli: ComposeCLI,  # noqa: F811
-                                                            docker_client: Any) -> None:
+def test_watch_delivers_only_to_the_services_a_change_affects(stack: Stack, compose_cli: ComposeCLI,  # noqa: F811
+                                                              docker_client: Any, delivery: str) -> None:
     repo = unique_name("kodevtest.local/c")  # our own image names: never the user's kodev.local/api
     (stack.dir / "kodev.toml").write_text(f'repo = "{repo}"\n')
     with sigint_not_ignored():
@@ -39,19 +43,24 @@ def test_watch_replaces_only_the_services_a_change_affects(stack: Stack, compose
         assert set(first) == {"api", "worker", "store"}, first
         assert docker_client.images.get(f"{repo}/api:latest")  # kodev built it, Compose runs it
 
-        # A package only api imports: api gets a new container, worker and store keep theirs.
+        # A package only api imports: api gets the new binary (swapped into its container, or a new
+        # container), worker and store keep theirs.
         edit(stack.dir / "internal" / "quotes" / "quotes.go", "Clear is better", "Clearer is better")
         wait_for_page(stack.url("api"), "Clearer is better than clever.")
+        proc.wait_for(rf"^\s+api\s+rebuilt in .*\b{delivered_word(delivery)} [\d.]+s", timeout=30)
         second = service_ids(docker_client, stack.name)
-        assert second["api"] != first["api"]
+        assert (second["api"] == first["api"]) == (delivery == "swap"), (first, second, proc.output())
         assert second["worker"] == first["worker"] and second["store"] == first["store"]
 
-        # The shared package: both Go services are replaced, store is not.
+        # The shared package: both Go services get it, store does not.
         edit(stack.dir / "internal" / "serve" / "serve.go", "stack release 1", "stack release 2")
         wait_for_page(stack.url("api"), "(stack release 2)")
         wait_for_page(stack.url("worker"), "(stack release 2)")
+        proc.wait_for(rf"^\s+worker\s+rebuilt in .*\b{delivered_word(delivery)} [\d.]+s", timeout=30)
         third = service_ids(docker_client, stack.name)
-        assert third["api"] != second["api"] and third["worker"] != second["worker"]
+        swapped = delivery == "swap"
+        assert (third["api"] == second["api"]) == swapped and (third["worker"] == second["worker"]) == swapped, \
+            (second, third, proc.output())
         assert third["store"] == first["store"]
 
         # A broken build: everything keeps running on the last good images.

@@ -17,6 +17,7 @@ from kodev.errors import GoError
 from kodev.gomod import ModuleGraph, load_graph, resolve_commands
 from kodev.gotool import GoTool, find_go
 from tests.conftest import EXAMPLES
+from tests.examples import copy_example
 
 HELLO, SERVER = "example.com/hello/cmd/hello", "example.com/hello/cmd/server"
 DEP = "example.com/dep/greet"
@@ -29,9 +30,8 @@ def go(go_binary: str) -> GoTool:
 
 @pytest.fixture
 def hello(tmp_path: Path) -> Path:
-    target = tmp_path / "hello"
-    shutil.copytree(EXAMPLES / "hello", target, symlinks=True)
-    return target
+    """examples/hello as committed (no Docker needed, unlike the shared fixture of the same name)."""
+    return copy_example("hello", tmp_path / "hello")
 
 
 def write(path: Path, text: str) -> None:

@@ -6,6 +6,10 @@ rel-<uid>-...) are this test's alone, even with other sessions on the same daemo
 afterwards. Tests that inspect kodev's cache give kodev a cache directory of their own. The daemon tests
 never touch the shared dockerd: they start a private one (vfs storage, no bridge, no iptables) for this
 module and stop and start it at will.
+
+kodev runs with its defaults (binary-only changes swapped in place); the scenarios whose course differs when
+containers are recreated instead (the daemon going away, storms, signals during a recreate, config reloads)
+take the `delivery` fixture and run under both.
 """
 
 from __future__ import annotations
@@ -440,18 +444,20 @@ def away_and_back(s: Watch, daemon: PrivateDaemon, noticed_by_a_build: bool) -> 
     stop_cleanly(s)
 
 
-def test_daemon_goes_away_and_comes_back(private_mod: Module, private_daemon: PrivateDaemon) -> None:
+def test_daemon_goes_away_and_comes_back(private_mod: Module, private_daemon: PrivateDaemon,
+        delivery: str) -> None:
     with watching(private_mod, env={"DOCKER_HOST": private_daemon.host}, user=AS_ROOT) as s:
         away_and_back(s, private_daemon, noticed_by_a_build=False)
 
 
-def test_daemon_gone_during_a_rebuild_is_waited_for(private_mod: Module, private_daemon: PrivateDaemon) -> None:
+def test_daemon_gone_during_a_rebuild_is_waited_for(private_mod: Module, private_daemon: PrivateDaemon,
+        delivery: str) -> None:
     with watching(private_mod, env={"DOCKER_HOST": private_daemon.host}, user=AS_ROOT) as s:
         away_and_back(s, private_daemon, noticed_by_a_build=True)
 
 
-def test_quick_daemon_restart_then_the_service_comes_back(private_mod: Module,
-                                                         private_daemon: PrivateDaemon) -> None:
+def test_quick_daemon_restart_then_the_service_comes_back(private_mod: Module, private_daemon: PrivateDaemon,
+                                                         delivery: str) -> None:
     with watching(private_mod, env={"DOCKER_HOST": private_daemon.host}, user=AS_ROOT) as s:
         first = s.container_id()
         private_daemon.stop()  # the container stops with it
@@ -556,7 +562,7 @@ def rounds(session: Watch) -> int:
     return session.proc.count(r"^changed: ")
 
 
-def test_storm_of_500_writes_is_at_most_two_builds(mod: Module) -> None:
+def test_storm_of_500_writes_is_at_most_two_builds(mod: Module, delivery: str) -> None:
     files = add_extra_files(mod, 50, "a")
     with watching(mod, started=False) as s:
         s.proc.wait_for(r"^watching ", timeout=120)
@@ -586,7 +592,7 @@ def git(module: Module, *args: str) -> None:
     assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
 
 
-def test_git_checkout_of_100_changed_files_is_at_most_two_builds(mod: Module) -> None:
+def test_git_checkout_of_100_changed_files_is_at_most_two_builds(mod: Module, delivery: str) -> None:
     if shutil.which("git") is None:
         if REQUIRE_REAL:
             pytest.fail("git is required (KODEV_REQUIRE_REAL=1) but missing", pytrace=False)
@@ -706,12 +712,17 @@ func init() { signal.Ignore(syscall.SIGTERM) }
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_a_container_recreate(mod: Module, cache_dir: Path, sig: int) -> None:
+def test_signal_during_a_container_recreate(mod: Module, cache_dir: Path, sig: int, delivery: str) -> None:
+    """A signal while the old container is being stopped for its replacement. Swapping, a kodata change is
+    what recreates; recreating (KODEV_SWAP=0), any change."""
     write(mod.path / "cmd/server/slowstop.go", IGNORE_SIGTERM)
     with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir)}, stop_timeout=4) as s:
         old = s.container_id()
         since = time.time() - 1
-        set_greeting(mod, "Never served")
+        if delivery == "swap":
+            write(mod.path / "cmd/server/kodata/index.html", "<h1>Never served</h1>\n")
+        else:
+            set_greeting(mod, "Never served")
 
         def stopping() -> bool:  # kodev sent SIGTERM to the old container and waits for it
             events = mod.client.events(since=int(since), until=int(time.time()) + 1, decode=True,
@@ -744,7 +755,9 @@ def test_sigkill_then_a_new_kodev_removes_only_the_dead_ones_containers(mod: Mod
         done = run_kodev(["run", "--name", mod.name("next"), "./cmd/hello", "--", "-exit", "0"], mod.path,
                          timeout=120)
         assert done.returncode == 0, done.stderr
-        assert mod.name("dead") in done.stderr, f"the new kodev did not say what it removed:\n{done.stderr}"
+        # Any kodev starting on this shared daemon removes the dead one's container, so another test's may have
+        # been first (that the one that removes it says so is checked on a daemon of its own: test_newcomer.py's
+        # test_daemon_gone_at_cleanup_...). What matters here: the dead one's is gone, the live one's untouched.
         names = {c["Names"][0].lstrip("/") for c in mod.client.api.containers(all=True, filters={"name": mod.uid})}
         assert mod.name("dead") not in names, f"the dead kodev's container {dead_container['Id'][:12]} is left"
         assert mod.name("live") in names, f"the live kodev's container was removed:\n{done.stderr}"
@@ -884,7 +897,7 @@ def test_kodata_tree_of_20000_files_builds(mod: Module, cache_dir: Path) -> None
 
 # --- bad input in watch mode ----------------------------------------------------------------------------------
 
-def test_broken_kodev_toml_and_go_mod_keep_the_last_good_state(mod: Module) -> None:
+def test_broken_kodev_toml_and_go_mod_keep_the_last_good_state(mod: Module, delivery: str) -> None:
     with watching(mod) as s:
         old = s.container_id()
         config = mod.path / "kodev.toml"
@@ -894,8 +907,8 @@ def test_broken_kodev_toml_and_go_mod_keep_the_last_good_state(mod: Module) -> N
         config.write_text(good + "\n[services.broken\ncommand = \n")
         s.proc.wait_for(r"^error: .*kodev\.toml", count=1, timeout=30)
         # One paragraph: what is wrong, and that the last good file stays until the next save.
-        s.proc.wait_for(r"^error: .*kodev keeps running with the last good kodev\.toml; fix it and save again\.$",
-                        timeout=10)
+        s.proc.wait_for(r"^error: .*kodev keeps running with the last good kodev\.toml until you save one that "
+                        r"works\.$", timeout=10)
         assert not any("run again" in line for line in s.proc.err_lines())
         assert s.container_id() == old
         assert "Hello, kodev!" in (fetch(s.url) or "")

@@ -246,7 +246,8 @@ def test_sigkill_leaves_a_container_the_next_kodev_removes(module: Path, ctx: Ct
         stale = ctx.container(ctx.name("stale"))
         assert stale is not None
         stale_run.kill()  # SIGKILL: no chance to clean up
-        assert ctx.container(stale.id) is not None, "the container vanished with its kodev"
+        # Left behind: removed by the next kodev that starts on this daemon (on this shared one, possibly
+        # another test's, which is why it is not asserted to be there still).
         # A container kodev did not create, from an image it built: must survive any cleanup.
         foreign = ctx.client.containers.create(ctx.ref("server"), ["-addr", "127.0.0.1:1"],
                                                name=ctx.name("foreign"), network_mode="host")
@@ -292,7 +293,9 @@ def test_name_taken_by_a_foreign_container(module: Path, ctx: Ctx, watch: bool) 
 
 # --- --watch -------------------------------------------------------------------------------------------
 
-def test_watch_rebuilds_survives_a_compile_error_and_cleans_up(module: Path, ctx: Ctx) -> None:
+def test_watch_rebuilds_survives_a_compile_error_and_cleans_up(module: Path, ctx: Ctx, delivery: str) -> None:
+    """--watch swaps a binary-only change into the running container (the default), or recreates it
+    (KODEV_SWAP=0); a compile error keeps it serving; at the end no container of either kind is left."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     greeting = module / "internal" / "greeting" / "greeting.go"
@@ -311,9 +314,13 @@ def test_watch_rebuilds_survives_a_compile_error_and_cleans_up(module: Path, ctx
         greeting.write_text(original.replace('"Hello, "', '"Howdy, "'))
         page(proc, url, "Howdy, kodev!")
         second = ctx.container(name)
-        assert second is not None and second.id != first.id, "the container was not recreated on the new image"
-        seen.append(second.id)
-        assert ctx.container(first.id) is None, "the replaced container was left behind"
+        assert second is not None
+        if delivery == "swap":
+            assert second.id == first.id, f"a binary-only change recreated the container\n{proc.output()}"
+        else:
+            assert second.id != first.id, "the container was not recreated on the new image"
+            seen.append(second.id)
+            assert ctx.container(first.id) is None, "the replaced container was left behind"
 
         greeting.write_text(original.replace('"!"', "undefinedThing"))
         proc.wait_for("undefinedThing", timeout=60)  # the compiler's own words
@@ -326,8 +333,12 @@ def test_watch_rebuilds_survives_a_compile_error_and_cleans_up(module: Path, ctx
         greeting.write_text(original.replace('"Hello, "', '"Hi there, "'))
         page(proc, url, "Hi there, kodev!")
         third = ctx.container(name)
-        assert third is not None and third.id not in seen
-        seen.append(third.id)
+        assert third is not None
+        if delivery == "swap":
+            assert third.id == first.id, proc.output()
+        else:
+            assert third.id not in seen
+            seen.append(third.id)
 
         code = proc.stop(signal.SIGINT, timeout=30)
         assert code == 0, proc.output()
