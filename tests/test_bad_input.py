@@ -6,13 +6,13 @@ Compose or `go` binary that went away, kodev.toml paths that name no command, `.
 `watch_targets` runs the real `go` on a copy of examples/hello (no daemon: these paths never reach it); the
 CLI tests run kodev as a user does, as a process of its own, on paths that fail before any daemon is asked.
 """
+# ruff: noqa: F811 - the fixtures imported from test_session_unit are test parameters here
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +23,11 @@ from kodev import config as config_stage
 from kodev import koyaml
 from kodev.compose.locate import ENV_OVERRIDE, ComposeCLI, ComposeError, find_compose
 from kodev.errors import CompileError, ConfigError, GoError, reworded
-from kodev.gotool import GoTool, find_go
+from kodev.gotool import GoTool
 from kodev.jsonui import JsonUI, check_event
 from kodev.session import Session
-from tests.examples import copy_example
 from tests.fakes import offline_session
-from tests.integration.conftest import _missing
+from tests.test_session_unit import go, hello  # noqa: F401 - fixtures
 
 HELLO = "example.com/hello"
 
@@ -100,18 +99,6 @@ def test_go_popen_of_a_missing_binary_is_a_go_error(tmp_path: Path) -> None:
 
 
 # --- kodev.toml paths and patterns, as `kodev watch` reads them --------------------------------------------
-
-@pytest.fixture
-def go() -> GoTool:
-    if shutil.which(os.environ.get("KODEV_GO", "go")) is None:
-        _missing("a Go toolchain (`go` on PATH)")
-    return find_go(None, {})
-
-
-@pytest.fixture
-def hello(tmp_path: Path) -> Path:
-    return copy_example("hello", tmp_path / "hello")
-
 
 def session(cwd: Path, go: GoTool) -> Session:
     return offline_session(cwd, go)

@@ -36,83 +36,18 @@ from kodev.publish.pruning import PruningPublisher
 from kodev.session import Session
 from kodev.ui import UI
 from tests.integration.compose_support import compose_cli  # noqa: F401 - a fixture
-from tests.integration.conftest import REQUIRE_REAL, run_kodev
-from tests.integration.process import wait_until
+from tests.integration.conftest import run_kodev
+from tests.integration.private_daemon import PrivateDaemon, private_dockerd
 
 GREETING = "internal/greeting/greeting.go"
 
 
 # --- a dockerd of this module's own ------------------------------------------------------------------------
 
-class PrivateDaemon:
-    """dockerd on a short unix socket path, with no bridge and no iptables rules; stopped and started at will."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.host = f"unix://{root / 'd.sock'}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.root / "dockerd.log", "ab") as log:
-            self.process = subprocess.Popen(
-                ["dockerd", "--host", self.host, "--data-root", str(self.root / "data"),
-                 "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "d.pid"),
-                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_until(self.answers, 60, lambda: f"private dockerd did not come up:\n{self.log()}")
-
-    def answers(self) -> bool:
-        import docker
-
-        assert self.process is not None and self.process.poll() is None, self.log()
-        try:
-            client = docker.DockerClient(base_url=self.host, timeout=30)
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        except Exception:
-            return False
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def remove_all_images(self) -> None:
-        import docker
-
-        client = docker.DockerClient(base_url=self.host, timeout=60)
-        try:
-            for image in client.api.images(all=True):
-                with contextlib.suppress(docker.errors.APIError):
-                    client.api.remove_image(image["Id"], force=True)
-        finally:
-            client.close()
-
-    def log(self) -> str:
-        return (self.root / "dockerd.log").read_text(errors="replace")[-3000:]
-
-
 @pytest.fixture(scope="module")
 def private_daemon() -> Iterator[PrivateDaemon]:
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        if REQUIRE_REAL:
-            pytest.fail("these tests need dockerd and root to start a private dockerd", pytrace=False)
-        pytest.skip("dockerd (as root) not available for a private daemon")
-    root = Path(tempfile.mkdtemp(prefix="kb-", dir="/tmp"))  # unix socket paths must stay short
-    daemon = PrivateDaemon(root)
-    try:
-        daemon.start()
+    with private_dockerd("kb-") as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

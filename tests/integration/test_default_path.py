@@ -3,6 +3,7 @@
 Each test reads kodev's `--json` events (the versioned schema, every line checked against it), never its
 human text. Where recreate (`KODEV_SWAP=0`) behaves differently the scenario runs under both.
 """
+# ruff: noqa: F811 - the fixtures imported from test_reliability are test parameters here
 
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ from typing import Any
 import pytest
 
 from kodev.jsonui import check_event
+from tests.integration.private_daemon import PrivateDaemon, private_dockerd
 from tests.integration.process import KodevProcess, fetch, free_port, wait_until
-from tests.integration.test_reliability import (  # noqa: F401 - private_daemon is a fixture used here
+from tests.integration.test_reliability import (  # noqa: F401 - mod, private_mod, private_daemon are fixtures
     AS_ROOT,
     Module,
-    PrivateDaemon,
-    clean_daemon,
     make_module,
+    mod,
     private_daemon,
+    private_mod,
     server_service,
     set_greeting,
     start_kodev,
@@ -41,27 +43,6 @@ KODATA_PAGE = "cmd/server/kodata/index.html"
 def _defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     """kodev as users run it unconfigured: no KODEV_SWAP."""
     monkeypatch.delenv("KODEV_SWAP", raising=False)
-
-
-@pytest.fixture
-def mod(hello: Path, docker_client: Any) -> Iterator[Module]:
-    module = make_module(hello, docker_client)
-    try:
-        yield module
-    finally:
-        clean_daemon(module)
-
-
-@pytest.fixture
-def private_mod(hello: Path, private_daemon: PrivateDaemon) -> Iterator[Module]:  # noqa: F811
-    module = make_module(hello, private_daemon.client)
-    try:
-        yield module
-    finally:
-        if private_daemon.process is None or private_daemon.process.poll() is not None:
-            private_daemon.start()
-        module.client = private_daemon.client
-        clean_daemon(module)
 
 
 @dataclass
@@ -139,11 +120,13 @@ def watching(module: Module, env: dict[str, str] | None = None, extra: str = "",
 
 
 def edit_and_serve(s: JsonWatch, word: str, how: str | None = "swapped") -> None:
+    """Save a greeting, wait until it serves and (unless `how` is None) for the round's `delivered` event of
+    that kind: a round before it may still be saying its own, the page can serve before the event."""
     mark = s.mark()
     set_greeting(s.module, word)
     s.page(f"{word}, kodev!")
     if how is not None:
-        assert s.wait("delivered", mark)["how"] == how
+        s.wait("delivered", mark, lambda e: e["how"] == how)
 
 
 # --- the daemon restarts under a running watch --------------------------------------------------------------
@@ -151,7 +134,7 @@ def edit_and_serve(s: JsonWatch, word: str, how: str | None = "swapped") -> None
 # Idle and edited-while-away are test_reliability's away_and_back scenarios, under both modes there.
 @pytest.mark.parametrize(("mode", "when"), [("swap", "during-a-round"), ("recreate", "during-a-round")])
 def test_a_daemon_restart_mid_watch_is_survived_and_the_next_edit_served(
-        mode: str, when: str, private_mod: Module, private_daemon: PrivateDaemon) -> None:  # noqa: F811
+        mode: str, when: str, private_mod: Module, private_daemon: PrivateDaemon) -> None:
     edit_while_away = when != "idle"
     with watching(private_mod, {"DOCKER_HOST": private_daemon.host, **MODES[mode]}, user=AS_ROOT) as s:
         edit_and_serve(s, "Swapped once", "swapped" if mode == "swap" else "recreated")
@@ -188,7 +171,7 @@ def test_a_kodata_edit_right_after_a_swap_is_served(mod: Module) -> None:
             mark = s.mark()
             set_greeting(mod, f"Swapped {delay}")
             s.page(f"Swapped {delay}, kodev!")  # the new binary serves: the swap is done, its image on its way
-            assert s.wait("delivered", mark)["how"] == "swapped"
+            s.wait("delivered", mark, lambda e: e["how"] == "swapped")  # (the page may serve before the event)
             time.sleep(delay)  # the scenario: how long after serving the kodata edit lands
             page.write_text(page.read_text() + f"\n<p>kodata edit {delay}</p>\n")
             s.page(f"kodata edit {delay}", timeout=30)
@@ -361,21 +344,8 @@ def test_watch_ignore_keeps_matching_files_from_starting_a_round(mod: Module) ->
 def small_daemon() -> Iterator[PrivateDaemon]:
     """A private dockerd whose storage is a 200 MB tmpfs: a load that does not fit is refused for real
     (no space left on device), which no other real daemon can be made to do on demand."""
-    import shutil
-    import subprocess
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="kds-", dir="/tmp"))
-    (root / "data").mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(root / "data")], check=True)
-    daemon = PrivateDaemon(root)
-    try:
-        daemon.start()
+    with private_dockerd("kds-", tmpfs_mb=200) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        subprocess.run(["umount", "-l", str(root / "data")], check=False)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_publish_that_fails_keeps_the_old_container_serving_and_its_logs(
