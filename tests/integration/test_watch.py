@@ -85,7 +85,9 @@ def set_greeting(module: Path, word: str) -> None:
 
 def containers(client: Any, service: str) -> list[Any]:
     """kodev's containers for `service`, running or not."""
-    return list(client.containers.list(all=True, filters={"label": f"dev.kodev.service={service}"}))
+    # ignore_removed: the list inspects each one, and one removed meanwhile is not an error
+    return list(client.containers.list(all=True, filters={"label": f"dev.kodev.service={service}"},
+                                       ignore_removed=True))
 
 
 def container_id(client: Any, service: str) -> str:
@@ -361,7 +363,8 @@ def test_atomic_save_and_delete_then_create(hello: Path, repo: str, docker_clien
 # --- stopping ----------------------------------------------------------------------------------------
 
 def _assert_all_removed(client: Any, proc: KodevProcess, services: list[str]) -> None:
-    owned = client.containers.list(all=True, filters={"label": f"dev.kodev.owner.pid={proc.process.pid}"})
+    owned = client.containers.list(all=True, filters={"label": f"dev.kodev.owner.pid={proc.process.pid}"},
+                                   ignore_removed=True)
     assert not owned, f"left behind: {[c.name for c in owned]}\n{proc.output()}"
     for service in services:
         assert not containers(client, service), f"{service} left behind\n{proc.output()}"
