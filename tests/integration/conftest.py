@@ -12,11 +12,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.examples import copy_example
+from tests.integration.modules import Module, clean_daemon, make_module
+
+if TYPE_CHECKING:  # private_daemon.py imports this file
+    from tests.integration.private_daemon import PrivateDaemon
 
 REQUIRE_REAL = os.environ.get("KODEV_REQUIRE_REAL") == "1"
 
@@ -120,3 +124,47 @@ def repo(docker_client: Any) -> Iterator[str]:
             if tag.startswith(f"{name}/"):
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                     docker_client.api.remove_image(tag, force=True)
+
+
+# --- a module of the test's own (tests/integration/modules.py) ----------------------------------------------
+
+@pytest.fixture
+def mod(hello: Path, docker_client: Any) -> Iterator[Module]:
+    """examples/hello renamed for this test, on the shared daemon; its containers and images removed after."""
+    module = make_module(hello, docker_client)
+    try:
+        yield module
+    finally:
+        clean_daemon(module)
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Iterator[Path]:
+    """A kodev cache of this test's own (KODEV_CACHE_DIR), deleted afterwards: layers can be big."""
+    path = tmp_path / "kodev-cache"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_daemon() -> Iterator[PrivateDaemon]:
+    """A dockerd of the test file's own (vfs storage, no bridge, no iptables), to stop and start at will."""
+    from tests.integration.private_daemon import private_dockerd
+
+    with private_dockerd("kd-") as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def private_mod(hello: Path, private_daemon: PrivateDaemon) -> Iterator[Module]:
+    """Like `mod`, on the private daemon (started again afterwards if the test left it stopped)."""
+    module = make_module(hello, private_daemon.client)
+    try:
+        yield module
+    finally:
+        if private_daemon.process is None or private_daemon.process.poll() is not None:
+            private_daemon.start()
+        module.client = private_daemon.client
+        clean_daemon(module)

@@ -3,7 +3,6 @@
 Each test reads kodev's `--json` events (the versioned schema, every line checked against it), never its
 human text. Where recreate (`KODEV_SWAP=0`) behaves differently the scenario runs under both.
 """
-# ruff: noqa: F811 - the fixtures imported from test_reliability are test parameters here
 
 from __future__ import annotations
 
@@ -20,20 +19,9 @@ from typing import Any
 import pytest
 
 from kodev.jsonui import check_event
+from tests.integration.modules import AS_ROOT, Module, make_module, server_service, set_greeting, start_kodev, write
 from tests.integration.private_daemon import PrivateDaemon, private_dockerd
 from tests.integration.process import KodevProcess, fetch, free_port, wait_until
-from tests.integration.test_reliability import (  # noqa: F401 - mod, private_mod, private_daemon are fixtures
-    AS_ROOT,
-    Module,
-    make_module,
-    mod,
-    private_daemon,
-    private_mod,
-    server_service,
-    set_greeting,
-    start_kodev,
-    write,
-)
 
 MODES = {"swap": {}, "recreate": {"KODEV_SWAP": "0"}}
 KODATA_PAGE = "cmd/server/kodata/index.html"

@@ -23,144 +23,33 @@ import subprocess
 import sys
 import tarfile
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import REQUIRE_REAL, run_kodev
-from tests.integration.private_daemon import PrivateDaemon, private_dockerd
-from tests.integration.process import KodevProcess, fetch, free_port, sigint_not_ignored, wait_for_page, wait_until
-
-SETTLE = 3.0  # seconds to wait when proving that nothing more happens
-GREETING = "internal/greeting/greeting.go"
-GREETING_SOURCE = '''// Package greeting is shared by both commands.
-package greeting
-
-// Message is the greeting both commands print.
-func Message(name string) string {
-	return "%s, " + name + "!"
-}
-'''
-OWNER_PID = "dev.kodev.owner.pid"
-COMMAND_LABEL = "dev.kodev.command"
-
-
-# --- a module of this test's own -----------------------------------------------------------------------
-
-@dataclass
-class Module:
-    """A copy of examples/hello renamed to `module_path`; its images are tagged under `repo`."""
-
-    path: Path
-    uid: str
-    client: Any  # the daemon its images and containers live in
-    started: list[int] = field(default_factory=list)  # pids of the kodev processes started on it
-
-    @property
-    def module_path(self) -> str:
-        return f"example.com/r{self.uid}"
-
-    @property
-    def repo(self) -> str:
-        return f"kodev.test/r{self.uid}"
-
-    def name(self, what: str) -> str:
-        return f"rel-{self.uid}-{what}"
-
-    def command(self, name: str) -> str:
-        return f"{self.module_path}/cmd/{name}"
-
-    def images(self, name: str) -> list[dict[str, Any]]:
-        """The daemon's images kodev made for cmd/`name` (tagged or not)."""
-        return list(self.client.api.images(filters={"label": f"{COMMAND_LABEL}={self.command(name)}"}))
-
-
-def make_module(source: Path, client: Any) -> Module:
-    module = Module(source, uuid.uuid4().hex[:8], client)
-    for path in [source / "go.mod", *source.rglob("*.go")]:
-        path.write_text(path.read_text().replace("example.com/hello", module.module_path))
-    (source / "kodev.toml").write_text(f'repo = "{module.repo}"\n')
-    return module
-
-
-def clean_daemon(module: Module) -> None:
-    """Remove every container and image of `module`, and any container of the kodev processes it ran."""
-    import docker.errors
-
-    api = module.client.api
-    found = {c["Id"] for c in api.containers(all=True, filters={"name": module.uid})}
-    for pid in module.started:
-        found |= {c["Id"] for c in api.containers(all=True, filters={"label": f"{OWNER_PID}={pid}"})}
-    for container in found:
-        with contextlib.suppress(docker.errors.APIError):
-            api.remove_container(container, force=True)
-    for image in api.images(filters={"label": COMMAND_LABEL}):
-        labels = image.get("Labels") or {}
-        tags = image.get("RepoTags") or []
-        if labels.get(COMMAND_LABEL, "").startswith(module.module_path + "/") or any(
-                t.startswith(module.repo + "/") for t in tags):
-            with contextlib.suppress(docker.errors.APIError):
-                api.remove_image(image["Id"], force=True)
-    for image in api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(module.repo + "/"):
-                with contextlib.suppress(docker.errors.APIError):
-                    api.remove_image(tag, force=True)
-
-
-@pytest.fixture
-def mod(hello: Path, docker_client: Any) -> Iterator[Module]:
-    module = make_module(hello, docker_client)
-    try:
-        yield module
-    finally:
-        clean_daemon(module)
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path) -> Iterator[Path]:
-    """A kodev cache of this test's own (KODEV_CACHE_DIR), deleted afterwards: layers can be big."""
-    path = tmp_path / "kodev-cache"
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def set_greeting(module: Module, word: str) -> None:
-    write(module.path / GREETING, GREETING_SOURCE % word)
-
+from tests.integration.modules import (
+    AS_ROOT,
+    OWNER_PID,
+    SETTLE,
+    Module,
+    alive,
+    assert_cache_clean,
+    clean_daemon,
+    cpu_seconds,
+    get,
+    server_service,
+    set_greeting,
+    start_kodev,
+    write,
+)
+from tests.integration.private_daemon import PrivateDaemon
+from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page, wait_until
 
 # --- kodev processes -------------------------------------------------------------------------------------
-
-
-
-def start_kodev(module: Module, args: list[str], env: dict[str, str] | None = None) -> KodevProcess:
-    with sigint_not_ignored():
-        proc = KodevProcess(args, cwd=module.path, env=env)
-    module.started.append(proc.process.pid)
-    return proc
-
-
-def server_service(name: str, port: int, stop_timeout: int = 3, command: str = "./cmd/server",
-                   user: str | None = None) -> str:
-    return f'''
-[services.{name}]
-command = "{command}"
-args = ["-addr", "127.0.0.1:{port}"]
-network = "host"
-stop_timeout = {stop_timeout}
-''' + (f'user = "{user}"\n' if user else "")
-
 
 @dataclass
 class Watch:
@@ -237,70 +126,9 @@ def stop_cleanly(session: Watch, sig: int = signal.SIGINT, timeout: float = 60) 
     assert "Traceback" not in session.proc.output(), session.proc.output()
 
 
-def get(url: str) -> tuple[int, str]:
-    """Status and body of a GET, errors included (fetch() says None for a 500)."""
-    import urllib.error
-    import urllib.request
-
-    assert url.startswith("http://127.0.0.1:"), url
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not count)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
-def assert_cache_clean(cache: Path) -> None:
-    """No half-written layer and nothing in the scratch directory."""
-    layers = cache / "layers"
-    partial = [p.name for p in layers.iterdir() if p.name.startswith(".tmp-")] if layers.exists() else []
-    assert partial == [], f"half-written layers left in {layers}: {partial}"
-    scratch = cache / "tmp"
-    left = [str(p) for p in scratch.iterdir()] if scratch.exists() else []
-    assert left == [], f"left in {scratch}: {left}"
-
-
-# --- a private dockerd for the daemon tests ----------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def private_daemon() -> Iterator[PrivateDaemon]:
-    with private_dockerd("kd-") as daemon:
-        yield daemon
-
-
-@pytest.fixture
-def private_mod(hello: Path, private_daemon: PrivateDaemon) -> Iterator[Module]:
-    module = make_module(hello, private_daemon.client)
-    try:
-        yield module
-    finally:
-        if private_daemon.process is None or private_daemon.process.poll() is not None:
-            private_daemon.start()
-        module.client = private_daemon.client
-        clean_daemon(module)
-
-
 # --- the daemon goes away and comes back -------------------------------------------------------------------
 
 NOT_ANSWERING = r"^warning: the Docker daemon at .* is not answering"
-# The server runs as root on the private (vfs) daemon: as 65532 it cannot read its kodata there, see
-# test_kodata_is_readable_by_the_default_user_on_a_vfs_daemon.
-AS_ROOT = "0"
 
 
 def test_kodata_is_readable_by_the_default_user_on_a_vfs_daemon(private_mod: Module,
@@ -449,85 +277,6 @@ def test_crashing_service_is_reported_once_and_started_by_the_next_good_build(mo
         assert len(creations(mod.client, s.server, since)) == 2
         assert [c["State"] for c in s.containers()] == ["running"]
         stop_cleanly(s)
-
-
-# --- rebuild storms ----------------------------------------------------------------------------------------
-
-def add_extra_files(module: Module, count: int, value: str) -> list[Path]:
-    """`count` more files in package greeting, each a constant; the page shows them all, in order."""
-    package = module.path / "internal/greeting"
-    files = [package / f"extra_{i:03d}.go" for i in range(count)]
-    for i, path in enumerate(files):
-        write(path, extra_source(i, value))
-    names = " + ".join(f"Extra{i:03d}" for i in range(count))
-    write(package / "all.go", f"package greeting\n\n// All is every extra constant.\nconst All = {names}\n")
-    write(package / "greeting.go", 'package greeting\n\n// Message greets.\nfunc Message(name string) string {\n'
-          '\treturn "Hello, " + name + "! [" + All + "]"\n}\n')
-    return files
-
-
-def extra_source(index: int, value: str) -> str:
-    return f'package greeting\n\n// Extra{index:03d} is one part of All.\nconst Extra{index:03d} = "{value}"\n'
-
-
-def rounds(session: Watch) -> int:
-    return session.proc.count(r"^changed: ")
-
-
-def test_storm_of_500_writes_is_at_most_two_builds(mod: Module, delivery: str) -> None:
-    files = add_extra_files(mod, 50, "a")
-    with watching(mod, started=False) as s:
-        s.proc.wait_for(r"^watching ", timeout=120)
-        s.page(f"[{'a' * 50}]", timeout=30)
-        before = rounds(s)
-        started = time.monotonic()
-        for n in range(500):  # ten passes over the 50 files, paced over ~2.5 s
-            round_, index = divmod(n, 50)
-            files[index].write_text(extra_source(index, str(round_)))
-            pause = started + (n + 1) * 2.5 / 500 - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-        elapsed = time.monotonic() - started
-        assert elapsed < 3.0, f"the storm took {elapsed:.1f}s, not under 3 s"
-
-        s.page(f"[{'9' * 50}]", timeout=60)
-        time.sleep(SETTLE)  # a late extra round would show now
-        storm = rounds(s) - before
-        assert 1 <= storm <= 2, f"{storm} build rounds for 500 writes:\n{s.proc.output()}"
-        assert 1 <= len(s.rebuilt()) <= 2, s.proc.output()
-        assert f"[{'9' * 50}]" in (fetch(s.url) or "")
-
-
-def git(module: Module, *args: str) -> None:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                          cwd=module.path, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
-
-
-def test_git_checkout_of_100_changed_files_is_at_most_two_builds(mod: Module, delivery: str) -> None:
-    if shutil.which("git") is None:
-        if REQUIRE_REAL:
-            pytest.fail("git is required (KODEV_REQUIRE_REAL=1) but missing", pytrace=False)
-        pytest.skip("git not available")
-    files = add_extra_files(mod, 100, "m")
-    git(mod, "init", "-q", "-b", "main")
-    git(mod, "add", "-A")
-    git(mod, "commit", "-q", "-m", "main")
-    git(mod, "checkout", "-q", "-b", "other")
-    for index, path in enumerate(files):
-        path.write_text(extra_source(index, "o"))
-    git(mod, "commit", "-q", "-am", "other")
-    git(mod, "checkout", "-q", "main")
-    with watching(mod, started=False) as s:
-        s.proc.wait_for(r"^watching ", timeout=120)
-        s.page(f"[{'m' * 100}]", timeout=30)
-        before = rounds(s)
-        git(mod, "checkout", "-q", "other")
-        s.page(f"[{'o' * 100}]", timeout=60)
-        time.sleep(SETTLE)
-        checkout = rounds(s) - before
-        assert 1 <= checkout <= 2, f"{checkout} build rounds for one git checkout:\n{s.proc.output()}"
-        assert f"[{'o' * 100}]" in (fetch(s.url) or "")
 
 
 # --- signals at every stage -------------------------------------------------------------------------------
