@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -50,8 +50,8 @@ class ImageBuilder(Protocol):
     benchmark: compile many commands at once, then per command snapshot -> binary layer -> image -> publish.
     The binary layer is separate so that a swap can serve before it is made."""
 
-    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False
-                ) -> tuple[list[Binary], float]: ...
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
+                superseded: Callable[[], bool] | None = None) -> tuple[list[Binary], float]: ...
 
     def heads(self, commands: Sequence[MainPackage]) -> dict[Path, GitHead | None]: ...
 
@@ -95,9 +95,10 @@ class Builder:
     def git(self, commands: Sequence[MainPackage]) -> dict[Path, GitInfo | None]:
         return {c.module_dir: git_info(c.module_dir) for c in commands}
 
-    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False
-                ) -> tuple[list[Binary], float]:
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
+                superseded: Callable[[], bool] | None = None) -> tuple[list[Binary], float]:
         """One `go build` for all plans (as few as their settings allow); the binaries and the time taken.
+        Raises `Superseded` when `superseded` says newer saves came meanwhile (kodev/gobuild.py).
 
         `strip` (watch mode) links without DWARF and the symbol table: about a third faster for a small
         server; panics' stack traces keep their function names, debuggers lose symbols."""
@@ -107,7 +108,7 @@ class Builder:
             requests = [r if {"-s", "-w"} <= set(r.ldflags)
                         else dataclasses.replace(r, ldflags=(*r.ldflags, "-s", "-w")) for r in requests]
         with self.ui.building([p.name for p in plans]) as on_package:  # progress, build events
-            binaries = compile_commands(self.go, requests, scratch, on_package)
+            binaries = compile_commands(self.go, requests, scratch, on_package, superseded)
         return binaries, time.monotonic() - started
 
     def base(self, plan: CommandPlan) -> base_images.BaseImage:

@@ -12,9 +12,8 @@ import logging
 import queue
 import re
 import threading
-import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Union
@@ -28,11 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FilesChanged:
-    """A batch from the watcher: (change, path) pairs as watchfiles names them, and when it came (monotonic
-    clock: the storm rule compares batches' arrivals, not when the loop got round to them)."""
+    """A batch from the watcher: (change, path) pairs as watchfiles names them."""
 
     raw: frozenset[tuple[str, str]]
-    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -57,20 +54,12 @@ _IMPORT_SINGLE = re.compile(r'^import\s+(?:[\w.]+\s+)?"([^"]+)"', re.M)
 _IMPORT_SPEC = re.compile(r'^\s*(?:[\w.]+\s+)?"([^"]+)"', re.M)
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
-# Batches flow at least this often during continuous writes, so the loop can tell a storm still going
-# (batches keep coming) from one that ended (a quiet gap) and build once at its end. (watchfiles calls
-# this cap `debounce`, and the quiet that ends a batch — kodev's `debounce_ms` setting — `step`.)
+# Batches flow at least this often during continuous writes, so that a compile a burst makes stale is
+# superseded soon (kodev/coalesce.py). (watchfiles calls this cap `debounce`, and the quiet that ends a
+# batch — kodev's `debounce_ms` setting — `step`.)
 _MAX_BATCH_MS = 200
 # How often the watcher thread wakes when nothing happens: its first wake-up also says it is ready.
 _IDLE_WAKE_MS = 250
-SETTLE_SECONDS = 0.5  # quiet needed after events that piled up during a build (a busy machine pauses writers)
-SETTLE_MAX_SECONDS = 5.0  # never wait longer than this for a burst to end
-STORM_BATCHES = 3  # event batches during one build that make a storm
-# Batches come at least every _MAX_BATCH_MS while writes go on: one this soon after the previous batch
-# counts as piled up, even when the round between them was over before it came (a compile error can take
-# 0.1 s). Not measured from the round's end: a save right after a long round must not wait.
-STORM_GAP_SECONDS = (_MAX_BATCH_MS + 100) / 1000
-STORM_HOLD_SECONDS = 3.0  # in a storm, the next build waits this long after the last one began
 
 
 def imports_of(path: Path) -> set[str]:
@@ -96,21 +85,6 @@ def normalize(raw: Iterable[tuple[str, str]], graph: ModuleGraph) -> Iterator[Fi
         if change == "modified" and path.suffix == ".go" and package is not None:
             new_imports = not imports_of(path) <= package.imports | {"C"}
         yield FileChange(path, change, new_imports)
-
-
-def settle_seconds(after_build: bool, batches: int, round_started: float, deadline: float,
-                   now: float | None = None) -> float:
-    """How long the loop waits for more events before building (0: take what is queued and go).
-
-    A single save builds at once. Events that piled up during a build wait for SETTLE_SECONDS of quiet;
-    if batches kept coming (a checkout, a formatter, a script: a storm), the next build also waits until
-    STORM_HOLD_SECONDS after the last build began, so a storm costs one more build, not one per pause.
-    """
-    if not after_build:
-        return 0.0
-    now = time.monotonic() if now is None else now
-    hold = round_started + STORM_HOLD_SECONDS if batches >= STORM_BATCHES else now
-    return max(0.0, min(max(SETTLE_SECONDS, hold - now), deadline - now))
 
 
 def describe(changes: Iterable[FileChange], root: Path) -> str:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,12 @@ from kodev.gotool import GoTool
 # A line `go build -v` prints as it compiles a package: the bare import path. The compiler's own lines
 # ('# pkg' headers, 'file.go:1:2: ...', 'go: ...') always hold a space, a colon or a '#'.
 _PACKAGE_LINE = re.compile(r"^[^\s:#]+$")
+SUPERSEDED_POLL_SECONDS = 0.02  # how often a running `go build` asks whether newer saves supersede it
+
+
+class Superseded(Exception):
+    """The compile was given up: newer saves came while it ran (`superseded` said so), so its binaries would
+    be stale before they served. Nothing was written that the next compile does not replace."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +87,15 @@ def build_args(group: Sequence[BuildRequest], out_dir: Path, verbose: bool = Fal
 
 
 def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path,
-                     on_package: Callable[[str], None] | None = None) -> list[Binary]:
+                     on_package: Callable[[str], None] | None = None,
+                     superseded: Callable[[], bool] | None = None) -> list[Binary]:
     """Compile every request into `out_dir`; one `go build` per group of compatible requests.
 
     With `on_package`, `go build -v` runs and it is called with each package's import path as Go starts
     compiling it (packages the build cache holds are not named).
-    A compile error raises `CompileError` carrying the compiler output exactly as Go printed it.
+    A compile error raises `CompileError` carrying the compiler output exactly as Go printed it. With
+    `superseded`, it is asked every SUPERSEDED_POLL_SECONDS while `go` runs; on True the compile stops and
+    `Superseded` is raised (Go's build cache keeps every package compiled so far).
     Interrupting (Ctrl-C, SIGTERM) ends the `go` process group before the exception propagates.
     """
     binaries: list[Binary] = []
@@ -97,7 +107,7 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
         started = time.monotonic()
         cwd = group[0].command.module_dir
         args = build_args(group, group_dir, verbose=on_package is not None)
-        output, returncode = _run(go, args, cwd, _env(group[0].env), on_package)
+        output, returncode = _run(go, args, cwd, _env(group[0].env), on_package, superseded)
         seconds = time.monotonic() - started
         if returncode != 0:
             names = ", ".join(r.command.import_path for r in group)
@@ -115,12 +125,26 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
     return sorted(binaries, key=lambda binary: order[binary.command])
 
 
-def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str],
-         on_package: Callable[[str], None] | None) -> tuple[str, int]:
+def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str], on_package: Callable[[str], None] | None,
+         superseded: Callable[[], bool] | None) -> tuple[str, int]:
     """Go's output as it comes: package lines (with -v) to `on_package`, the rest kept verbatim; the exit code."""
     process = go.popen(args, cwd=cwd, extra_env=env)
     assert process.stdout is not None
     kept: list[str] = []
+    done = threading.Event()
+    given_up = threading.Event()
+
+    def watch() -> None:  # the reading loop below blocks on go's output: a thread asks
+        assert superseded is not None
+        while not done.wait(SUPERSEDED_POLL_SECONDS):
+            if superseded():
+                given_up.set()
+                _kill_group(process.pid)
+                return
+
+    watcher = threading.Thread(target=watch, name="superseded", daemon=True) if superseded else None
+    if watcher is not None:
+        watcher.start()
     try:
         for line in process.stdout:
             if on_package is not None and _PACKAGE_LINE.match(line.rstrip("\n")):
@@ -129,10 +153,20 @@ def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str],
                 kept.append(line)
         process.wait()
     except BaseException:
-        # Its own session, so end the whole group: go, compile and link children alike.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        _kill_group(process.pid)
         process.wait()
         raise
+    finally:
+        done.set()
+        if watcher is not None:
+            watcher.join()
+    if given_up.is_set():  # even if go finished meanwhile: the caller was told the round is given up
+        raise Superseded
     return "".join(kept), process.returncode
+
+
+def _kill_group(pid: int) -> None:
+    """`go` runs in its own session: end the whole group, go, compile and link children alike."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 

@@ -42,6 +42,7 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "build.progress": {"commands": _LIST, "packages": (int,), "estimate": _OPT_INT},
     "build.finished": {"commands": _LIST, "seconds": _NUM, "packages": (int,)},
     "build.failed": {"commands": _LIST, "seconds": _NUM, "packages": (int,), "message": _STR, "output": _STR},
+    "build.superseded": {"commands": _LIST},
     "image.published": {"command": _STR, "ref": _STR, "image_id": _STR, "bytes_sent": (int,), "slim": (bool,),
                         "seconds": _NUM},
     "delivered": {"command": _STR, "service": _STR, "how": _STR, "seconds": _NUM, "serving_seconds": _NUM},
@@ -167,6 +168,9 @@ class JsonUI(UI):
 
     def watching(self, roots: Sequence[Path]) -> None:
         self.emit("watching", roots=[str(r) for r in roots])
+
+    def superseded(self, commands: Sequence[str]) -> None:
+        self.emit("build.superseded", commands=list(commands))
 
     def _build_started(self, commands: Sequence[str]) -> None:
         self._last_progress = time.monotonic()

@@ -19,7 +19,7 @@ from docker.errors import DockerException
 from kodev.builder import ImageBuilder, Snapshot
 from kodev.deliver import Delivered, Delivery, Done, Pending, Release
 from kodev.errors import CompileError, DaemonError, KodevError
-from kodev.gobuild import Binary
+from kodev.gobuild import Binary, Superseded
 from kodev.health import DaemonLost
 from kodev.image.assemble import Image
 from kodev.image.kodata import KODATA_DIR
@@ -94,20 +94,39 @@ class Rebuild:
     on_delivered: Callable[[Delivered], None]
     strip: bool = False
     run_ref: Callable[[CommandPlan], str] = lambda plan: plan.ref  # where a container of its image runs from
-    started: float = field(default=0.0, init=False)  # when the last round began (the storm rule waits from there)
+    # Asked while a round compiles: have newer saves come? (The loop's Coalescer answers.)
+    superseded: Callable[[], bool] = lambda: False
+    # What a superseded round left to do (import paths to compile, to re-image): the next round does it.
+    _carried: tuple[set[str], set[str]] = field(default_factory=lambda: (set(), set()), init=False, repr=False)
     _git: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="git"),
                                      init=False, repr=False)
 
-    def run(self, compile_these: set[str], reimage_these: set[str]) -> None:
-        """Rebuild the commands named (import paths); raises DaemonLost if the daemon went away."""
-        self.started = time.monotonic()
+    @property
+    def carried(self) -> bool:
+        """Whether a superseded round left work that the next round must do, whatever it was started for."""
+        return any(self._carried)
+
+    def run(self, compile_these: set[str], reimage_these: set[str], supersedable: bool = False) -> None:
+        """Rebuild the commands named (import paths); raises DaemonLost if the daemon went away.
+
+        With `supersedable` (a round started by saves), newer saves that come while it compiles give the
+        compile up: nothing is delivered, and the next round does this one's work too. The last save of a
+        burst is then served one build after the burst, not after each build the burst would have started."""
+        carried_compile, carried_reimage = self._carried
+        compile_these, reimage_these = compile_these | carried_compile, reimage_these | carried_reimage
+        self._carried = (set(), set())
         by_path = {c.import_path: c for c in self.commands}
         # HEAD may have moved: read once per round, while `go build` runs (off the path to serving).
         git = self._git.submit(self.builder.heads, [c.plan.command for c in self.commands])
         # Without a good binary yet there is nothing to re-image: compile instead.
         compile_these |= {p for p in reimage_these if p in by_path and by_path[p].binary_layer is None}
         compiling = [by_path[p] for p in sorted(compile_these) if p in by_path]
-        compiled, go_seconds = self._compile(compiling)
+        try:
+            compiled, go_seconds = self._compile(compiling, self.superseded if supersedable else None)
+        except Superseded:
+            self._carried = (compile_these, reimage_these)
+            self.ui.superseded([c.plan.name for c in compiling])
+            return
         reimaging = [by_path[p] for p in sorted(reimage_these - set(compiled)) if p in by_path
                      and by_path[p].binary_layer is not None]
         ordered = sorted([*(c for c in compiling if c.import_path in compiled), *reimaging],
@@ -125,12 +144,13 @@ class Rebuild:
         self.pruning.prune()  # the replaced images: their containers are gone now
         self.builder.prune({layer.path for c in self.commands if c.image for layer in c.image.layers})
 
-    def _compile(self, compiling: list[WatchedCommand]) -> tuple[dict[str, Binary], float | None]:
+    def _compile(self, compiling: list[WatchedCommand], superseded: Callable[[], bool] | None
+                 ) -> tuple[dict[str, Binary], float | None]:
         if not compiling:
             return {}, None
         try:
             binaries, go_seconds = self.builder.compile([c.plan for c in compiling], self.scratch,
-                                                        strip=self.strip)
+                                                        strip=self.strip, superseded=superseded)
         except CompileError as exc:
             self.ui.error(exc)
             self.ui.warn(f"build failed; {self.what_stays()}. Save a fix to try again.")

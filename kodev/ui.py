@@ -255,6 +255,10 @@ class UI:
             raise
         self._build_finished(commands, time.monotonic() - started, len(compiled))
 
+    def superseded(self, commands: Sequence[str]) -> None:
+        """The build of `commands` was given up for newer saves; the next round builds them with those."""
+        self.info(f"newer saves came during the build of {', '.join(commands)}: building them too")
+
     def _build_started(self, commands: Sequence[str]) -> None:
         if self._status is None:
             return

@@ -8,14 +8,13 @@ the daemon goes away, the loop says so once, keeps watching, and rebuilds everyt
 
 from __future__ import annotations
 
-import queue
 import tempfile
 import time
 from pathlib import Path
 
 from kodev import cache
 from kodev.affected import Decision, decide
-from kodev.coalesce import Coalescer, RawChanges
+from kodev.coalesce import Coalescer, Inbox, RawChanges
 from kodev.containers import Containers
 from kodev.deliver.compose import ComposeStack
 from kodev.deliver.supervision import Supervision
@@ -44,7 +43,7 @@ class DevLoop:
         self.session = session
         self.ui = session.ui
         self.stack = stack
-        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.inbox = Inbox()
         containers = Containers(session.daemon.client, Owner.current())
         supervision = (Supervision(session.go, session.daemon.client, containers.owner,
                                    force_copy=session.settings.swap_copy) if swap else None)
@@ -79,7 +78,8 @@ class DevLoop:
 
     def _rounds(self, session: Session) -> Rebuild:
         return Rebuild(session.builder, session.pruner, session.daemon, self.ui, self.workloads.commands,
-                       self.scratch, self.workloads.follow, strip=session.config.watch.strip, run_ref=session.run_ref)
+                       self.scratch, self.workloads.follow, strip=session.config.watch.strip, run_ref=session.run_ref,
+                       superseded=self.coalescer.supersede)
 
     # --- startup ---------------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class DevLoop:
 
     def step(self) -> None:
         """One turn: the next round's changes (or an idle timeout), the other messages, then the round."""
-        changes = self.coalescer.next_round(self.rounds.started)
+        changes = self.coalescer.next_round()
         recover = False
         restart: set[str] = set()  # commands whose workload missed its swap: delivered again
         for message in self.others:
@@ -172,11 +172,11 @@ class DevLoop:
             self._watch()
             if recovering:  # whatever failed meanwhile (a reload, a dependency bump) is built now
                 decision = decision.merge(Decision(frozenset(c.import_path for c in commands), frozenset(), False))
-        if decision.rebuild or decision.reimage:
+        if decision.rebuild or decision.reimage or self.rounds.carried:  # (what a superseded round left)
             affected = decision.rebuild | decision.reimage
             self.ui.changes(changes, self.session.config.root, [c.plan.name for c in commands
                                                                   if c.import_path in affected])
-            self._run(set(decision.rebuild), decision.reimage)
+            self._run(set(decision.rebuild), decision.reimage, supersedable=True)
 
     def _apply(self, reloaded: Reloaded) -> None:
         """The new kodev.toml is built while the old workloads serve; each new delivery took over the container
@@ -197,9 +197,11 @@ class DevLoop:
         self._watch()
         self._run({c.import_path for c in self.workloads.commands})
 
-    def _run(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset()) -> None:
+    def _run(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset(),
+             supersedable: bool = False) -> None:
+        """A round; `supersedable` (one started by saves): newer saves may give its compile up."""
         try:
-            self.rounds.run(compile_these, set(reimage_these))
+            self.rounds.run(compile_these, set(reimage_these), supersedable)
         except DaemonLost:
             self.health.lost()
 

@@ -19,7 +19,7 @@ from kodev.config import Config
 from kodev.daemon import Daemon
 from kodev.deliver import Delivered, Release
 from kodev.errors import CompileError
-from kodev.gobuild import Binary, BuildRequest
+from kodev.gobuild import Binary, BuildRequest, Superseded
 from kodev.gomod import MainPackage
 from kodev.gotool import GoTool
 from kodev.image.assemble import Image, ImageSpec
@@ -97,11 +97,13 @@ class FakeBuilder:
         self.log: list[tuple[str, ...]] = []  # ("layer", import path) as binary layers are made
         self.on_layer: Callable[[CommandPlan], None] | None = None  # e.g. a file edited mid-round
 
-    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False
-                ) -> tuple[list[Binary], float]:
+    def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
+                superseded: Callable[[], bool] | None = None) -> tuple[list[Binary], float]:
         self.compiled.append([p.command.import_path for p in plans])
         if self.compile_error is not None:
             raise self.compile_error
+        if superseded is not None and superseded():  # as gobuild asks while `go build` runs
+            raise Superseded
         binaries = []
         for p in plans:
             content = self.binaries.get(p.command.import_path, "v1")

@@ -35,10 +35,11 @@ class Round:
     log: list[tuple[str, ...]]
     delivered: list[Delivered]
 
-    def run(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset()) -> str:
+    def run(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset(),
+            supersedable: bool = False) -> str:
         """One round; what it wrote to stderr."""
         mark = self.err.tell()
-        self.rebuild.run(set(compile_these), set(reimage_these))
+        self.rebuild.run(set(compile_these), set(reimage_these), supersedable)
         return self.err.getvalue()[mark:]
 
     def command(self, import_path: str) -> WatchedCommand:
@@ -183,6 +184,33 @@ def test_compile_error_keeps_the_running_containers(tmp_path: Path) -> None:
     out = loop.run({A, Z})
     assert "the running containers keep the last good build" in out
     assert loop.log == logged and len(loop.destination.sent) == 2
+
+
+# --- a compile that newer saves supersede --------------------------------------------------------------
+
+def test_a_superseded_round_delivers_nothing_and_the_next_round_does_its_work(tmp_path: Path) -> None:
+    loop = make(tmp_path, {A: [ImageOnly()], Z: [web()]})
+    loop.run({A, Z})
+    sent, logged = list(loop.destination.sent), list(loop.log)
+    loop.builder.binaries[Z] = "v2"
+    newer_saves = [True]
+    loop.rebuild.superseded = lambda: bool(newer_saves) and newer_saves.pop()
+    out = loop.run({Z}, frozenset({A}), supersedable=True)
+    assert "newer saves came during the build of zzz" in out
+    assert loop.destination.sent == sent and loop.log == logged  # nothing published, nothing delivered
+    assert loop.rebuild.carried
+    out = loop.run(set(), supersedable=True)  # the next round was started by a save that changed nothing here
+    assert not loop.rebuild.carried
+    assert loop.builder.compiled[-1] == [Z]
+    assert loop.destination.sent[len(sent):] == ["kodev.local/zzz:latest"]
+    assert "aaa" in out  # re-imaged (its kodata is the same here: unchanged)
+
+
+def test_only_a_round_started_by_saves_can_be_superseded(tmp_path: Path) -> None:
+    loop = make(tmp_path, {Z: [web()]})
+    loop.rebuild.superseded = lambda: True
+    loop.run({Z})  # the first build, a recovery, a reload: they finish
+    assert loop.destination.sent == ["kodev.local/zzz:latest"] and not loop.rebuild.carried
 
 
 # --- Release.binary: set only when the binary layer is all that changed -------------------------------

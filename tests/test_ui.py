@@ -156,6 +156,7 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
         on_package("example.com/m")
     ui.report(rebuilt("server"))
     ui.report(CommandReport("hello", "unchanged", 0.3, 0.29, 0.0))
+    ui.superseded(["server"])
     ui.watching([tmp_path])
     ui.service_line("api", "cyan", 5, "hi", "stderr")
     ui.raw("stdout", "plain", "api")
@@ -173,13 +174,14 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     found = events(out)
     assert [e["event"] for e in found] == [
         "started", "graph.loaded", "changes", "build.started", "build.finished", "image.published", "delivered",
-        "command.result", "command.result", "watching", "service.log", "service.log", "service.exited",
-        "daemon.lost", "daemon.back", "config.reloaded", "config.rejected", "error", "message", "message", "error",
+        "command.result", "command.result", "build.superseded", "watching", "service.log", "service.log",
+        "service.exited", "daemon.lost", "daemon.back", "config.reloaded", "config.rejected", "error", "message", "message", "error",
         "exit"]
     assert all(e["schema"] == SCHEMA for e in found)
     by = {e["event"]: e for e in found}
     assert by["changes"]["files"] == [{"path": "a.go", "change": "added"}, {"path": "b.go", "change": "modified"}]
     assert by["build.finished"]["packages"] == 1
+    assert by["build.superseded"]["commands"] == ["server"]
     assert by["delivered"] == {**by["delivered"], "service": "svc-server", "how": "recreated", "seconds": 0.12,
                                "serving_seconds": 0.52}
     assert by["image.published"]["bytes_sent"] == 9_900_000 and by["image.published"]["slim"] is True

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from kodev import events
 from kodev.affected import FileChange
-from kodev.events import imports_of
+from kodev.coalesce import Inbox
+from kodev.events import FilesChanged, ServiceExited, imports_of
 from kodev.gomod import GoPackage, ModuleGraph
 
 
@@ -237,17 +237,17 @@ def test_many_paths_one_change_each_sorted(module: tuple[Path, ModuleGraph]) -> 
     assert {c.path: c.change for c in changes} == {a: "modified", b: "modified", gone: "deleted"}
 
 
-# --- events.settle_seconds ---------------------------------------------------------------------------
+# --- coalesce.Inbox ------------------------------------------------------------------------------------
 
-def test_settle_single_save_builds_at_once() -> None:
-    now = time.monotonic()
-    assert events.settle_seconds(False, 1, now, now + 5) == 0.0
-
-
-def test_settle_after_a_build_waits_for_quiet_and_a_storm_for_its_hold() -> None:
-    now = time.monotonic()
-    quiet = events.settle_seconds(True, 1, now, now + 5)
-    assert abs(quiet - events.SETTLE_SECONDS) < 0.05
-    storm = events.settle_seconds(True, events.STORM_BATCHES, now, now + 5)
-    assert storm > events.STORM_HOLD_SECONDS - 0.1  # held until the storm has run a while
-    assert events.settle_seconds(True, events.STORM_BATCHES, now, now + 1) <= 1.0  # never past the deadline
+def test_the_inbox_counts_the_batches_of_file_changes_waiting_in_it() -> None:
+    inbox = Inbox()
+    inbox.put(ServiceExited("s", "c", 1, ()))
+    assert inbox.files_waiting == 0
+    inbox.put(FilesChanged(frozenset({("modified", "/m/a.go")})))
+    inbox.put(FilesChanged(frozenset({("modified", "/m/b.go")})))
+    assert inbox.files_waiting == 2
+    assert isinstance(inbox.get(timeout=0), ServiceExited) and inbox.files_waiting == 2
+    inbox.get(timeout=0)
+    assert inbox.files_waiting == 1
+    inbox.get(timeout=0)
+    assert inbox.files_waiting == 0
