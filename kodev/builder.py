@@ -9,7 +9,7 @@ import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from kodev.gomod import MainPackage
 from kodev.gotool import GoTool
 from kodev.image import base as base_images
 from kodev.image.assemble import REVISION_LABEL, SOURCE_LABEL, Image, ImageSpec, assemble
-from kodev.image.kodata import KODATA_DIR, kodata_layer
+from kodev.image.kodata import KODATA_DIR, KodataIndex, kodata_snapshot
 from kodev.image.layers import Layer, binary_layer
 from kodev.image.resolve import Bases
 from kodev.plan import CommandPlan
@@ -43,6 +43,7 @@ class Snapshot:
     kodata: Layer
     sources: frozenset[Path]
     spec: ImageSpec
+    kodata_index: KodataIndex = field(default_factory=KodataIndex)  # the files of its kodata layer (by name)
 
 
 class ImageBuilder(Protocol):
@@ -131,9 +132,8 @@ class Builder:
         base = self.base(plan)
         kodata_dir = command.dir / KODATA_DIR
         sources = {kodata_dir.absolute()}
-        kodata = kodata_layer(kodata_dir, self.allowed_root(command, git),
-                              self.epochs.kodata, parents=not base.has_var_run,
-                              on_link=sources.add)
+        kodata, index = kodata_snapshot(kodata_dir, self.allowed_root(command, git),
+                                        self.epochs.kodata, parents=not base.has_var_run, on_link=sources.add)
         labels = {}
         if git is not None:
             labels[REVISION_LABEL] = git.full_commit
@@ -141,7 +141,7 @@ class Builder:
                 labels[SOURCE_LABEL] = git.remote_url
         spec = ImageSpec(import_path=command.import_path, app_name=command.app_name, platform=self.platform,
                          created=self.epochs.created, labels=labels)
-        return Snapshot(plan, base, kodata, frozenset(sources), spec)
+        return Snapshot(plan, base, kodata, frozenset(sources), spec, index)
 
     def image(self, snapshot: Snapshot, top: Layer) -> Image:
         """The snapshot with `top` as its binary layer: base + kodata + binary, with ko's config (no I/O)."""

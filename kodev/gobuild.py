@@ -143,9 +143,9 @@ def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str], on_package
                 return
 
     watcher = threading.Thread(target=watch, name="superseded", daemon=True) if superseded else None
-    if watcher is not None:
-        watcher.start()
     try:
+        if watcher is not None:  # inside: a signal while the thread starts still ends go's group
+            watcher.start()
         for line in process.stdout:
             if on_package is not None and _PACKAGE_LINE.match(line.rstrip("\n")):
                 on_package(line.strip())
@@ -158,7 +158,7 @@ def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str], on_package
         raise
     finally:
         done.set()
-        if watcher is not None:
+        if watcher is not None and watcher.ident is not None:
             watcher.join()
     if given_up.is_set():  # even if go finished meanwhile: the caller was told the round is given up
         raise Superseded

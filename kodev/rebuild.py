@@ -7,6 +7,7 @@ round early (the loop notices and recovers when it is back).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,13 +23,16 @@ from kodev.errors import CompileError, DaemonError, KodevError
 from kodev.gobuild import Binary, Superseded
 from kodev.health import DaemonLost
 from kodev.image.assemble import Image
-from kodev.image.kodata import KODATA_DIR
+from kodev.image.kodata import KODATA_DIR, KodataIndex, kodata_patch
 from kodev.image.layers import Layer
 from kodev.plan import CommandPlan
 from kodev.publish import ImagePruner, Published
 from kodev.report import CommandReport
 from kodev.templates import GitHead
 from kodev.ui import UI
+
+# Kodata files that changed reach running containers in place up to this size in all (a recreate beyond).
+KODATA_IN_PLACE_MAX_BYTES = 32 * 1024 * 1024
 
 
 class Reachable(Protocol):
@@ -48,6 +52,7 @@ class WatchedCommand:
     binary_digest: str | None = None  # of the last good binary (a rebuild that matches it changes nothing)
     image: Image | None = None  # the image last published
     sources: frozenset[Path] = field(default_factory=frozenset)  # kodata dir and its link targets
+    kodata_index: KodataIndex = field(default_factory=KodataIndex)  # the files of the image's kodata layer
 
     def __post_init__(self) -> None:
         if not self.sources:  # link targets are known after the first snapshot
@@ -61,9 +66,9 @@ class WatchedCommand:
     def serves(self) -> bool:
         return any(d.service is not None for d in self.deliveries)
 
-    def published(self, image: Image, binary_digest: str | None) -> None:
+    def published(self, image: Image, binary_digest: str | None, kodata: KodataIndex) -> None:
         """`image` reached the daemon: it is what the next round compares against."""
-        self.image, self.binary_layer = image, image.layers[-1]
+        self.image, self.binary_layer, self.kodata_index = image, image.layers[-1], kodata
         if binary_digest is not None:
             self.binary_digest = binary_digest
 
@@ -77,7 +82,7 @@ class WatchedCommand:
     def take_over(self, previous: WatchedCommand) -> None:
         """The same command under a reloaded kodev.toml: its last good build is this one's to compare against."""
         self.binary_layer, self.binary_digest = previous.binary_layer, previous.binary_digest
-        self.image, self.sources = previous.image, previous.sources
+        self.image, self.sources, self.kodata_index = previous.image, previous.sources, previous.kodata_index
 
 
 @dataclass
@@ -177,12 +182,10 @@ class Rebuild:
         clock_start = started - (go_seconds or 0)
         snapshot = self.builder.snapshot(plan, git)
         command.read(snapshot)
-        binary_only = compiled is not None and self._binary_only(command, compiled, snapshot)
+        in_place = self._in_place(command, compiled, snapshot)
         pending: list[Pending] = []
-        if binary_only:
-            assert compiled is not None
-            early = Release(self.run_ref(plan), None, True, compiled.path)
-            pending = [d.begin(early) for d in command.deliveries if d.wants(early)]
+        if in_place is not None:
+            pending = [d.begin(in_place) for d in command.deliveries if d.wants(in_place)]
         swapped_at = time.monotonic()
         for begun in pending:
             if isinstance(begun, Done):  # serves already: said now, not after the image load
@@ -193,7 +196,7 @@ class Rebuild:
         image_seconds = time.monotonic() - swapped_at
         first = command.image is None
         changed = command.image is None or image.config_digest != command.image.config_digest
-        if not binary_only:
+        if in_place is None:
             release = Release(self.run_ref(plan), image, changed, None)
             wanting = [d for d in command.deliveries if d.wants(release)]
             if not changed and not wanting:
@@ -201,7 +204,7 @@ class Rebuild:
                                              image_seconds))
                 return
             pending = [d.begin(release) for d in wanting]  # a recreate stops the old container during the load
-        published = self._send(command, image, compiled, pending) if changed else None
+        published = self._send(command, image, compiled, snapshot, pending) if changed else None
         delivered = tuple(p.complete(published) for p in pending)
         only_swaps = bool(delivered) and all(d.how == "swapped" for d in delivered)
         serving = (swapped_at if only_swaps else time.monotonic()) - clock_start
@@ -213,15 +216,33 @@ class Rebuild:
         for done in delivered:
             self.on_delivered(done)
 
-    def _binary_only(self, command: WatchedCommand, compiled: Binary, snapshot: Snapshot) -> bool:
-        """Whether only the binary changed: a new binary, and the image with the last binary layer in its
-        place is the image published last (same base, kodata, config)."""
-        if command.image is None or command.binary_layer is None or compiled.digest == command.binary_digest:
-            return False
-        return self.builder.image(snapshot, command.binary_layer).config_digest == command.image.config_digest
+    def _in_place(self, command: WatchedCommand, compiled: Binary | None, snapshot: Snapshot) -> Release | None:
+        """The release of a change that can reach running containers in place, begun before its image is
+        made: a new binary, new or changed kodata files (none removed), or both, with the base and config as
+        published last. None for anything else (a recreate)."""
+        image, last_binary = command.image, command.binary_layer
+        if image is None or last_binary is None:
+            return None
+        binary = compiled.path if compiled is not None and compiled.digest != command.binary_digest else None
+        last_kodata = image.layers[-2]
+        kodata_changed = snapshot.kodata.diff_id != last_kodata.diff_id
+        if binary is None and not kodata_changed:
+            return None
+        as_published = dataclasses.replace(snapshot, kodata=last_kodata)
+        if self.builder.image(as_published, last_binary).config_digest != image.config_digest:
+            return None  # the base or the image config changed too
+        patch = None
+        if kodata_changed:
+            changed, removed = snapshot.kodata_index.changes_since(command.kodata_index)
+            if removed or not changed:  # a file taken away, or the layer differs for another reason
+                return None
+            if snapshot.kodata_index.size_of(changed) > KODATA_IN_PLACE_MAX_BYTES:
+                return None  # the image load carries it anyway: sent twice, a big file costs more in place
+            patch = kodata_patch(snapshot.kodata, changed, self.scratch / f"kodata-{command.plan.command.app_name}.tar")
+        return Release(self.run_ref(command.plan), None, True, binary, patch)
 
-    def _send(self, command: WatchedCommand, image: Image, compiled: Binary | None, pending: list[Pending]
-              ) -> Published:
+    def _send(self, command: WatchedCommand, image: Image, compiled: Binary | None, snapshot: Snapshot,
+              pending: list[Pending]) -> Published:
         try:
             published = self.builder.publish(command.plan, image)
         except BaseException:
@@ -230,7 +251,7 @@ class Rebuild:
                 if restored is not None:
                     self.on_delivered(restored)  # the old container serves again: follow its logs again
             raise
-        command.published(image, compiled.digest if compiled is not None else None)
+        command.published(image, compiled.digest if compiled is not None else None, snapshot.kodata_index)
         return published
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kodev.errors import ImageError
-from kodev.image.kodata import KodataEntry, kodata_layer, walk
+from kodev.image.kodata import KodataEntry, kodata_layer, kodata_patch, kodata_snapshot, walk
 from kodev.image.layers import Layer
 
 ROOT = "var/run/ko"
@@ -373,3 +373,32 @@ def _check_unreadable(tmp_path: Path, context: Any) -> None:
     assert outcome.startswith("ImageError: "), f"child exit code {child.exitcode}: {outcome!r}"
     assert str(secret) in outcome and "Permission denied" in outcome
     assert not list((cache_dir / "layers").glob(".tmp-*"))  # nothing half-written left behind
+
+
+# --- what a running container needs to catch up with a kodata edit ------------------------------------------
+
+def test_the_index_names_the_files_an_edit_added_or_changed_and_those_it_removed(
+        kodata: Path, module: Path, tmp_path: Path) -> None:
+    (kodata / "index.html").write_text("<html>")
+    (kodata / "old.txt").write_text("old")
+    (kodata / "static").mkdir()
+    (kodata / "static" / "app.js").write_text("js")
+    _, before = kodata_snapshot(kodata, module, 0)
+    (kodata / "index.html").write_text("<html>new")
+    (kodata / "static" / "css").mkdir()
+    (kodata / "static" / "css" / "site.css").write_text("body{}")
+    (kodata / "old.txt").unlink()
+    layer, after = kodata_snapshot(kodata, module, 0, parents=True)
+    changed, removed = after.changes_since(before)
+    assert changed == ("index.html", "static/css", "static/css/site.css")
+    assert removed == ("old.txt",)
+    assert after.changes_since(after) == ((), ())
+
+    patch = kodata_patch(layer, changed, tmp_path / "patch.tar")
+    infos, files = read(Layer("sha256:x", patch, patch.stat().st_size, "patch"))
+    # Only those entries, as the layer has them; never var or var/run (a symlink on Debian).
+    assert [(i.name, i.mode, i.uid, i.type) for i in infos] == [
+        (f"{ROOT}/index.html", 0o555, 0, tarfile.REGTYPE),
+        (f"{ROOT}/static/css", 0o555, 0, tarfile.DIRTYPE),
+        (f"{ROOT}/static/css/site.css", 0o555, 0, tarfile.REGTYPE)]
+    assert files == {f"{ROOT}/index.html": b"<html>new", f"{ROOT}/static/css/site.css": b"body{}"}

@@ -175,8 +175,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     assert [e["event"] for e in found] == [
         "started", "graph.loaded", "changes", "build.started", "build.finished", "image.published", "delivered",
         "command.result", "command.result", "build.superseded", "watching", "service.log", "service.log",
-        "service.exited", "daemon.lost", "daemon.back", "config.reloaded", "config.rejected", "error", "message", "message", "error",
-        "exit"]
+        "service.exited", "daemon.lost", "daemon.back", "config.reloaded", "config.rejected", "error", "message",
+        "message", "error", "exit"]
     assert all(e["schema"] == SCHEMA for e in found)
     by = {e["event"]: e for e in found}
     assert by["changes"]["files"] == [{"path": "a.go", "change": "added"}, {"path": "b.go", "change": "modified"}]

@@ -27,7 +27,14 @@ class Release:
     ref: str  # the image reference it is published under
     image: Image | None  # None when only the binary changed: deliveries begin before the image is made
     changed: bool  # differs from the image published before (False: same binary and kodata)
-    binary: Path | None = None  # the new binary, when it is the only thing that changed
+    # A change that can reach a running container in place (base and config as before): the new binary,
+    # and/or an archive of the kodata files that changed (none removed), to extract at /.
+    binary: Path | None = None
+    kodata: Path | None = None
+
+    @property
+    def in_place(self) -> bool:
+        return self.binary is not None or self.kodata is not None
 
 
 class Pending(Protocol):

@@ -97,7 +97,8 @@ class ComposeDelivery(OneContainer):
     def begin(self, release: Release) -> Pending:
         swapping = self.stack.swapping
         assert self.service is not None
-        if (release.binary is not None and swapping is not None and swapping.swaps(self.service)
+        if (release.binary is not None and release.kodata is None and swapping is not None  # (kodata: recreate)
+                and swapping.swaps(self.service)
                 and self.container_id is not None and not self.down):
             started = time.monotonic()
             try:

@@ -2,9 +2,11 @@
 
 Every container of a swapping service runs kodev's supervisor as PID 1 (kodev/supervisor/supervisor.go,
 compiled once per Go version and platform), which runs the image's entrypoint, with the container's stdin
-as kodev's control channel. When only the binary changed (same base, kodata, config), the new binary is
-put in front of the app and the supervisor restarts the app: no container start, no image load on the way
-to serving. How the binary gets there (`SwapKit.mode`):
+as kodev's control channel. When only the binary and/or kodata files changed (same base and config, no
+kodata file removed), they are put in front of the app and the supervisor restarts the app (apps often read
+their kodata once, at start): no container start, no image load on the way to serving. New kodata files are
+extracted over /var/run/ko by the daemon (`put_archive`, ~30 ms: the container's user may not write there).
+How the binary gets there (`SwapKit.mode`):
 
 - 'mount': a kodev-owned host directory, bind-mounted read-only at /kodev; the binary lands in it by
   write + rename (never half-written), then a `restart` request. Used when the daemon sees this machine's
@@ -12,7 +14,8 @@ to serving. How the binary gets there (`SwapKit.mode`):
 - 'copy': the binary itself goes down the control channel; the supervisor writes it beside the app and
   renames it into place (in /ko-app/.kodev, made at create time and owned by the container's user).
 
-Anything else (kodata, base, a vanished container) recreates, under the supervisor again. A swap that fails
+Anything else (a removed kodata file, the base, the config, a vanished container) recreates, under the
+supervisor again. A swap that fails
 falls back to a recreate, once, saying why.
 """
 
@@ -72,13 +75,13 @@ class SwapDelivery(RecreateDelivery):
 
     def begin(self, release: Release) -> Pending:
         note = ""
-        if release.binary is not None and self.container_id is not None and not self.down and not self.stale:
+        if release.in_place and self.container_id is not None and not self.down and not self.stale:
             started = time.monotonic()
             try:
-                self._swap(release.binary)
+                self._swap(release)
             except Exception as exc:  # the daemon refused the copy, the container went away...
                 log.debug("swap failed", exc_info=True)
-                note = (f"swapping the binary into {self.spec.name} failed "
+                note = (f"swapping the {_what(release)} into {self.spec.name} failed "
                         f"({getattr(exc, 'explanation', None) or exc}); recreated it instead")
             else:
                 self.swapped_at = time.time()
@@ -115,15 +118,22 @@ class SwapDelivery(RecreateDelivery):
 
     # --- how a binary reaches the container ------------------------------------------------------
 
-    def _swap(self, binary: Path) -> None:
-        if self.kit is None or self.channel is None:
+    def _swap(self, release: Release) -> None:
+        """New kodata files first (extracted over /var/run/ko by the daemon: the container's user may not
+        write there), then the binary; then the supervisor restarts the app, which reads both anew."""
+        if self.kit is None or self.channel is None or self.container_id is None:
             raise OSError("no control channel to the container's supervisor")
-        if self.kit.mode == "mount":
+        if release.kodata is not None:
+            with open(release.kodata, "rb") as archive:
+                self.supervision.client.api.put_archive(self.container_id, "/", archive)
+        if release.binary is None:
+            self.channel.restart()
+        elif self.kit.mode == "mount":
             assert self.directory is not None
-            place_binary(binary, self.directory, self.app)
+            place_binary(release.binary, self.directory, self.app)
             self.channel.restart()
         else:
-            self.channel.send_binary(binary)
+            self.channel.send_binary(release.binary)
 
     def create_supervised(self, ref: str) -> str:
         """Create (not start) this service's container, its entrypoint the supervisor, its stdin attached."""
@@ -154,6 +164,10 @@ class SwapDelivery(RecreateDelivery):
         self._close_channel()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _what(release: Release) -> str:
+    return " and ".join(what for what, new in (("binary", release.binary), ("kodata", release.kodata)) if new)
 
 
 def _fresh_directory(root: Path, name: str) -> Path:

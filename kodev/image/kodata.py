@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +92,35 @@ def _walk_dir(directory: Path, prefix: str, allowed_root: Path, active: frozense
             raise ImageError(f"kodata entry {path} is neither a regular file nor a directory; remove it.")
 
 
+@dataclass(frozen=True)
+class KodataIndex:
+    """What a kodata layer holds, by name under /var/run/ko: its source's fingerprint (size, mtime, inode,
+    ctime) per file, a mark per directory. Two of them tell which files an edit changed (`changes_since`):
+    what a running container needs to catch up with a kodata edit without being recreated."""
+
+    entries: tuple[tuple[str, str], ...] = ()
+    sizes: tuple[tuple[str, int], ...] = ()  # of each file, as its source was when walked
+
+    def changes_since(self, before: KodataIndex) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(names added or changed, in layer order; names removed)."""
+        old, new = dict(before.entries), dict(self.entries)
+        return (tuple(name for name, mark in self.entries if old.get(name) != mark),
+                tuple(sorted(set(old) - set(new))))
+
+    def size_of(self, names: Iterable[str]) -> int:
+        sizes = dict(self.sizes)
+        return sum(sizes.get(name, 0) for name in names)
+
+
 def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int, parents: bool = False,
                  on_link: Callable[[Path], None] | None = None) -> Layer:
-    """The layer for `kodata` (None or missing: just the empty /var/run/ko directory).
+    """The layer for `kodata` (see `kodata_snapshot`)."""
+    return kodata_snapshot(kodata, allowed_root, mtime, parents, on_link)[0]
+
+
+def kodata_snapshot(kodata: Path | None, allowed_root: Path, mtime: int, parents: bool = False,
+                    on_link: Callable[[Path], None] | None = None) -> tuple[Layer, KodataIndex]:
+    """The layer for `kodata` (None or missing: just the empty /var/run/ko directory), and its index.
 
     `on_link` gets the target of every symlink followed (see `walk`): one walk gives the layer and the
     paths whose changes change it.
@@ -106,11 +133,14 @@ def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int, parents: b
     entries = list(walk(kodata, allowed_root, on_link)) if kodata is not None and (
         kodata.exists() or kodata.is_symlink()) else []
     # An unchanged tree (same names, same files by size, mtime and inode) is not tarred again.
-    key = cache_key("kodata", str(mtime), str(parents), *(_fingerprint(entry) for entry in entries))
+    fingerprints = [_fingerprint(entry) for entry in entries]
+    key = cache_key("kodata", str(mtime), str(parents), *fingerprints)
+    index = KodataIndex(tuple((entry.name, mark) for entry, mark in zip(entries, fingerprints, strict=True)),
+                        tuple((entry.name, _size(entry.source)) for entry in entries if entry.source is not None))
     created_by = f"kodev: kodata at {KODATA_PATH}"
     found = cached_layer(key, created_by)
     if found is not None:
-        return found
+        return found, index
     with LayerWriter(created_by, mtime) as writer:
         if parents:
             writer.directory("var", 0o755)
@@ -124,7 +154,19 @@ def kodata_layer(kodata: Path | None, allowed_root: Path, mtime: int, parents: b
                 writer.file(name, entry.source, _MODE)
         layer = writer.finish()
     remember_layer(key, layer)
-    return layer
+    return layer, index
+
+
+def kodata_patch(layer: Layer, names: Iterable[str], target: Path) -> Path:
+    """An archive at `target` of the entries `names` (under /var/run/ko) of the kodata `layer`, as the layer
+    has them (content, mode, owner), to extract at / in a running container. Nothing above /var/run/ko is
+    in it: on Debian /var/run is a symlink, which extracting a directory entry there would replace."""
+    wanted = {f"{KODATA_PATH.lstrip('/')}/{name}" for name in names}
+    with tarfile.open(layer.path, "r:") as source, tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as patch:
+        for member in source:
+            if member.name.rstrip("/") in wanted:
+                patch.addfile(member, source.extractfile(member) if member.isfile() else None)
+    return target
 
 
 def _fingerprint(entry: KodataEntry) -> str:
@@ -135,6 +177,13 @@ def _fingerprint(entry: KodataEntry) -> str:
     except OSError:
         return f"f:{entry.name}:gone"  # the build itself reports the unreadable file
     return f"f:{entry.name}:{entry.source}:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}:{info.st_ctime_ns}"
+
+
+def _size(source: Path) -> int:
+    try:
+        return source.stat().st_size
+    except OSError:
+        return 0
 
 
 def sources(kodata: Path, allowed_root: Path) -> frozenset[Path]:
