@@ -98,10 +98,13 @@ def describe(changes: Iterable[FileChange], root: Path) -> str:
 class FileWatcher:
     """A thread that puts `FilesChanged` batches, or a `WatchFailed`, on `messages`."""
 
-    def __init__(self, messages: queue.Queue[Message], settings: WatchSettings, root: Path) -> None:
+    def __init__(self, messages: queue.Queue[Message], settings: WatchSettings, root: Path,
+                 excluded: tuple[Path, ...] = ()) -> None:
+        """`excluded`: directories whose changes are never news (Go's module cache)."""
         self.messages = messages
         self.settings = settings
         self.root = root
+        self.excluded = excluded
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -138,7 +141,7 @@ class FileWatcher:
             self._thread = None
 
     def wanted(self, _change: Any, path: str) -> bool:
-        if is_noise(Path(path)):
+        if is_noise(Path(path)) or any(Path(path).is_relative_to(directory) for directory in self.excluded):
             return False
         rel = Path(path).relative_to(self.root).as_posix() if Path(path).is_relative_to(self.root) else path
         return not any(fnmatch(rel, pattern) for pattern in self.settings.ignore)

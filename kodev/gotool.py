@@ -40,6 +40,13 @@ class GoTool:
         except FileNotFoundError:
             raise self._vanished(cwd) from None
 
+    def module_cache(self, cwd: Path) -> Path | None:
+        """GOMODCACHE: Go's read-only module cache (the watcher must never follow it when it lies inside a
+        watched module, as a CI cache at $PWD/.modcache does). None if `go env` cannot say."""
+        done = self.run(["env", "GOMODCACHE"], cwd)
+        value = done.stdout.strip() if done.returncode == 0 else ""
+        return Path(value) if value else None
+
     def _vanished(self, cwd: Path) -> GoError:
         """What a FileNotFoundError from starting `go` means: its directory or the binary is gone."""
         if not cwd.is_dir():

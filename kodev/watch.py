@@ -52,7 +52,7 @@ class DevLoop:
         self.workloads.use(commands)
         self.config_reload = ConfigReload(self.ui, watch_paths)
         self.stack_reload = StackReload(self.ui, stack) if stack is not None else None
-        self.watcher = FileWatcher(self.inbox, session.config.watch, session.config.root)
+        self.watcher = FileWatcher(self.inbox, session.config.watch, session.config.root, self._excluded(session))
         self.health = DaemonHealth(session.daemon, self.ui)
         self.graph = GraphState(self.ui)
         self.others: list[Message] = []  # messages other than file changes, handled between rounds
@@ -75,6 +75,11 @@ class DevLoop:
                 with shielded():
                     cleaned = self.shutdown()
         return 0 if cleaned else 1
+
+    @staticmethod
+    def _excluded(session: Session) -> tuple[Path, ...]:
+        cache_dir = session.go.module_cache(session.config.root)
+        return (cache_dir,) if cache_dir is not None else ()
 
     def _rounds(self, session: Session) -> Rebuild:
         return Rebuild(session.builder, session.pruner, session.daemon, self.ui, self.workloads.commands,
@@ -187,7 +192,8 @@ class DevLoop:
         self.rounds = self._rounds(reloaded.session)
         if reloaded.session.config.watch != self.watcher.settings:  # new watch settings: a new watcher now
             self.watcher.stop()
-            self.watcher = FileWatcher(self.inbox, reloaded.session.config.watch, reloaded.session.config.root)
+            self.watcher = FileWatcher(self.inbox, reloaded.session.config.watch, reloaded.session.config.root,
+                                       self.watcher.excluded)
             self._watch()
         failure = self.graph.load(self.session.go, self._main_packages())
         if failure is not None:

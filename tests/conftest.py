@@ -39,9 +39,9 @@ _SERIAL_GROUPS = {
 # Node ID prefixes of the tests that run longest (scripts/test --durations=40), started first so that none
 # of them is left to run alone at the end.
 _LONG = (
-    "tests/integration/test_reliability.py::test_kodata_tree_of_20000_files",
-    "tests/integration/test_reliability.py::test_one_gigabyte_kodata_file",
-    "tests/integration/test_reliability.py::test_many_rebuilds_keep_images_and_cache_bounded",
+    "tests/integration/test_disk_and_huge_inputs.py::test_kodata_tree_of_20000_files",
+    "tests/integration/test_disk_and_huge_inputs.py::test_one_gigabyte_kodata_file",
+    "tests/integration/test_disk_and_huge_inputs.py::test_many_rebuilds_keep_images_and_cache_bounded",
     "tests/integration/test_default_path.py::test_a_daemon_restart_mid_watch",
     "tests/integration/test_reliability.py::test_daemon_",
     "tests/integration/test_reliability.py::test_quick_daemon_restart",
@@ -127,3 +127,30 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("GOTOOLCHAIN", "local")
     yield
+
+
+# What the shell running the tests says GOPROXY is (None: Go's default, the module proxy), kept for the tests
+# marked `module_proxy` before `_no_module_proxy` turns it off.
+GOPROXY_OUTSIDE = os.environ.get("GOPROXY")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_module_proxy() -> Iterator[None]:
+    """Go downloads nothing (GOPROXY=off) in the fast core of the suite: its modules are standard-library-only
+    or vendored. Session-wide, so that session and module fixtures (which run before any function fixture)
+    are held to it too; `_module_proxy_when_marked` gives it back to the tests that need it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GOPROXY", "off")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _module_proxy_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GOPROXY=off for every test but those marked `module_proxy`, which get the shell's GOPROXY (unset: Go's
+    default proxy). GOFLAGS and the rest of Go's environment stay as they are."""
+    if request.node.get_closest_marker("module_proxy") is None:
+        monkeypatch.setenv("GOPROXY", "off")
+    elif GOPROXY_OUTSIDE is None:
+        monkeypatch.delenv("GOPROXY", raising=False)
+    else:
+        monkeypatch.setenv("GOPROXY", GOPROXY_OUTSIDE)

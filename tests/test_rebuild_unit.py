@@ -3,7 +3,7 @@
 The real Go and daemon cannot produce these cases on demand (the same binary twice, a compile error or a
 refused load at will, a daemon that vanishes between a refusal and the check), so the builder, the
 destination, the daemon's ping and the deliveries are fakes (tests/fakes.py). The loop end to end is in
-tests/integration/test_watch.py.
+tests/integration/test_watch_rebuilds.py and test_default_path.py.
 """
 
 from __future__ import annotations

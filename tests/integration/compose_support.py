@@ -1,6 +1,6 @@
 """What the compose tests share: the real Compose binary, a private copy of examples/compose with free ports
 and a unique project name, cleanup that takes down exactly that project, and small helpers (an edit, the
-containers of a project by service)."""
+containers of a project by service, `kodev watch --json` on the copy and matchers for its events)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import pytest
 from kodev.compose import ComposeCLI, ComposeError, containers, find_compose
 from tests.examples import copy_example
 from tests.integration.conftest import _missing
-from tests.integration.process import free_port
+from tests.integration.json_events import Event, Events, Match
+from tests.integration.process import KodevProcess, free_port, sigint_not_ignored
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +82,29 @@ def edit(path: Path, old: str, new: str) -> None:
 def service_ids(client: Any, project: str) -> dict[str, str]:
     """The container of each service of `project` (its first, if several)."""
     return {service: ids[0] for service, ids in containers(client, project).items() if ids}
+
+
+def compose_watch(stack: Stack, *args: str, env: dict[str, str] | None = None) -> tuple[KodevProcess, Events]:
+    """`kodev watch --json ARGS` in the copy's directory, stopped by SIGINT as from a terminal; its events."""
+    with sigint_not_ignored():
+        proc = KodevProcess(["watch", "--json", *args], cwd=stack.dir, env=env)
+    return proc, Events(proc)
+
+
+def delivered_how(delivery: str) -> str:
+    """How a `delivered` event names the delivery of a binary-only change: swapped in place, or recreated."""
+    return "swapped" if delivery == "swap" else "recreated"
+
+
+def rebuilt_into(service: str, how: str) -> Match:
+    """A `command.result` that rebuilt a command and delivered it to the compose service `service` as `how`."""
+    def match(event: Event) -> bool:
+        return event["outcome"] == "rebuilt" and {"service": service, "how": how} in [
+            {"service": d["service"], "how": d["how"]} for d in event["delivered"]]
+
+    return match
+
+
+def said(text: str, level: str = "info") -> Match:
+    """A `message` event of `level` whose text contains `text`."""
+    return lambda event: event["level"] == level and text in event["text"]

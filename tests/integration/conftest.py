@@ -57,11 +57,6 @@ def recreate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KODEV_SWAP", "0")
 
 
-def delivered_word(delivery: str) -> str:
-    """How a result line names the delivery of a binary-only change: 'swap 0.03s' or 'restart 0.12s'."""
-    return "swap" if delivery == "swap" else "restart"
-
-
 @pytest.fixture(scope="session")
 def go_binary() -> str:
     found = shutil.which(os.environ.get("KODEV_GO", "go"))

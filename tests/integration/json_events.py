@@ -8,7 +8,9 @@ until an event that matches has come (after a `mark`, to see only newer ones).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kodev.jsonui import check_event
@@ -33,13 +35,7 @@ class Events:
     def all(self, name: str | None = None, match: Match = _any, since: int = 0) -> list[Event]:
         """Every event so far (named `name` and matching `match`, after the mark `since`)."""
         lines = self.proc.out_lines()
-        for line in lines[self._seen:]:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                raise AssertionError(f"not a JSON line on stdout: {line!r}\n{self.proc.output()}") from None
-            check_event(event)
-            self._events.append(event)
+        self._events += parse(lines[self._seen:], self.proc.output)
         self._seen = len(lines)
         return [e for e in self._events[since:] if (name is None or e["event"] == name) and match(e)]
 
@@ -80,8 +76,63 @@ class Events:
 
     def rebuilt(self, command: str, since: int = 0) -> list[Event]:
         """The `command.result` events of `command` (its short name, as in cmd/NAME) that built a new image."""
-        return self.all("command.result", lambda e: _short(e["command"]) == command and e["outcome"] == "rebuilt",
-                        since)
+        return self.all("command.result", _rebuilt(command), since)
+
+    def wait_rebuilt(self, command: str, count: int = 1, since: int = 0, timeout: float = 90) -> Event:
+        """Wait for the `count`th `rebuilt` result of `command` after `since` (the first of them)."""
+        return self.wait("command.result", since, _rebuilt(command), timeout, count)
+
+    def stderr(self) -> str:
+        """What kodev wrote on stderr: under --json nothing but Python's last words (a traceback)."""
+        return "\n".join(self.proc.err_lines())
+
+
+@dataclass
+class Finished:
+    """A `kodev … --json` that ran to its end: its exit code, its events (each checked), its stderr."""
+
+    returncode: int
+    events: list[Event]
+    stderr: str
+    stdout: str
+
+    def all(self, name: str, match: Match = _any) -> list[Event]:
+        return [e for e in self.events if e["event"] == name and match(e)]
+
+    def output(self) -> str:
+        return f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+    def error(self) -> Event:
+        """The one error that ended kodev (its `fatal` error event)."""
+        fatal = self.all("error", lambda e: bool(e["fatal"]))
+        assert len(fatal) == 1, f"{len(fatal)} fatal error events\n{self.output()}"
+        return fatal[0]
+
+
+def finished(done: subprocess.CompletedProcess[str]) -> Finished:
+    """The events of a finished `kodev … --json`; its last one is `exit`, with the process's exit code."""
+    result = Finished(done.returncode, [], done.stderr, done.stdout)
+    result.events = parse(done.stdout.splitlines(), result.output)
+    assert result.events and result.events[-1]["event"] == "exit", f"no exit event last\n{result.output()}"
+    assert result.events[-1]["code"] == done.returncode, result.output()
+    return result
+
+
+def parse(lines: Iterable[str], output: Callable[[], str] = lambda: "") -> list[Event]:
+    """`lines` of stdout as events, each held to the schema (`output` says what kodev wrote, for a failure)."""
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line on stdout: {line!r}\n{output()}") from None
+        check_event(event)
+        events.append(event)
+    return events
+
+
+def _rebuilt(command: str) -> Match:
+    return lambda e: _short(e["command"]) == command and e["outcome"] == "rebuilt"
 
 
 def _short(command: str) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.process import KodevProcess, sigint_not_ignored
+from tests.integration.json_events import Event, Events, Finished, finished
+from tests.integration.process import KodevProcess, free_port, sigint_not_ignored, wait_for_page, wait_until
 
 SETTLE = 3.0  # seconds to wait when proving that nothing more happens
 GREETING = "internal/greeting/greeting.go"
@@ -160,7 +163,104 @@ def assert_cache_clean(cache: Path) -> None:
     assert left == [], f"left in {scratch}: {left}"
 
 
+def layer_files(cache: Path) -> list[tuple[str, int]]:
+    """(name, size) of every file in the layer cache, read while kodev may be renaming them."""
+    found = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(cache / "layers") as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                found.append((entry.name, entry.stat().st_size))
+    return found
+
 
 # The server runs as root on a private (vfs) daemon: as 65532 it cannot read its kodata there, see
 # test_reliability's test_kodata_is_readable_by_the_default_user_on_a_vfs_daemon.
 AS_ROOT = "0"
+
+
+# --- `kodev … --json` on a module ------------------------------------------------------------------------
+
+@dataclass
+class Watch:
+    """One running `kodev watch --json` with a server service on `port` (host network); its events."""
+
+    proc: KodevProcess
+    events: Events
+    module: Module
+    server: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.process.pid
+
+    def rebuilt(self, command: str = "server") -> list[Event]:
+        return self.events.rebuilt(command)
+
+    def page(self, text: str, timeout: float = 60) -> str:
+        try:
+            return wait_for_page(self.url, text, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.proc.output()}") from None
+
+    def containers(self) -> list[dict[str, Any]]:
+        return list(self.module.client.api.containers(
+            all=True, filters={"label": f"dev.kodev.service={self.server}"}))
+
+    def container_id(self) -> str:
+        """The one container of the server service (waits until there is exactly one)."""
+        found: list[dict[str, Any]] = []
+
+        def one() -> bool:
+            found[:] = self.containers()
+            return len(found) == 1
+
+        wait_until(one, 30, lambda: f"expected one container for {self.server}, got {found}\n{self.proc.output()}")
+        return str(found[0]["Id"])
+
+    def owned(self) -> list[dict[str, Any]]:
+        return list(self.module.client.api.containers(all=True, filters={"label": f"{OWNER_PID}={self.pid}"}))
+
+    def assert_no_traceback(self) -> None:
+        assert "Traceback" not in self.events.stderr(), self.proc.output()
+
+
+@contextlib.contextmanager
+def watching(module: Module, *, env: dict[str, str] | None = None, go: str | None = None, extra: str = "",
+             stop_timeout: int = 3, started: bool = True, user: str | None = None) -> Iterator[Watch]:
+    """`kodev watch --json` with one server service; with `started`, waits until it is watching and serves.
+    Killed afterwards."""
+    server, port = module.name("srv"), free_port()
+    write(module.path / "kodev.toml",
+          f'repo = "{module.repo}"\n' + server_service(server, port, stop_timeout, user=user) + extra)
+    proc = start_kodev(module, ["watch", "--json", *(["--go", go] if go else [])], env)
+    session = Watch(proc, Events(proc), module, server, port)
+    try:
+        if started:
+            session.events.wait("watching", timeout=120)
+            session.page("Hello, kodev!", timeout=30)
+        yield session
+        session.events.all()  # every line it wrote is JSON of the schema
+        session.assert_no_traceback()
+    finally:
+        proc.kill()
+
+
+def stop_cleanly(session: Watch, sig: int = signal.SIGINT, timeout: float = 60) -> None:
+    """Stop kodev with `sig`: exit 0 (its `exit` event says so too), no container of it left, no traceback."""
+    code = session.proc.stop(sig, timeout=timeout)
+    assert code == 0, f"exit code {code} after {signal.Signals(sig).name}\n{session.proc.output()}"
+    assert session.events.wait("exit", timeout=10)["code"] == 0, session.proc.output()
+    assert not session.owned(), f"left behind: {session.owned()}\n{session.proc.output()}"
+    session.assert_no_traceback()
+
+
+def run_json(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> Finished:
+    """`kodev ARGS --json` to its end, as a user runs it (tests/integration/conftest.py's `run_kodev`)."""
+    from tests.integration.conftest import run_kodev  # conftest imports this module
+
+    return finished(run_kodev([*args[:1], "--json", *args[1:]], cwd, env, timeout))

@@ -1,7 +1,12 @@
-"""`kodev resolve -f compose.yaml`, run as a user runs it, checked by the real Compose binary."""
+"""`kodev resolve -f compose.yaml`, run as a user runs it, checked by the real Compose binary.
+
+`kodev resolve` has no `--json` (its stdout is the compose file): what it did is read from its results, and
+its errors from the one `error:` paragraph it writes, for the service, path and file they name.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -33,12 +38,24 @@ def test_resolve_prints_a_compose_file_compose_accepts(stack: Stack, compose_cli
     assert yaml.safe_load(again.stdout)["services"]["api"]["image"] == "kodev.local/api:latest"
 
 
-def test_an_image_that_is_kodevs_own_tag_is_built_too(stack: Stack, docker_client: Any) -> None:  # noqa: F811
+def _recording_go(tmp_path: Path, go_binary: str) -> tuple[Path, Path]:
+    """A `go` that runs the real one, first writing the arguments of each `go build` as a line of a log."""
+    log, go = tmp_path / "go-builds.log", tmp_path / "go"
+    go.write_text(f'#!/bin/sh\n[ "$1" = build ] && echo "$*" >> "{log}"\nexec {go_binary} "$@"\n')
+    go.chmod(0o755)
+    return go, log
+
+
+def test_an_image_that_is_kodevs_own_tag_is_built_too(stack: Stack, docker_client: Any, tmp_path: Path,  # noqa: F811
+                                                      go_binary: str) -> None:
     compose = stack.compose_file.read_text()
     stack.compose_file.write_text(compose.replace("ko://example.com/stack/cmd/worker", "kodev.local/worker"))
-    done = run_kodev(["resolve", "-f", "compose.yaml"], cwd=stack.dir)
+    go, log = _recording_go(tmp_path, go_binary)
+    done = run_kodev(["resolve", "-f", "compose.yaml"], cwd=stack.dir, env={"KODEV_GO": str(go)})
     assert done.returncode == 0, done.stderr
-    assert "api, worker" in done.stderr  # one `go build` for both commands
+    builds = [line.split() for line in log.read_text().splitlines() if "example.com/stack/" in line]
+    assert len(builds) == 1, builds  # one `go build` for both commands
+    assert {"example.com/stack/cmd/api", "example.com/stack/cmd/worker"} <= set(builds[0]), builds
     assert yaml.safe_load(done.stdout)["services"]["worker"]["image"] == "kodev.local/worker:latest"
     assert yaml.safe_load(done.stdout)["name"] == "stack"  # Compose's default: the directory name
 

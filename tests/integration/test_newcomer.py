@@ -5,6 +5,14 @@ can clean up, and the test suite after the Quick start's edits to examples/hello
 Every kodev here builds into a repository of this test's own and names its containers after it; what runs
 the repository's own scripts (scripts/try, the test suite) runs in a scratch copy of this checkout, reusing
 this virtualenv, so neither the repository nor the user's images are touched.
+
+What README (and scripts/try, which README starts) tells a newcomer they will see is checked in kodev's human
+text, as they read it: the error for published ports and the warning for the default network on a daemon
+without a bridge, the unreachable daemon's error naming where kodev looked and the `export DOCKER_HOST=…`
+line, the set-up's line for another terminal, and scripts/try's `watching` under a real terminal (it runs
+`kodev watch` itself: no `--json` there). Where a test only needs to know what kodev did — a stage that ran
+or did not, kodev noticing its daemon gone, the error it ended on, containers it reaped — it reads the
+`--json` events (the versioned schema) instead.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from kodev.network import has_bridge
 from tests.conftest import REPO
 from tests.examples import scratch_repo
 from tests.integration.conftest import _missing, run_kodev
+from tests.integration.json_events import Events, finished
 from tests.integration.process import KodevProcess, fetch, free_port, wait_for_page, wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -98,7 +107,12 @@ def test_published_port_without_a_bridge_is_an_error_before_anything_is_built(mo
     assert done.returncode == 1, done.stderr
     assert "error: kodev run: publishes" in done.stderr and f"127.0.0.1:{port}:8080/tcp" in done.stderr
     assert "--network host" in done.stderr
-    assert "go build" not in done.stderr and own.images() == [], "something was built before the check"
+    # The same run with --json: the check comes before `go build` even starts.
+    events = finished(run_kodev(["run", "--json", "--name", own.name("p"), "-p", f"127.0.0.1:{port}:8080",
+                                 "./cmd/hello"], module, timeout=120))
+    _no_traceback(events.stderr)
+    assert events.returncode == 1 and f"127.0.0.1:{port}:8080/tcp" in events.error()["message"], events.output()
+    assert events.all("build.started") == [] and own.images() == [], "something was built before the check"
     assert own.containers() == []
 
 
@@ -148,10 +162,13 @@ def test_unreachable_daemon_names_the_private_dockerd_and_the_line_to_use_it(mod
 # --- signals ------------------------------------------------------------------------------------------------
 
 def test_watch_outside_a_go_module_says_so(tmp_path: Path, go_binary: str, docker_client: Any) -> None:
-    done = run_kodev(["watch"], tmp_path, timeout=60)
-    assert done.returncode == 1, done.stderr
-    assert re.search(r"^error: no go\.mod in .* kodev watch works inside a Go module", done.stderr, re.M), done.stderr
-    assert "built-in defaults" not in done.stderr and "Traceback" not in done.stderr
+    done = finished(run_kodev(["watch", "--json"], tmp_path, timeout=60))
+    assert done.returncode == 1, done.output()
+    message = done.error()["message"]
+    assert re.search(rf"^no go\.mod in {re.escape(str(tmp_path))} .* kodev watch works inside a Go module", message), \
+        message
+    said = [e for e in done.events if "built-in defaults" in e.get("text", "") + e.get("message", "")]
+    assert said == [] and "Traceback" not in done.stderr, done.output()
 
 
 def test_inherited_ignored_sigint_still_stops_kodev_and_cleans_up(module: Path, own: Own) -> None:
@@ -298,7 +315,7 @@ def test_the_suite_passes_with_the_quick_start_edits_left_in_the_example(tmp_pat
         path.write_text(text.replace(old, new, 1) if old else text + new)
     # Tests that assert the example's own output: they fail if a copy of the edited example reached them.
     chosen = ["tests/integration/test_build.py::test_config_is_found_in_a_parent_directory",
-              "tests/integration/test_watch.py::test_sigint_stops_and_removes_everything"]
+              "tests/integration/test_watch_stopping.py::test_sigint_stops_and_removes_everything"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *chosen],
                           cwd=scratch, env={**os.environ, "KODEV_REQUIRE_REAL": "1"}, capture_output=True,
                           text=True, timeout=600, check=False)
@@ -445,20 +462,22 @@ def test_daemon_gone_at_cleanup_kodev_names_what_it_left_exits_1_and_the_next_ko
     env = {"DOCKER_HOST": daemon.host}
     name, port = f"nc-{uuid.uuid4().hex[:10]}-gone", free_port()
     daemon.start()
-    proc = KodevProcess(["run", "--watch", "--network", "host", "--name", name, "--stop-timeout", "3",
+    proc = KodevProcess(["run", "--watch", "--json", "--network", "host", "--name", name, "--stop-timeout", "3",
                          "./cmd/server", "--", "-addr", f"127.0.0.1:{port}"], hello, env)
+    events = Events(proc)
     try:
         try:
             wait_for_page(f"http://127.0.0.1:{port}/", "Hello, kodev!", timeout=120)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{proc.output()}") from None
         daemon.stop()
-        proc.wait_for("Docker daemon .* is not answering", timeout=30)  # kodev noticed, and is still up
+        events.wait("daemon.lost", timeout=30)  # kodev noticed, and is still up
+        assert proc.process.poll() is None, proc.output()
         code = proc.stop(signal.SIGINT, timeout=60)
+        assert events.wait("exit", timeout=10)["code"] == code == 1, f"exit code {code}\n{proc.output()}"
         output = proc.output()
         _no_traceback(output)
-        assert code == 1, f"exit code {code}\n{output}"
-        errors = [line for line in proc.err_lines() if line.startswith("error:")]
+        errors = [e["message"] for e in events.errors()]
         assert len(errors) == 1, output
         assert "cannot list kodev's containers to clean up" in errors[0], output
         assert f"Left behind: {name};" in errors[0] and "the next kodev removes them" in errors[0], output
@@ -470,12 +489,13 @@ def test_daemon_gone_at_cleanup_kodev_names_what_it_left_exits_1_and_the_next_ko
     try:
         left = client.api.containers(all=True, filters={"name": name})
         assert [(c["Names"], c["State"]) for c in left] == [([f"/{name}"], "exited")], left
-        done = run_kodev(["run", "--network", "host", "--name", f"{name}-next", "./cmd/hello", "--", "again"],
-                         hello, env, timeout=120)
+        done = finished(run_kodev(["run", "--json", "--network", "host", "--name", f"{name}-next", "./cmd/hello", "--",
+                                   "again"], hello, env, timeout=120))
         _no_traceback(done.stderr)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines() == ["Hello, again!"]
-        assert f"removed containers left by a kodev that is gone: {name}" in done.stderr
+        assert done.returncode == 0, done.output()
+        assert [e["line"] for e in done.all("service.log")] == ["Hello, again!"], done.output()
+        assert done.all("message", lambda e: f"removed containers left by a kodev that is gone: {name}" in e["text"]), \
+            done.output()
         assert client.api.containers(all=True, filters={"name": name}) == []
     finally:
         client.close()

@@ -10,12 +10,12 @@ nothing of the machine's own containers. What it needs on these machines, in thi
 - the host network namespace by default (no bridge, no iptables changes), and kodev's tests use host
   networking anyway.
 Under KODEV_REQUIRE_REAL=1 a Podman that cannot be installed or started fails the tests.
+What kodev did is read from its `--json` events (the versioned schema), never from its human text.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +30,7 @@ import pytest
 
 from tests.examples import copy_example
 from tests.integration.conftest import _missing, run_kodev
+from tests.integration.json_events import Event, Events, finished
 from tests.integration.process import KodevProcess, free_port, sigint_not_ignored, wait_for_page, wait_until
 
 CONTAINERS_CONF = '''[containers]
@@ -138,10 +139,12 @@ def module(tmp_path: Path, go_binary: str) -> Path:
     return copy_example("hello", tmp_path / "hello")
 
 
-def _sent(stderr: str, command: str) -> str:
-    found = re.search(rf"^\s+{command}\s.*\(([\d.]+ [kMG]?B) sent\)", stderr, re.M)
-    assert found, stderr
-    return found.group(1)
+def _published(args: list[str], cwd: Path, host: str) -> Event:
+    """`kodev build --json ARGS` against `host`: its one `image.published` event."""
+    done = finished(run_kodev(["build", "--json", *args], cwd, env={"DOCKER_HOST": host}))
+    assert done.returncode == 0, done.output()
+    [published] = done.all("image.published")
+    return published
 
 
 def test_build_sends_full_archives(podman_host: str, podman: Any, module: Path,
@@ -157,15 +160,13 @@ def test_build_sends_full_archives(podman_host: str, podman: Any, module: Path,
 
     repo = f"kodev.test/{uuid.uuid4().hex[:12]}"
     (module / "kodev.toml").write_text(f'repo = "{repo}"\n')
-    first = run_kodev(["build", "./cmd/server"], module, env={"DOCKER_HOST": podman_host})
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == f"{repo}/server:latest"
+    first = _published(["./cmd/server"], module, podman_host)
+    assert first["ref"] == f"{repo}/server:latest", first
     # The same build again: against Docker's classic store only the missing layers (none) would go;
     # Podman gets the whole archive every time.
-    again = run_kodev(["build", "./cmd/server"], module, env={"DOCKER_HOST": podman_host})
-    assert again.returncode == 0, again.stderr
-    assert _sent(again.stderr, "server") == _sent(first.stderr, "server")
-    assert _sent(again.stderr, "server").endswith("MB"), again.stderr
+    again = _published(["./cmd/server"], module, podman_host)
+    assert not first["slim"] and not again["slim"], (first, again)
+    assert again["bytes_sent"] == first["bytes_sent"] >= 1_000_000, (first, again)
     labels = podman.api.inspect_image(f"{repo}/server:latest")["Config"]["Labels"]
     assert labels["dev.kodev.command"] == "example.com/hello/cmd/server"
 
@@ -194,20 +195,24 @@ def test_watch_serves_an_edit(podman_host: str, podman: Any, module: Path) -> No
         f'args = ["-addr", "127.0.0.1:{port}"]\nnetwork = "host"\nstop_timeout = 3\n')
     url = f"http://127.0.0.1:{port}/"
     with sigint_not_ignored():
-        proc = KodevProcess(["watch"], module, env={"DOCKER_HOST": podman_host})
+        proc = KodevProcess(["watch", "--json"], module, env={"DOCKER_HOST": podman_host})
+    events = Events(proc)
     try:
-        proc.wait_for(r"^watching ", timeout=120)
+        events.wait("watching", timeout=120)
         wait_for_page(url, "Hello, kodev!", timeout=30)
         old = podman.containers.list(filters={"label": f"dev.kodev.service={service}"})[0].id
         greeting = module / GREETING
+        mark = events.mark()
         greeting.write_text(greeting.read_text().replace('"Hello, "', '"Howdy, "'))
         started = time.monotonic()
         wait_for_page(url, "Howdy, kodev!", timeout=90)
         print(f"podman: edit to serving {time.monotonic() - started:.2f}s")  # reported with -s, not asserted
         # kodev's default: the binary is swapped into the running container (Podman runs the supervisor too)
-        proc.wait_for(r"^\s+server\s+rebuilt in .*\bswap [\d.]+s", timeout=90)
+        result = events.wait("command.result", mark, lambda e: e["outcome"] == "rebuilt", timeout=90)
+        assert result["command"] == "server" and [d["how"] for d in result["delivered"]] == ["swapped"], result
         assert podman.containers.list(filters={"label": f"dev.kodev.service={service}"})[0].id == old
         assert proc.stop(signal.SIGINT) == 0, proc.output()
+        assert events.wait("exit", timeout=10)["code"] == 0 and events.fatal() == [], proc.output()
         assert "Traceback" not in proc.output(), proc.output()
         assert podman.containers.list(all=True, filters={"label": f"dev.kodev.service={service}"}) == []
     finally:

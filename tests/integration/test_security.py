@@ -3,7 +3,8 @@
 kodev stops, removes and recreates only containers and images that carry its labels; secrets given for the
 container's runtime never reach an image; archives hold sanitized relative names with fixed owners; the
 static base runs as 65532. Each test has its own module path, image repository and container names
-(sec-<uid>-...), all removed afterwards.
+(sec-<uid>-...), all removed afterwards. What kodev did is read from its `--json` events; what a container
+printed, from the stdout of a plain `kodev run`, where its output goes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import IO, Any
 import pytest
 
 from tests.integration.conftest import run_kodev
+from tests.integration.json_events import finished
 from tests.integration.process import KodevProcess, fetch, free_port, sigint_not_ignored, wait_for_page
 
 COMMAND_LABEL = "dev.kodev.command"
@@ -271,10 +273,11 @@ def test_same_named_running_container_without_kodevs_labels_is_refused_and_left(
                                            network_mode="none", labels={"dev.kodev.service": name, "who": "user"})
     before = whoami.container(name)
     assert before is not None and before["State"]["Running"]
-    for args in (["run", "--name", name, "./cmd/whoami"], ["run", "--watch", "--name", name, "./cmd/whoami"]):
-        done = whoami.kodev(args)
-        assert done.returncode == 1, f"{args}: exit code {done.returncode}\n{done.stderr}"
-        assert re.search(rf"^error: .*{name}.*kodev did not create it", done.stderr, re.M), done.stderr
+    for args in (["run", "--json", "--name", name, "./cmd/whoami"],
+                 ["run", "--watch", "--json", "--name", name, "./cmd/whoami"]):
+        done = finished(whoami.kodev(args))
+        assert done.returncode == 1, f"{args}: exit code {done.returncode}\n{done.output()}"
+        assert re.search(rf"{name}.*kodev did not create it", done.error()["message"]), done.output()
         assert "Traceback" not in done.stderr
         after = whoami.container(name)
         assert after is not None, f"{args} removed a container it did not create"

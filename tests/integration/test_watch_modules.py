@@ -2,7 +2,7 @@
 
 Two tiny standard-library modules in a temp dir: `app` (a server command) uses a package of `lib`, once
 through a go.work workspace and once through `replace example.com/lib => ../lib`. Editing lib's package
-must rebuild the app and serve the new text.
+must rebuild the app and serve the new text. kodev runs with --json: the test reads its events.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.json_events import Events
 from tests.integration.process import KodevProcess, free_port, wait_for_page
 
 SERVER = '''package main
@@ -41,8 +42,6 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-
-
 def _layout(root: Path, how: str, repo: str, port: int, service: str) -> Path:
     app, lib = root / "app", root / "lib"
     _write(lib / "go.mod", "module example.com/lib\n\ngo 1.22\n")
@@ -64,19 +63,26 @@ def test_edit_in_another_local_module_rebuilds_the_app(how: str, tmp_path: Path,
                                                        docker_client: Any) -> None:
     port, service = free_port(), f"mods-{uuid.uuid4().hex[:8]}"
     app = _layout(tmp_path, how, repo, port, service)
-    proc = KodevProcess(["watch"], app, env={"GOPROXY": "off"})
+    proc = KodevProcess(["watch", "--json"], app, env={"GOPROXY": "off"})
+    events = Events(proc)
     try:
-        proc.wait_for(r"^watching ", timeout=120)
-        assert str(tmp_path / "lib") in next(line for line in proc.err_lines() if line.startswith("watching "))
+        watching = events.wait("watching", timeout=120)
+        assert str(tmp_path / "lib") in watching["roots"], watching
         wait_for_page(f"http://127.0.0.1:{port}/", "from lib, first", timeout=30)
+        mark = events.mark()
         (tmp_path / "lib" / "greet" / "greet.go").write_text(GREET % "from lib, edited")
-        proc.wait_for(r"^\s+server\s+rebuilt in ", timeout=90)
+        events.wait("command.result", mark, lambda e: e["command"].endswith("server") and e["outcome"] == "rebuilt",
+                    timeout=90)
         wait_for_page(f"http://127.0.0.1:{port}/", "from lib, edited", timeout=30)
         if how == "workspace":  # go.work sits above both modules: kodev watches the file itself
             work = tmp_path / "go.work"
+            mark = events.mark()
             work.write_text(work.read_text() + "// edited\n")
-            proc.wait_for(r"^changed: .*go\.work", timeout=30)
-            proc.wait_for(r"^\s+server\s+unchanged\b", timeout=90)  # rebuilt; the same binary
+            events.wait("changes", mark, lambda e: any(f["path"].endswith("go.work") for f in e["files"]), timeout=30)
+            events.wait("command.result", mark,  # rebuilt; the same binary
+                        lambda e: e["command"].endswith("server") and e["outcome"] == "unchanged", timeout=90)
+        assert "Traceback" not in "\n".join(proc.err_lines()), proc.output()
+        assert events.fatal() == [], proc.output()
         assert proc.stop(signal.SIGINT) == 0, proc.output()
     finally:
         proc.kill()
