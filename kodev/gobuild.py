@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from kodev.errors import CompileError, GoError
 from kodev.gomod import MainPackage
 from kodev.gotool import GoTool
+from kodev.signals import interrupts_deferred
 
 # A line `go build -v` prints as it compiles a package: the bare import path. The compiler's own lines
 # ('# pkg' headers, 'file.go:1:2: ...', 'go: ...') always hold a space, a colon or a '#'.
@@ -128,24 +130,27 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
 def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str], on_package: Callable[[str], None] | None,
          superseded: Callable[[], bool] | None) -> tuple[str, int]:
     """Go's output as it comes: package lines (with -v) to `on_package`, the rest kept verbatim; the exit code."""
-    process = go.popen(args, cwd=cwd, extra_env=env)
-    assert process.stdout is not None
     kept: list[str] = []
     done = threading.Event()
     given_up = threading.Event()
 
-    def watch() -> None:  # the reading loop below blocks on go's output: a thread asks
+    def watch(pid: int) -> None:  # the reading loop below blocks on go's output: a thread asks
         assert superseded is not None
         while not done.wait(SUPERSEDED_POLL_SECONDS):
             if superseded():
                 given_up.set()
-                _kill_group(process.pid)
+                _kill_group(pid)
                 return
 
-    watcher = threading.Thread(target=watch, name="superseded", daemon=True) if superseded else None
+    process: subprocess.Popen[str] | None = None
+    watcher: threading.Thread | None = None
     try:
-        if watcher is not None:  # inside: a signal while the thread starts still ends go's group
-            watcher.start()
+        with interrupts_deferred():  # a Ctrl-C as go starts is raised once `process` can be ended
+            process = go.popen(args, cwd=cwd, extra_env=env)
+            if superseded is not None:
+                watcher = threading.Thread(target=watch, args=(process.pid,), name="superseded", daemon=True)
+                watcher.start()
+        assert process.stdout is not None
         for line in process.stdout:
             if on_package is not None and _PACKAGE_LINE.match(line.rstrip("\n")):
                 on_package(line.strip())
@@ -153,15 +158,18 @@ def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str], on_package
                 kept.append(line)
         process.wait()
     except BaseException:
-        _kill_group(process.pid)
-        process.wait()
+        if process is not None:
+            _kill_group(process.pid)
+            process.wait()
         raise
     finally:
         done.set()
-        if watcher is not None and watcher.ident is not None:
+        if watcher is not None:
             watcher.join()
     if given_up.is_set():  # even if go finished meanwhile: the caller was told the round is given up
         raise Superseded
+    if process.returncode != 0 and superseded is not None and superseded():
+        raise Superseded  # a compile error newer saves may fix (a file caught half written): not news
     return "".join(kept), process.returncode
 
 

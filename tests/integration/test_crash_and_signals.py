@@ -169,14 +169,14 @@ func init() { signal.Ignore(syscall.SIGTERM) }
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_a_container_recreate(mod: Module, cache_dir: Path, sig: int, delivery: str) -> None:
-    """A signal while the old container is being stopped for its replacement. Swapping, a kodata change is
-    what recreates; recreating (KODEV_SWAP=0), any change."""
+    """A signal while the old container is being stopped for its replacement. Swapping, a kodata file
+    removed is what recreates; recreating (KODEV_SWAP=0), any change."""
     write(mod.path / "cmd/server/slowstop.go", IGNORE_SIGTERM)
     with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir)}, stop_timeout=4) as s:
         old = s.container_id()
         since, mark = time.time() - 1, s.events.mark()
         if delivery == "swap":
-            write(mod.path / "cmd/server/kodata/index.html", "<h1>Never served</h1>\n")
+            (mod.path / "cmd/server/kodata/static/site.css").unlink()
         else:
             set_greeting(mod, "Never served")
 

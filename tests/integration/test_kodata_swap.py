@@ -26,6 +26,7 @@ def restarts(s: JsonWatch, since: int) -> int:
 def test_a_kodata_edit_is_swapped_in_with_no_refused_connection(mod: Module, env: dict[str, str]) -> None:
     page = mod.path / KODATA_PAGE
     with watching(mod, env) as s:
+        s.wait("service.log", 0, lambda e: "server listening" in e["line"])  # the first start's, before the mark
         first = [c["Id"] for c in s.containers()]
         mark = s.mark()
         page.write_text(page.read_text() + "\n<p>kodata in place</p>\n")

@@ -60,8 +60,12 @@ def after_the_burst(s: JsonWatch, mark: int, final: str) -> tuple[int, int]:
     superseded = sum(1 for e in since if e["event"] == "build.superseded")
     started = sum(1 for e in since if e["event"] == "build.started")
     finished = sum(1 for e in since if e["event"] == "build.finished")
-    assert [e for e in since if e["event"] in ("build.failed", "error")] == [], s.proc.output()
-    assert started == finished + superseded, s.proc.output()
+    # A build may catch a file half written, and fail, when no newer save came yet: never the last one.
+    failed = sum(1 for e in since if e["event"] == "build.failed")
+    assert [e for e in since if e["event"] == "error" and e["kind"] != "CompileError"] == [], s.proc.output()
+    assert started == finished + superseded + failed, s.proc.output()
+    builds = [e["event"] for e in since if e["event"] in ("build.finished", "build.superseded", "build.failed")]
+    assert builds[-1] == "build.finished", s.proc.output()
     return delivered, superseded
 
 
