@@ -22,18 +22,19 @@ def main(argv: list[str] | None = None) -> int:
         "rebuilds, base size, footprint and scale (issue 5). Needs go and a Docker daemon (`. scripts/env.sh`)."))
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, short idle, smaller scale "
                         "module: under 2 minutes on 2 cores")
-    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-7)")
+    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-8)")
     parser.add_argument("--reps", type=int, default=None, help="counted repetitions per contender "
                         "(default: 7, scenario 2: 5; quick: 3, scenario 2: 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"markdown report (default: {RESULTS})")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (generated modules, logs)")
     args = parser.parse_args(argv)
 
+    from bench.bursts import bursts_and_kodata
     from bench.composebench import compose_project  # these build on scenarios' contenders: registered here
     from bench.scenarios import SCENARIOS as ON_HELLO
     from bench.swap import swap_in_place
 
-    SCENARIOS = {**ON_HELLO, 6: compose_project, 7: swap_in_place}
+    SCENARIOS = {**ON_HELLO, 6: compose_project, 7: swap_in_place, 8: bursts_and_kodata}
 
     wanted = [int(n) for n in args.only.split(",") if n.strip()] if args.only else sorted(SCENARIOS)
     unknown = [n for n in wanted if n not in SCENARIOS]

@@ -1,0 +1,350 @@
+"""The real rivals on private copies of examples/hello: the ko loop, `skaffold dev`, air.
+
+They mirror bench/contenders.py's contenders (a `HelloCopy` with `start()`, `measure(token) -> (seconds
+from the write until the page serves the token, a breakdown)`, `stop()`), so scenarios can alternate them
+with kodev. Each builds with kodev watch's flags (`-trimpath -ldflags='-buildid= -s -w'`, CGO_ENABLED=0)
+and waits as kodev's watcher does (25 ms of quiet) where the tool lets it be told:
+- the ko loop: watchfiles with kodev's settings (in a thread here, as the shell loop) -> `ko build` into
+  the daemon (KO_DOCKER_REPO=ko.local/…, which is `--local`; `--bare` names the image after the run) ->
+  `docker rm -f` + `docker run --network host`. Flags from a generated .ko.yaml (ko adds -trimpath).
+- `skaffold dev`: ko builder (`build.local.push: false`), docker deployer, `--watch-poll-interval` 25 ms
+  (its quiet period; 1000 by default). Its network and arguments go through bench/dockershim.py.
+- air: the server as a host process (no image, no container), air's `delay` 25 ms (1000 by default).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.contenders import INITIAL_TEXT, WATCH_BUILD_FLAGS, HelloCopy
+from bench.context import Context
+from bench.dockershim import DockerShim
+from bench.measure import BenchError, Line, Process, kodev_watch_timing, wait_for_text
+
+LDFLAGS = WATCH_BUILD_FLAGS[1].removeprefix("-ldflags=").split()  # ["-buildid=", "-s", "-w"]
+SKAFFOLD_NETWORK = "skaffold-network-"
+SKAFFOLD_SCHEMA = "skaffold/v4beta13"  # the newest config version Skaffold v2.16.1 reads
+
+
+def server_args(port: int) -> list[str]:
+    return ["-addr", f"127.0.0.1:{port}"]
+
+
+def _quote(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+
+def inline_kodata_symlinks(kodata: Path) -> list[str]:
+    """Replace kodata symlinks leading out of kodata by copies; the paths replaced.
+
+    ko v0.19 refuses them ("kodata symlink … resolves to … which is outside the kodata root"), and
+    examples/hello's banner.txt is one: the ko loop gets the same bytes as plain files.
+    """
+    root = kodata.resolve()
+    replaced = []
+    for path in sorted(kodata.rglob("*")):
+        if path.is_symlink():
+            target = path.resolve()
+            if target.is_file() and root not in target.parents:
+                data = target.read_bytes()
+                path.unlink()
+                path.write_bytes(data)
+                replaced.append(str(path.relative_to(kodata)))
+    return replaced
+
+
+# --- output parsers --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mark:
+    """A line a tool prints at a known point: `step` names the time from the previous point to this line."""
+
+    step: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Marks:
+    points: tuple[Mark, ...]
+    tail: str  # the time from the last point to the end
+
+
+# ko logs "Using base" once the base is resolved, "Building" before `go build`, "Loading" once the image is
+# assembled, "Loaded" after the daemon's load; the tags are added after.
+KO_MARKS = Marks((Mark("start + base", r"Using base \S+ for "), Mark("config", r"Building \S+ for "),
+                  Mark("go build + layers", r"Loading \S+"), Mark("load", r"Loaded \S+")), "tag")
+# skaffold dev's own lines (stdout) around the ko library's (stderr, as above).
+SKAFFOLD_MARKS = Marks((Mark("watcher", r"^Generating tags\.\.\."), Mark("tags", r"^Checking cache\.\.\."),
+                        Mark("cache check", r"^Starting build\.\.\."), *KO_MARKS.points,
+                        Mark("tag", r"^Build \[\S+\] succeeded"), Mark("after build", r"^Starting deploy\.\.\.")),
+                       "deploy -> serving")
+SKAFFOLD_WATCHING = r"^Watching for changes\.\.\."
+AIR_MARKS = Marks((Mark("watcher", r"has changed$"), Mark("delay", r"building\.\.\."),
+                   Mark("go build", r"running\.\.\.")), "restart -> serving")
+
+
+def stages(lines: list[Line], marks: Marks, started: float, ended: float) -> dict[str, float]:
+    """Seconds per step, from the first line matching each point (the time it was read); a point never
+    printed leaves its time to the next one found."""
+    result: dict[str, float] = {}
+    previous = started
+    for mark in marks.points:
+        regex = re.compile(mark.pattern)
+        hit = next((line.at for line in lines if regex.search(strip_ansi(line.text))), None)
+        if hit is not None and hit >= previous:
+            result[mark.step] = hit - previous
+            previous = hit
+    result[marks.tail] = max(ended - previous, 0.0)
+    return result
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def ko_reference(stdout: str) -> str:
+    """The image `ko build` published: the last line of its stdout (ko logs everything else on stderr)."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    if not lines or not re.fullmatch(r"ko\.local/\S+[:@]\S+", lines[-1]):
+        raise BenchError(f"ko build printed no ko.local image reference: {stdout[-400:]!r}")
+    return lines[-1]
+
+
+# --- the ko loop ----------------------------------------------------------------------------------------
+
+def ko_yaml() -> str:
+    # No `flags`: ko adds -trimpath itself. CGO_ENABLED=0 is ko's default too, spelled out for the reader.
+    return ("builds:\n- id: server\n  main: ./cmd/server\n  env: [CGO_ENABLED=0]\n"
+            f"  ldflags: {_quote(LDFLAGS)}\n")
+
+
+def run_timed(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> tuple[Process, float]:
+    """Run to the end; the process (its lines, timed as read) and the monotonic time it ended."""
+    process = Process(argv, cwd, env=env)
+    try:
+        process.popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.stop(timeout=5)
+        raise BenchError(f"{process.describe()} did not finish in {timeout:.0f}s\n{process.tail()}") from None
+    ended = time.monotonic()
+    process.stop()  # joins the readers: every line is in
+    return process, ended
+
+
+class KoLoop(HelloCopy):
+    """watchfiles -> `ko build` (into the daemon) -> docker rm -f + docker run --network host."""
+
+    def __init__(self, context: Context, label: str, ko: Path, base: str) -> None:
+        super().__init__(context, label)
+        self.ko = ko
+        self.inlined = inline_kodata_symlinks(self.module / "cmd/server/kodata")
+        (self.module / ".ko.yaml").write_text(ko_yaml())
+        self.name = context.name(label)
+        self.repo = f"ko.local/{context.repo}/{label}"
+        self.env = {"KO_DOCKER_REPO": self.repo, "KO_DEFAULTBASEIMAGE": base, "KO_GO_PATH": context.go}
+        context.containers.add(self.name)
+        self.done: queue.Queue[tuple[float, dict[str, float], BaseException | None]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> dict[str, float]:
+        started = time.monotonic()
+        built, ended = run_timed([str(self.ko), "build", "--bare", "--tags", self.context.uid, "./cmd/server"],
+                                 self.module, self.env)
+        if built.popen.returncode != 0:
+            raise BenchError(f"ko build exited {built.popen.returncode}:\n{built.tail()}")
+        ref = ko_reference("\n".join(line.text for line in built.since(0, stream="stdout")))
+        steps = {"ko build": ended - started, **stages(built.since(0, stream="stderr"), KO_MARKS, started, ended)}
+        for step, argv in (("docker rm -f", ["docker", "rm", "-f", self.name]),
+                           ("docker run", ["docker", "run", "-d", "--name", self.name, "--network", "host",
+                                           "--label", f"dev.kodevbench.run={self.context.uid}", ref,
+                                           *server_args(self.port)])):
+            begun = time.monotonic()
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+            steps[step] = time.monotonic() - begun
+            if step == "docker run" and done.returncode != 0:
+                raise BenchError(f"ko loop: {' '.join(argv)} failed: {done.stderr[-800:]}")
+        return steps
+
+    def start(self, timeout: float = 300) -> float:
+        started = time.monotonic()
+        self.run_once()
+        wait_for_text(self.port, INITIAL_TEXT, timeout=timeout)
+        self._thread = threading.Thread(target=self._watch, name="ko-loop", daemon=True)
+        self._thread.start()
+        time.sleep(0.3)  # let the watcher register its inotify watches
+        return time.monotonic() - started
+
+    def _watch(self) -> None:
+        import watchfiles
+
+        debounce, step = kodev_watch_timing()
+        for _changes in watchfiles.watch(self.module, watch_filter=lambda _c, p: p.endswith(".go"),
+                                         debounce=debounce, step=step, stop_event=self._stop, raise_interrupt=False):
+            started = time.monotonic()
+            try:
+                self.done.put((started, self.run_once(), None))
+            except BaseException as exc:
+                self.done.put((started, {}, exc))
+
+    def measure(self, token: str) -> tuple[float, dict[str, float]]:
+        while not self.done.empty():
+            self.done.get_nowait()
+        started = time.monotonic()
+        self.edit(token)
+        served = wait_for_text(self.port, token, timeout=120)
+        triggered, steps, error = self.done.get(timeout=120)
+        if error is not None:
+            raise BenchError(f"ko loop failed: {error}")
+        return served - started, {"watcher": triggered - started, **steps}
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=8)
+        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False, timeout=120)
+        remove_repository(self.repo)
+
+
+def remove_repository(repository: str) -> None:
+    """Every tag of a repository a rival made (outside kodev.bench/<uid>/: the context's clean-up misses it)."""
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository],
+                            capture_output=True, text=True, check=False, timeout=120)
+    tags = [tag for tag in listed.stdout.split() if tag.startswith(f"{repository}:")]
+    if tags:
+        subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False, timeout=120)
+
+
+# --- skaffold dev ---------------------------------------------------------------------------------------
+
+def skaffold_yaml(image: str, base: str) -> str:
+    return (
+        f"apiVersion: {SKAFFOLD_SCHEMA}\nkind: Config\nmetadata:\n  name: hello\n"
+        "build:\n  tagPolicy:\n    sha256: {}\n  local:\n    push: false\n  artifacts:\n"
+        f"  - image: {image}\n    context: .\n    ko:\n      fromImage: {base}\n      main: ./cmd/server\n"
+        f"      env: [CGO_ENABLED=0]\n      flags: [-trimpath]\n      ldflags: {_quote(LDFLAGS)}\n"
+        f"deploy:\n  docker:\n    images: [{image}]\n")
+
+
+# Skaffold's own settings file: no update check, no survey, no metrics (nothing leaves 127.0.0.1).
+SKAFFOLD_GLOBAL = "global:\n  update-check: false\n  collect-metrics: false\n  survey:\n    disable-prompt: true\n"
+
+
+class SkaffoldDev(HelloCopy):
+    """`skaffold dev` (ko builder, docker deployer) on a copy, its daemon traffic through the shim."""
+
+    def __init__(self, context: Context, label: str, skaffold: Path, base: str, registry_host: str) -> None:
+        super().__init__(context, label)
+        self.skaffold = skaffold
+        # The docker deployer names the container after the image: no slashes, so kb-<uid>-<label> for both.
+        self.image = context.name(label)
+        (self.module / "skaffold.yaml").write_text(skaffold_yaml(self.image, base))
+        self.settings = context.work / f"{label}-skaffold-config.yaml"
+        self.settings.write_text(SKAFFOLD_GLOBAL)
+        self.registry_host = registry_host
+        self.shim: DockerShim | None = None
+        self.process: Process | None = None
+
+    def argv(self) -> list[str]:
+        _debounce, quiet = kodev_watch_timing()
+        return [str(self.skaffold), "dev", "--config", str(self.settings), "--update-check=false",
+                "--interactive=false", "--port-forward=off", "--watch-poll-interval", str(quiet),
+                "--cache-file", str(self.context.work / f"{self.label}-skaffold-cache"),
+                "--insecure-registry", self.registry_host, "--detect-minikube=false"]
+
+    def start(self, timeout: float = 600) -> float:
+        self.shim = DockerShim(self.context.work / f"{self.label}.sock", SKAFFOLD_NETWORK, server_args(self.port))
+        env = {"DOCKER_HOST": self.shim.docker_host, "KO_GO_PATH": self.context.go, "SKAFFOLD_UPDATE_CHECK": "false"}
+        self.process = Process(self.argv(), self.module, env=env)
+        self.context.processes.append(self.process)
+        try:
+            self.process.wait_for(SKAFFOLD_WATCHING, timeout=timeout, stream="stdout")
+            wait_for_text(self.port, INITIAL_TEXT, timeout=60)
+        finally:
+            self.context.containers.update(name for name in self.shim.containers if name)
+        return time.monotonic() - self.process.started
+
+    def measure(self, token: str) -> tuple[float, dict[str, float]]:
+        assert self.process is not None and self.shim is not None
+        mark = self.process.mark()
+        started = time.monotonic()
+        self.edit(token)
+        try:
+            served = wait_for_text(self.port, token, timeout=120)
+            # "Watching for changes..." again: the deploy is done (the page can answer a little before).
+            self.process.wait_for(SKAFFOLD_WATCHING, mark=mark, timeout=120, stream="stdout")
+        except BenchError as exc:
+            raise BenchError(f"{exc}\nskaffold dev ({self.label}) printed:\n{self.process.tail()}") from None
+        self.context.containers.update(name for name in self.shim.containers if name)
+        return served - started, stages(self.process.since(mark), SKAFFOLD_MARKS, started, served)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.context.stop(self.process)  # SIGINT: skaffold removes its containers
+            self.process = None
+        if self.shim is not None:
+            for name in self.shim.containers:
+                if name:
+                    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False, timeout=120)
+            self.shim.close()
+            self.shim = None
+        remove_repository(self.image)
+
+
+# --- air ------------------------------------------------------------------------------------------------
+
+def air_toml(port: int, delay_ms: int) -> str:
+    build = " ".join(["go", "build", WATCH_BUILD_FLAGS[0], f"'{WATCH_BUILD_FLAGS[1]}'", "-o", "./tmp/server",
+                      "./cmd/server"])
+    return (
+        'root = "."\ntmp_dir = "tmp"\n\n[build]\n'
+        f'  cmd = "{build}"\n  entrypoint = ["./tmp/server"]\n  args_bin = {_quote(server_args(port))}\n'
+        f'  delay = {delay_ms}\n  include_ext = ["go"]\n  exclude_dir = ["tmp", "assets"]\n'
+        '  exclude_regex = ["_test.go"]\n  stop_on_error = true\n  send_interrupt = false\n'
+        '\n[log]\n  time = false\n\n[screen]\n  clear_on_rebuild = false\n\n[misc]\n  clean_on_exit = true\n')
+
+
+class AirWatch(HelloCopy):
+    """air on a copy: `go build` with kodev's flags, the server restarted as a host process."""
+
+    def __init__(self, context: Context, label: str, air: Path) -> None:
+        super().__init__(context, label)
+        self.air = air
+        _debounce, quiet = kodev_watch_timing()
+        (self.module / ".air.toml").write_text(air_toml(self.port, quiet))
+        self.process: Process | None = None
+
+    def start(self, timeout: float = 300) -> float:
+        go_dir = str(Path(self.context.go).parent)
+        env = {"CGO_ENABLED": "0", "KO_DATA_PATH": str(self.module / "cmd/server/kodata"),
+               "PATH": f"{go_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # air runs `go` from PATH
+        self.process = Process([str(self.air), "-c", ".air.toml"], self.module, env=env)
+        self.context.processes.append(self.process)
+        wait_for_text(self.port, INITIAL_TEXT, timeout=timeout)
+        return time.monotonic() - self.process.started
+
+    def measure(self, token: str) -> tuple[float, dict[str, float]]:
+        assert self.process is not None
+        mark = self.process.mark()
+        started = time.monotonic()
+        self.edit(token)
+        try:
+            served = wait_for_text(self.port, token, timeout=120)
+        except BenchError as exc:
+            raise BenchError(f"{exc}\nair ({self.label}) printed:\n{self.process.tail()}") from None
+        return served - started, stages(self.process.since(mark), AIR_MARKS, started, served)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.context.stop(self.process)
+            self.process = None
