@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,55 @@ def test_after_start_up_sigint_is_kodevs_own_even_if_ignored_before() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+# A SIGTERM that lands while `go` is being started (the real _run of kodev/gobuild.py, a stand-in for `go`
+# that records its pids): the interrupt is raised once the process is known, and its whole group ends.
+STARTING = """
+import os, signal, subprocess, sys, threading, time
+from pathlib import Path
+from kodev import gobuild
+from kodev.signals import interrupts_as_keyboard
+pids = Path(sys.argv[1])
+
+class Go:
+    def popen(self, args, cwd, extra_env=None):
+        process = subprocess.Popen(["sh", "-c", f"echo $$ >> {pids}; sleep 30 & echo $! >> {pids}; wait"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+        while not (pids.exists() and len(pids.read_text().split()) == 2):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)  # the user's SIGTERM: go runs, popen has not returned yet
+        return process
+
+with interrupts_as_keyboard():
+    try:
+        gobuild._run(Go(), ["build"], Path("."), {}, None, lambda: False)
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_a_signal_as_go_starts_still_ends_its_process_group(tmp_path: Path) -> None:
+    import os
+    import time
+
+    pids = tmp_path / "pids"
+    done = subprocess.run([sys.executable, "-c", STARTING, str(pids)], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "interrupted", done.stdout + done.stderr
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state not in ("Z", "X")
+
+    time.sleep(0.2)  # SIGKILL is delivered at once; let the killed become zombies or vanish
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2
+    left = [p for p in started if alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"{left} outlived the interrupt"
