@@ -138,7 +138,8 @@ def test_another_project_on_the_daemon_is_untouched(stack: Stack, compose_cli: C
         down(compose_cli, project, override, volumes=True, timeout=5)
         assert _states(docker_client, other) == theirs
         assert containers(docker_client, stack.name) == {}
-        labelled = docker_client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={other}"})
+        labelled = docker_client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={other}"},
+                                                 ignore_removed=True)
         assert [c.status for c in labelled] == ["running"]
     finally:
         compose_cli.run(["-p", other, "down", "--timeout", "2"])

@@ -235,7 +235,7 @@ def test_watch_json_sequence_for_a_rebuild_and_a_compile_error(hello: Path, repo
         assert watch.proc.err_lines() == [], "with --json, stderr stays empty"
     finally:
         watch.proc.kill()
-        for container in docker_client.containers.list(
-                all=True, filters={"label": f"dev.kodev.owner.pid={watch.proc.process.pid}"}):
+        for container in docker_client.containers.list(  # (ignore_removed: one may go while it is listed)
+                all=True, filters={"label": f"dev.kodev.owner.pid={watch.proc.process.pid}"}, ignore_removed=True):
             with contextlib.suppress(Exception):
                 container.remove(force=True)

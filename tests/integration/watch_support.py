@@ -161,7 +161,10 @@ stop_timeout = 3
         if started:
             session.events.wait("watching", timeout=120)
             assert_no_traceback(proc)
-            wait_for_page(session.url, "Hello, kodev!", timeout=30)
+            try:
+                wait_for_page(session.url, "Hello, kodev!", timeout=30)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{proc.output()}") from None
         yield session
         assert_no_traceback(proc)
         if json:
@@ -170,8 +173,8 @@ stop_timeout = 3
             assert session.events.fatal() == [], proc.output()
     finally:
         proc.kill()
-        for container in client.containers.list(
-                all=True, filters={"label": f"dev.kodev.owner.pid={proc.process.pid}"}):
+        for container in client.containers.list(  # (ignore_removed: one may go while it is listed)
+                all=True, filters={"label": f"dev.kodev.owner.pid={proc.process.pid}"}, ignore_removed=True):
             with contextlib.suppress(Exception):
                 container.remove(force=True)
 
