@@ -15,8 +15,18 @@ from bench import tools
 from bench.dockershim import parse_head, render_head, to_host_network
 from bench.measure import BenchError, Line
 from bench.registry import config_text
-from bench.rivalmarks import AIR_MARKS, KO_MARKS, SKAFFOLD_MARKS, ko_reference, stages, strip_ansi
-from bench.rivals import air_toml, inline_kodata_symlinks, ko_yaml, skaffold_yaml
+from bench.rivals import (
+    AIR_MARKS,
+    KO_MARKS,
+    SKAFFOLD_MARKS,
+    air_toml,
+    inline_kodata_symlinks,
+    ko_reference,
+    ko_yaml,
+    skaffold_yaml,
+    stages,
+    strip_ansi,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
