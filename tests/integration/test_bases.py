@@ -375,12 +375,12 @@ class _RandomReader:
         return os.urandom(size)
 
 
-LARGE = 200 * 1024 * 1024
+LARGE = 64 * 1024 * 1024  # ~30 times the binary layer: what a rebuild must not send again
 
 
 def test_large_base_is_sent_once_then_rebuilds_send_about_the_binary(
         hello: Path, repo: str, docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = tmp_path / "kodev-cache"  # this test's own, so the 200 MB copy is deleted with it
+    cache = tmp_path / "kodev-cache"  # this test's own, so the 64 MB copy is deleted with it
     monkeypatch.setenv("KODEV_CACHE_DIR", str(cache))
     big_ref = f"kodev.test/big-{uuid.uuid4().hex[:10]}:1"
     rootfs = tmp_path / "big-rootfs.tar"
