@@ -18,29 +18,33 @@ RESULTS = Path(__file__).resolve().parent / "results.md"
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench", description=(
-        "Benchmark kodev: edit-to-serving against a shell loop and the go build floor, shared-package "
-        "rebuilds, base size, footprint and scale (issue 5). Needs go and a Docker daemon (`. scripts/env.sh`)."))
+        "Benchmark kodev: edit-to-serving against the ko loop, skaffold dev, air, a shell loop and the go build "
+        "floor, shared-package rebuilds, base size, footprint, scale, Compose, swaps, bursts and a real module with "
+        "dependencies (issues 5 and 20). Needs go and a Docker daemon (`. scripts/env.sh`)."))
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, short idle, smaller scale "
-                        "module: under 2 minutes on 2 cores")
-    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-8)")
+                        "module, no rivals in scenario 2 (unless --rivals): about 7 minutes on 2 cores")
+    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-9)")
     parser.add_argument("--reps", type=int, default=None, help="counted repetitions per contender "
                         "(default: 7, scenario 2: 5; quick: 3, scenario 2: 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"markdown report (default: {RESULTS})")
+    parser.add_argument("--rivals", action="store_true", help="quick mode: run the ko loop and skaffold dev in "
+                        "scenario 2 too (about 2 more minutes; the full run always does)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (generated modules, logs)")
     args = parser.parse_args(argv)
 
     from bench.bursts import bursts_and_kodata
     from bench.composebench import compose_project  # these build on scenarios' contenders: registered here
+    from bench.depsbench import real_module
     from bench.scenarios import SCENARIOS as ON_HELLO
     from bench.swap import swap_in_place
 
-    SCENARIOS = {**ON_HELLO, 6: compose_project, 7: swap_in_place, 8: bursts_and_kodata}
+    SCENARIOS = {**ON_HELLO, 6: compose_project, 7: swap_in_place, 8: bursts_and_kodata, 9: real_module}
 
     wanted = [int(n) for n in args.only.split(",") if n.strip()] if args.only else sorted(SCENARIOS)
     unknown = [n for n in wanted if n not in SCENARIOS]
     if unknown:
         parser.error(f"no scenario {unknown}; there are {sorted(SCENARIOS)}")
-    settings = Settings.for_mode(args.quick, args.reps)
+    settings = Settings.for_mode(args.quick, args.reps, rivals=args.rivals)
     started = time.monotonic()
     try:
         context = Context.open(settings, keep=args.keep)
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     context.log(f"{'quick' if settings.quick else 'full'} mode: scenarios {wanted}, {settings.warmup} warm-up + "
                 f"{settings.reps} counted repetitions; work directory {context.work}")
+    if settings.quick and not settings.shared_rivals and 2 in wanted:
+        context.log("quick mode: scenario 2 runs without the ko loop and skaffold dev (`--rivals` adds them, about "
+                    "2 minutes more); the rivals run in scenarios 1, 8 and 9")
     results: list[ScenarioResult] = []
     failed = False
     try:

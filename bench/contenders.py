@@ -102,15 +102,21 @@ def write_config(module: Path, text: str) -> None:
     (module / "kodev.toml").write_text(text)
 
 
+def copy_module_dir(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
 # --- contenders on examples/hello ----------------------------------------------------------------------
 
 class HelloCopy:
     """A private copy of examples/hello whose server line can be edited to serve a token."""
 
-    def __init__(self, context: Context, label: str) -> None:
+    def __init__(self, context: Context, label: str, source: Path | None = None) -> None:
         self.context = context
         self.label = label
-        self.module = context.copy_example(label)
+        # `source`: another module laid out the same way (cmd/server/main.go holding SERVER_LINE).
+        self.module = context.copy_example(label) if source is None else copy_module_dir(source, context.work / label)
         self.original = (self.module / SERVER_MAIN).read_text()
         if SERVER_LINE not in self.original:
             raise BenchError(f"examples/hello/{SERVER_MAIN} no longer has the line the benchmark edits: "
@@ -127,8 +133,8 @@ class KodevServer(HelloCopy):
     """`kodev watch` on a copy of examples/hello, serving on 127.0.0.1:port over the host network."""
 
     def __init__(self, context: Context, label: str, base: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        super().__init__(context, label)
+                 env: dict[str, str] | None = None, source: Path | None = None) -> None:
+        super().__init__(context, label, source)
         self.env = env or {}
         self.service = context.name(label)
         base_line = f'base = "{base}"\n' if base else ""
@@ -232,12 +238,15 @@ class ShellLoop(HelloCopy):
                             "-addr", f"127.0.0.1:{self.port}"])
         return steps
 
-    def start(self) -> None:
+    def start(self) -> float:
+        started = time.monotonic()
         self.run_once()
         wait_for_text(self.port, INITIAL_TEXT, timeout=60)
+        served = time.monotonic() - started
         self._thread = threading.Thread(target=self._watch, name="shell-loop", daemon=True)
         self._thread.start()
         time.sleep(0.3)  # let the watcher register its inotify watches
+        return served
 
     def _watch(self) -> None:
         import watchfiles
@@ -272,8 +281,8 @@ class ShellLoop(HelloCopy):
 class GoFloor(HelloCopy):
     """The floor: `go build` alone (kodev's flags) for the same change, timed from the write."""
 
-    def __init__(self, context: Context, label: str) -> None:
-        super().__init__(context, label)
+    def __init__(self, context: Context, label: str, source: Path | None = None) -> None:
+        super().__init__(context, label, source)
         self.out = context.work / f"{label}-out"
         self.out.mkdir()
 

@@ -41,13 +41,18 @@ class Settings:
     shared_warmup: int | None = None  # scenario 2's own warm-up/repetitions (None: as above)
     shared_reps: int | None = None
     decide_batch: int = 1000  # changed files in scenario 5's batch `decide`
+    rival_warmup: int | None = None  # scenarios 8 and 9 (long turns, one per contender): None as above
+    rival_reps: int | None = None
+    skaffold_artifacts: int | None = None  # scenario 2's skaffold dev: artifacts (None: every command)
+    shared_rivals: bool = True  # scenario 2 runs the ko loop and skaffold dev (quick mode: only with --rivals)
 
     @classmethod
-    def for_mode(cls, quick: bool, reps: int | None = None) -> Settings:
+    def for_mode(cls, quick: bool, reps: int | None = None, rivals: bool = False) -> Settings:
         if quick:
             # Scenario 2 rebuilds 20 commands per round: in quick mode its first build is its only warm-up.
             return cls(quick=True, warmup=1, reps=reps or 3, idle_seconds=5.0, scale_packages=500,
-                       scale_files=2500, shared_warmup=0, shared_reps=min(reps or 2, 2), decide_batch=250)
+                       scale_files=2500, shared_warmup=0, shared_reps=min(reps or 2, 2), decide_batch=250,
+                       rival_warmup=0, rival_reps=min(reps or 2, 2), skaffold_artifacts=5, shared_rivals=rivals)
         # Scenarios 1 and 3 are cheap and noisy: 7 counted rounds; scenario 2 (20 links a round for B): 5.
         return cls(quick=False, warmup=1, reps=reps or 7, shared_warmup=1, shared_reps=min(reps or 5, 5))
 
@@ -72,6 +77,8 @@ class Context:
     load_at_start: str = ""  # the 1/5/15-minute load averages when the run began (noise from other work)
     peaks: dict[str, float] = field(default_factory=dict)  # peak RSS (MB) of kodev processes, by label
     shape200: Shape | None = None  # the generated 20-command module, once written
+    shared: dict[str, Any] = field(default_factory=dict)  # things scenarios open once per run (the rivals)
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # closed by close()
     _saved_env: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
@@ -151,17 +158,22 @@ class Context:
         for process in list(self.processes):
             with contextlib.suppress(Exception):
                 self.stop(process)
+        with contextlib.suppress(Exception):
+            self.stack.close()  # what scenarios opened for the run (the local registry)
         for name in self.containers:
             with contextlib.suppress(Exception):
                 self.client.api.remove_container(name, force=True)
+        # The low-level lists: the high-level ones inspect every object, and another user of the daemon removing
+        # one meanwhile (a test suite does, all the time) made them raise, and the whole clean-up was skipped.
         with contextlib.suppress(Exception):
-            for container in self.client.containers.list(all=True):
-                if container.name.startswith(f"kb-{self.uid}-"):
-                    container.remove(force=True)
+            for container in self.client.api.containers(all=True, filters={"name": f"kb-{self.uid}-"}):
+                with contextlib.suppress(Exception):
+                    self.client.api.remove_container(container["Id"], force=True)
         refs = set(self.images)
         with contextlib.suppress(Exception):
-            for image in self.client.images.list():
-                refs.update(tag for tag in image.tags if tag.startswith(f"{self.repo}/"))
+            for image in self.client.api.images():
+                refs.update(tag for tag in image.get("RepoTags") or ()
+                            if tag.startswith((f"{self.repo}/", f"kb-{self.uid}-")))
         for ref in sorted(refs, key=lambda r: r.startswith("sha256:")):  # tags first, then bare IDs
             with contextlib.suppress(Exception):
                 self.client.api.remove_image(ref, force=True)

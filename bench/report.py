@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.alternate import quote
 from bench.context import REPO, Context, load_average
+from bench.lineup import versions
 from bench.results import ScenarioResult, Table
 
 
@@ -69,6 +71,7 @@ def machine(context: Context) -> list[tuple[str, str]]:
         ("Docker storage", storage),
         ("docker build", builder),
         ("kodev", f"{__version__} at {commit}{' + local changes' if dirty not in ('', '?') else ''}"),
+        *versions(context),  # the rivals (ko, air, Skaffold), crane and the registry, as installed
         ("load average (1/5/15 min)", f"{context.load_at_start} at the start, {load_average()} at the end "
          "(other work on the machine makes the numbers noisier)"),
     ]
@@ -93,11 +96,18 @@ def render(context: Context, results: list[ScenarioResult], elapsed: float, argv
         f"{elapsed / 60:.1f} min in all. Times are wall-clock seconds measured by the benchmark.",
     ]
     if settings.quick:
+        shared = (f" and 2 (`--rivals`; skaffold dev on {settings.skaffold_artifacts} artifacts)"
+                  if settings.shared_rivals else ", not in scenario 2 (`--rivals` adds them: about 2 minutes more)")
         lines += ["", f"Quick mode uses fewer repetitions ({settings.reps}, scenario 2: {settings.shared_reps}; "
                   "instead of at least 5), "
                   f"{settings.idle_seconds:.0f} s instead of 30 s of idle, and a smaller scale module "
                   f"({settings.scale_packages:,} packages / {settings.scale_files:,} files instead of "
-                  "2,000 / 10,000): its numbers are indicative only."]
+                  "2,000 / 10,000): its numbers are indicative only. The rivals (ko, Skaffold, air) run in "
+                  f"scenarios 1, 8 and 9 ({settings.rival_warmup} warm-up + {settings.rival_reps} rounds in 8 and 9)"
+                  f"{shared} — the full run has them everywhere, skaffold dev on all 20 commands."]
+    lines += ["", "Issue 20's scenarios are numbered here: its 1 is scenario 1, its 2 (a real module with "
+              "dependencies) scenario 9, its 3 (the 20-command module) scenario 2, its 4 (bursts, kodata) "
+              "scenario 8."]
     lines += ["", "## Targets", "", "| target | measured | |", "| --- | --- | --- |"]
     for result in results:
         for target in result.targets:
@@ -109,7 +119,7 @@ def render(context: Context, results: list[ScenarioResult], elapsed: float, argv
     for result in results:
         lines += ["", f"## {result.number}. {result.title}", "", result.setup, ""]
         if result.error:
-            lines += [f"**Failed:** `{result.error}`", ""]
+            lines += [f"**Failed:** {quote(result.error)}", ""]
         for table in result.tables:
             lines += [*_table(table), ""]
         for note in result.notes:

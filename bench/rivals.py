@@ -14,19 +14,20 @@ and waits as kodev's watcher does (25 ms of quiet) where the tool lets it be tol
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
-import re
+import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.contenders import INITIAL_TEXT, WATCH_BUILD_FLAGS, HelloCopy
 from bench.context import Context
 from bench.dockershim import DockerShim
-from bench.measure import BenchError, Line, Process, kodev_watch_timing, wait_for_text
+from bench.measure import BenchError, Process, kodev_watch_timing, wait_for_text
+from bench.rivalmarks import AIR_MARKS, KO_MARKS, SKAFFOLD_MARKS, SKAFFOLD_WATCHING, ko_reference, stages
 
 LDFLAGS = WATCH_BUILD_FLAGS[1].removeprefix("-ldflags=").split()  # ["-buildid=", "-s", "-w"]
 SKAFFOLD_NETWORK = "skaffold-network-"
@@ -60,67 +61,12 @@ def inline_kodata_symlinks(kodata: Path) -> list[str]:
     return replaced
 
 
-# --- output parsers --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Mark:
-    """A line a tool prints at a known point: `step` names the time from the previous point to this line."""
-
-    step: str
-    pattern: str
-
-
-@dataclass(frozen=True)
-class Marks:
-    points: tuple[Mark, ...]
-    tail: str  # the time from the last point to the end
-
-
-# ko logs "Using base" once the base is resolved, "Building" before `go build`, "Loading" once the image is
-# assembled, "Loaded" after the daemon's load; the tags are added after.
-KO_MARKS = Marks((Mark("start + base", r"Using base \S+ for "), Mark("config", r"Building \S+ for "),
-                  Mark("go build + layers", r"Loading \S+"), Mark("load", r"Loaded \S+")), "tag")
-# skaffold dev's own lines (stdout) around the ko library's (stderr, as above).
-SKAFFOLD_MARKS = Marks((Mark("watcher", r"^Generating tags\.\.\."), Mark("tags", r"^Checking cache\.\.\."),
-                        Mark("cache check", r"^Starting build\.\.\."), *KO_MARKS.points,
-                        Mark("tag", r"^Build \[\S+\] succeeded"), Mark("after build", r"^Starting deploy\.\.\.")),
-                       "deploy -> serving")
-SKAFFOLD_WATCHING = r"^Watching for changes\.\.\."
-AIR_MARKS = Marks((Mark("watcher", r"has changed$"), Mark("delay", r"building\.\.\."),
-                   Mark("go build", r"running\.\.\.")), "restart -> serving")
-
-
-def stages(lines: list[Line], marks: Marks, started: float, ended: float) -> dict[str, float]:
-    """Seconds per step, from the first line matching each point (the time it was read); a point never
-    printed leaves its time to the next one found."""
-    result: dict[str, float] = {}
-    previous = started
-    for mark in marks.points:
-        regex = re.compile(mark.pattern)
-        hit = next((line.at for line in lines if regex.search(strip_ansi(line.text))), None)
-        if hit is not None and hit >= previous:
-            result[mark.step] = hit - previous
-            previous = hit
-    result[marks.tail] = max(ended - previous, 0.0)
-    return result
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
-
-def ko_reference(stdout: str) -> str:
-    """The image `ko build` published: the last line of its stdout (ko logs everything else on stderr)."""
-    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
-    if not lines or not re.fullmatch(r"ko\.local/\S+[:@]\S+", lines[-1]):
-        raise BenchError(f"ko build printed no ko.local image reference: {stdout[-400:]!r}")
-    return lines[-1]
-
-
 # --- the ko loop ----------------------------------------------------------------------------------------
+
+def watched_by_the_loop(_change: object, path: str) -> bool:
+    """What the ko loop rebuilds on: Go files, and kodata (ko packs it into the image)."""
+    return path.endswith(".go") or "/kodata/" in path
+
 
 def ko_yaml() -> str:
     # No `flags`: ko adds -trimpath itself. CGO_ENABLED=0 is ko's default too, spelled out for the reader.
@@ -144,10 +90,11 @@ def run_timed(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 
 class KoLoop(HelloCopy):
     """watchfiles -> `ko build` (into the daemon) -> docker rm -f + docker run --network host."""
 
-    def __init__(self, context: Context, label: str, ko: Path, base: str) -> None:
-        super().__init__(context, label)
+    def __init__(self, context: Context, label: str, ko: Path, base: str, source: Path | None = None) -> None:
+        super().__init__(context, label, source)
         self.ko = ko
-        self.inlined = inline_kodata_symlinks(self.module / "cmd/server/kodata")
+        kodata = self.module / "cmd/server/kodata"
+        self.inlined = inline_kodata_symlinks(kodata) if kodata.is_dir() else []
         (self.module / ".ko.yaml").write_text(ko_yaml())
         self.name = context.name(label)
         self.repo = f"ko.local/{context.repo}/{label}"
@@ -189,7 +136,7 @@ class KoLoop(HelloCopy):
         import watchfiles
 
         debounce, step = kodev_watch_timing()
-        for _changes in watchfiles.watch(self.module, watch_filter=lambda _c, p: p.endswith(".go"),
+        for _changes in watchfiles.watch(self.module, watch_filter=watched_by_the_loop,
                                          debounce=debounce, step=step, stop_event=self._stop, raise_interrupt=False):
             started = time.monotonic()
             try:
@@ -227,13 +174,33 @@ def remove_repository(repository: str) -> None:
 
 # --- skaffold dev ---------------------------------------------------------------------------------------
 
-def skaffold_yaml(image: str, base: str) -> str:
-    return (
-        f"apiVersion: {SKAFFOLD_SCHEMA}\nkind: Config\nmetadata:\n  name: hello\n"
-        "build:\n  tagPolicy:\n    sha256: {}\n  local:\n    push: false\n  artifacts:\n"
-        f"  - image: {image}\n    context: .\n    ko:\n      fromImage: {base}\n      main: ./cmd/server\n"
-        f"      env: [CGO_ENABLED=0]\n      flags: [-trimpath]\n      ldflags: {_quote(LDFLAGS)}\n"
-        f"deploy:\n  docker:\n    images: [{image}]\n")
+def skaffold_artifact(image: str, base: str, main: str, kodata: str | None = None) -> str:
+    """One ko artifact. Skaffold watches `**/*.go` for it by default; `kodata` (a directory) is added to that, as
+    a user of kodata would (else a kodata edit never rebuilds). Each path must match a file: Skaffold refuses
+    a pattern that matches none."""
+    watched = "" if kodata is None else f"      dependencies:\n        paths: {_quote(['**/*.go', kodata])}\n"
+    return (f"  - image: {image}\n    context: .\n    ko:\n      fromImage: {base}\n      main: {main}\n"
+            f"      env: [CGO_ENABLED=0]\n      flags: [-trimpath]\n      ldflags: {_quote(LDFLAGS)}\n{watched}")
+
+
+def skaffold_config(name: str, artifacts: list[str], images: list[str]) -> str:
+    """`build.local.push: false` (load into the daemon), sha256 tags, the docker deployer; local builds run one
+    artifact at a time (Skaffold's default `concurrency: 1`)."""
+    return (f"apiVersion: {SKAFFOLD_SCHEMA}\nkind: Config\nmetadata:\n  name: {name}\n"
+            "build:\n  tagPolicy:\n    sha256: {}\n  local:\n    push: false\n  artifacts:\n"
+            + "".join(artifacts) + f"deploy:\n  docker:\n    images: [{', '.join(images)}]\n")
+
+
+def skaffold_yaml(image: str, base: str, kodata: bool = False) -> str:
+    artifact = skaffold_artifact(image, base, "./cmd/server", "cmd/server/kodata" if kodata else None)
+    return skaffold_config("hello", [artifact], [image])
+
+
+def skaffold_argv(skaffold: Path, settings: Path, cache: Path, registry_host: str) -> list[str]:
+    _debounce, quiet = kodev_watch_timing()
+    return [str(skaffold), "dev", "--config", str(settings), "--update-check=false", "--interactive=false",
+            "--port-forward=off", "--watch-poll-interval", str(quiet), "--cache-file", str(cache),
+            "--insecure-registry", registry_host, "--detect-minikube=false"]
 
 
 # Skaffold's own settings file: no update check, no survey, no metrics (nothing leaves 127.0.0.1).
@@ -243,12 +210,14 @@ SKAFFOLD_GLOBAL = "global:\n  update-check: false\n  collect-metrics: false\n  s
 class SkaffoldDev(HelloCopy):
     """`skaffold dev` (ko builder, docker deployer) on a copy, its daemon traffic through the shim."""
 
-    def __init__(self, context: Context, label: str, skaffold: Path, base: str, registry_host: str) -> None:
-        super().__init__(context, label)
+    def __init__(self, context: Context, label: str, skaffold: Path, base: str, registry_host: str,
+                 source: Path | None = None) -> None:
+        super().__init__(context, label, source)
         self.skaffold = skaffold
         # The docker deployer names the container after the image: no slashes, so kb-<uid>-<label> for both.
         self.image = context.name(label)
-        (self.module / "skaffold.yaml").write_text(skaffold_yaml(self.image, base))
+        kodata = (self.module / "cmd/server/kodata").is_dir()
+        (self.module / "skaffold.yaml").write_text(skaffold_yaml(self.image, base, kodata))
         self.settings = context.work / f"{label}-skaffold-config.yaml"
         self.settings.write_text(SKAFFOLD_GLOBAL)
         self.registry_host = registry_host
@@ -256,11 +225,8 @@ class SkaffoldDev(HelloCopy):
         self.process: Process | None = None
 
     def argv(self) -> list[str]:
-        _debounce, quiet = kodev_watch_timing()
-        return [str(self.skaffold), "dev", "--config", str(self.settings), "--update-check=false",
-                "--interactive=false", "--port-forward=off", "--watch-poll-interval", str(quiet),
-                "--cache-file", str(self.context.work / f"{self.label}-skaffold-cache"),
-                "--insecure-registry", self.registry_host, "--detect-minikube=false"]
+        return skaffold_argv(self.skaffold, self.settings, self.context.work / f"{self.label}-skaffold-cache",
+                             self.registry_host)
 
     def start(self, timeout: float = 600) -> float:
         self.shim = DockerShim(self.context.work / f"{self.label}.sock", SKAFFOLD_NETWORK, server_args(self.port))
@@ -317,8 +283,8 @@ def air_toml(port: int, delay_ms: int) -> str:
 class AirWatch(HelloCopy):
     """air on a copy: `go build` with kodev's flags, the server restarted as a host process."""
 
-    def __init__(self, context: Context, label: str, air: Path) -> None:
-        super().__init__(context, label)
+    def __init__(self, context: Context, label: str, air: Path, source: Path | None = None) -> None:
+        super().__init__(context, label, source)
         self.air = air
         _debounce, quiet = kodev_watch_timing()
         (self.module / ".air.toml").write_text(air_toml(self.port, quiet))
@@ -348,3 +314,24 @@ class AirWatch(HelloCopy):
         if self.process is not None:
             self.context.stop(self.process)
             self.process = None
+        orphans = reap(self.module / "tmp" / "server")
+        if orphans:  # seen after bursts: a superseded run's `sh -c` outlives air and keeps the port
+            self.context.log(f"air ({self.label}) left servers running; killed PIDs {orphans}")
+
+
+def reap(binary: Path) -> list[int]:
+    """SIGKILL the processes still running `binary` (itself, or `sh -c 'BINARY ARGS'`); their PIDs."""
+    wanted = str(binary).encode()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg == wanted or arg.startswith(wanted + b" ") for arg in argv):
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed

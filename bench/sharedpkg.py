@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from bench import sharedrivals
 from bench.contenders import (
     PAUSE,
     event_pattern,
@@ -82,7 +83,20 @@ def shared_package(context: Context) -> ScenarioResult:
         "all** — `bench/globwatch.py`: watchfiles on `**/*.go` with kodev's settings, then `Builder.build` of "
         "all commands (one `go build`, an image and a load each: what `kodev build ./cmd/...` does), in a "
         "long-lived process like kodev watch — what a glob-based watcher does (skaffold's default for ko "
-        "artifacts watches `**/*.go`).")
+        "artifacts watches `**/*.go`). Then the real rivals, in turn in the same rounds, each timed until every "
+        "image is in the daemon: the **ko loop** — " + sharedrivals.KO_ALL_FLAGS + " **skaffold dev** — "
+        + sharedrivals.SKAFFOLD_ALL_FLAGS + " Its time is to its last `Build [...] succeeded` line; its deploy "
+        "after that is reported apart.")
+    if not context.settings.shared_rivals:
+        result.notes.append("Quick mode: the ko loop and skaffold dev were not run here (they add about 2 minutes "
+                            "on 2 cores); `python -m bench --quick --only 2 --rivals` runs them, the full run "
+                            "always does.")
+    elif context.settings.skaffold_artifacts:
+        result.notes.append(f"skaffold dev ran on the first {context.settings.skaffold_artifacts} commands only "
+                            f"(c00-c{context.settings.skaffold_artifacts - 1:02d}, the 3 affected among them), not "
+                            f"all {len(shape.commands)}: it builds one artifact at a time, and 20 took 12 s a "
+                            "round on a quiet 2-core machine and 40 s under load, too long for this mode. Its time "
+                            "is not comparable with the others' 20-command rebuilds.")
     settings = context.settings
     if settings.quick:
         result.notes.append(f"Quick mode: {settings.shared_warmup or 0} warm-up rounds (the first build of each "
@@ -96,7 +110,10 @@ def shared_package(context: Context) -> ScenarioResult:
     mod_b = copy_module(context, shape, "s2-glob")
     write_config(mod_a, f'repo = "{context.repo}/s2-kodev"\n\n' + commands_toml(shape))
     write_config(mod_b, f'repo = "{context.repo}/s2-glob"\n\n' + commands_toml(shape))
+    rivals = (sharedrivals.open_rivals(context, shape, lambda label: copy_module(context, shape, label))
+              if settings.shared_rivals else [])
     a_series, b_series = Series("kodev watch (affected only)"), Series("kodev pipeline, all commands (glob)")
+    a_by_round: dict[int, float] = {}
     counts: list[list[str]] = []
     b_counts: list[int] = []
     a_go: list[float] = []
@@ -106,6 +123,7 @@ def shared_package(context: Context) -> ScenarioResult:
     try:
         wait_event(a, "watching", timeout=600)
         b.wait_for(r"^ready ", timeout=600, stream="stdout")
+        sharedrivals.start_rivals(context, rivals)
         time.sleep(PAUSE)
         for index, counted in rounds(context, settings.shared_warmup, settings.shared_reps):
             seconds_a, names, go_a = kodev_round(a, mod_a, f"a-{context.uid}-{index}")
@@ -116,10 +134,13 @@ def shared_package(context: Context) -> ScenarioResult:
             line = b.wait_for(r"^built \d+ ", mark=mark, timeout=300, stream="stdout")[0]
             seconds_b = line.at - started
             time.sleep(PAUSE)
+            said = sharedrivals.run_round(context, rivals, index, counted)
             context.log(f"scenario 2 round {index + 1}{'' if counted else ' (warm-up)'}: kodev {seconds_a:.3f}s "
-                        f"({len(names)} commands), all {seconds_b:.3f}s ({line.text.split()[1]} commands)")
+                        f"({len(names)} commands), all {seconds_b:.3f}s ({line.text.split()[1]} commands)"
+                        f"{', ' + said if said else ''}")
             if counted:
                 a_series.values.append(seconds_a)
+                a_by_round[index] = seconds_a
                 b_series.values.append(seconds_b)
                 counts.append(sorted(names))
                 b_counts.append(int(line.text.split()[1]))
@@ -128,17 +149,22 @@ def shared_package(context: Context) -> ScenarioResult:
     finally:
         context.stop(a)
         context.stop(b)
+        sharedrivals.stop_rivals(rivals)
     ratio = median(pair_ratios(a_series, b_series))
     table = series_table([a_series, b_series])
     table.headers.append("commands rebuilt")
     table.rows[0].append(", ".join(sorted({str(len(c)) for c in counts})) or "—")
     table.rows[1].append(", ".join(sorted({str(n) for n in b_counts})) or "—")
+    rival_series, rival_derived, rival_notes = sharedrivals.rival_rows(rivals, a_by_round)
+    table.rows += rival_series
     result.tables.append(table)
     result.tables.append(Table(["derived", "value"], [
         ["kodev / all (median of per-pair ratios)", f"{ratio:.2f}x"],
+        *rival_derived,
         ["kodev's `go` time (median)", seconds(median(a_go))],
         ["commands kodev rebuilt", "; ".join(sorted({", ".join(c) for c in counts})) or "—"],
     ]))
+    result.notes += rival_notes
     exact = bool(counts) and all(c == affected for c in counts)
     result.targets.append(Target(f"the {len(shape.commands)}-command module rebuilds exactly the affected "
                                  f"commands ({', '.join(affected)})",
