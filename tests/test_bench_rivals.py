@@ -232,7 +232,7 @@ def test_kodev_cold_start_stages_from_its_events() -> None:
 # --- the rivals' configs ---------------------------------------------------------------------------------------
 
 def test_skaffold_watches_kodata_only_where_there_is_one() -> None:
-    yaml = pytest.importorskip("yaml")
+    import yaml  # a dependency of kodev itself: never skipped
     plain = yaml.safe_load(skaffold_yaml("img", "127.0.0.1:5000/kodev/static@sha256:ab"))
     assert "dependencies" not in plain["build"]["artifacts"][0]["ko"]
     with_kodata = yaml.safe_load(skaffold_yaml("img", "base", kodata=True))
@@ -240,7 +240,7 @@ def test_skaffold_watches_kodata_only_where_there_is_one() -> None:
 
 
 def test_skaffold_config_for_many_artifacts() -> None:
-    yaml = pytest.importorskip("yaml")
+    import yaml  # a dependency of kodev itself: never skipped
     images = ["kb-u-c00", "kb-u-c01"]
     config = yaml.safe_load(skaffold_config("gen", [skaffold_artifact(i, "base", f"./cmd/{i[-3:]}") for i in images],
                                             images))
@@ -251,7 +251,7 @@ def test_skaffold_config_for_many_artifacts() -> None:
 
 
 def test_ko_all_yaml_has_a_build_per_command() -> None:
-    yaml = pytest.importorskip("yaml")
+    import yaml  # a dependency of kodev itself: never skipped
     builds = yaml.safe_load(ko_all_yaml(["./cmd/c00", "./cmd/c01"]))["builds"]
     assert [(b["id"], b["main"]) for b in builds] == [("c00", "./cmd/c00"), ("c01", "./cmd/c01")]
     assert builds[1]["ldflags"] == ["-buildid=", "-s", "-w"] and builds[1]["env"] == ["CGO_ENABLED=0"]
