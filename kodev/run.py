@@ -11,7 +11,7 @@ from kodev.ownership import Owner
 from kodev.plan import CommandPlan
 from kodev.services import ContainerSpec
 from kodev.session import Session
-from kodev.signals import interrupts_as_keyboard, shielded
+from kodev.signals import interrupts_as_keyboard, raise_if_stop_asked, shielded
 
 
 def run_once(session: Session, plan: CommandPlan, spec: ContainerSpec) -> int:
@@ -38,6 +38,7 @@ def run_once(session: Session, plan: CommandPlan, spec: ContainerSpec) -> int:
                                    lambda s, stream, line: ui.raw(stream, line, s), on_exit)
             follower.start()
             while not finished.wait(0.5):
+                raise_if_stop_asked()
                 if not follower.is_alive() and not finished.is_set():
                     break  # the log stream broke without an exit code (daemon gone)
             follower.join(timeout=5)

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
+from typing import Any
+
+# Set by SIGINT and SIGTERM inside `interrupts_as_keyboard`. The KeyboardInterrupt a handler raises is lost
+# when it lands in a weakref callback or a __del__ (Python prints "Exception ignored" and goes on): the loops
+# call `raise_if_stop_asked` between their waits, so such a signal still ends kodev.
+_stop_asked = threading.Event()
 
 
 def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    _stop_asked.set()
     raise KeyboardInterrupt
+
+
+def _quiet_lost_interrupts(previous: Callable[[Any], object]) -> Callable[[Any], object]:
+    """An unraisable-exception hook that says nothing of a KeyboardInterrupt (kodev stops on it all the same,
+    through `raise_if_stop_asked`) and passes anything else to `previous`."""
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous(unraisable)
+    return hook
+
+
+def raise_if_stop_asked() -> None:
+    """KeyboardInterrupt if a SIGINT or SIGTERM came (its own KeyboardInterrupt may have been swallowed)."""
+    if _stop_asked.is_set():
+        raise KeyboardInterrupt
 
 
 def exit_quietly(_signum: int, _frame: FrameType | None) -> None:
@@ -23,10 +47,9 @@ def own_sigint() -> None:
 
 
 @contextmanager
-def interrupts_as_keyboard() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, whatever handling kodev inherited."""
-    previous = {sig: signal.signal(sig, handler) for sig, handler in
-                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_interrupt))}
+def _handling(handlers: dict[int, signal.Handlers | Callable[[int, FrameType | None], object]]) -> Iterator[None]:
+    """Install `handlers` for the block; put back whatever was there before, however the block ends."""
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         yield
     finally:
@@ -35,14 +58,22 @@ def interrupts_as_keyboard() -> Iterator[None]:
 
 
 @contextmanager
-def shielded() -> Iterator[None]:
-    """Ignore SIGINT and SIGTERM while cleaning up, so a second Ctrl-C cannot orphan a container."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+def interrupts_as_keyboard() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, whatever handling kodev inherited, and
+    are remembered for `raise_if_stop_asked`."""
+    _stop_asked.clear()
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_lost_interrupts(previous_hook)
     try:
-        yield
+        with _handling({signal.SIGINT: _raise_interrupt, signal.SIGTERM: _raise_interrupt}):
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        sys.unraisablehook = previous_hook
+
+
+def shielded() -> AbstractContextManager[None]:
+    """Ignore SIGINT and SIGTERM while cleaning up, so a second Ctrl-C cannot orphan a container."""
+    return _handling({signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN})
 
 
 @contextmanager
@@ -50,8 +81,6 @@ def interrupts_deferred() -> Iterator[None]:
     """SIGINT and SIGTERM that arrive inside are raised (KeyboardInterrupt) when it ends: a child process
     started inside is then always known to the code that must end it. Outside the main thread (where
     handlers cannot be set) nothing changes."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -60,11 +89,7 @@ def interrupts_deferred() -> Iterator[None]:
     def remember(signum: int, _frame: FrameType | None) -> None:
         arrived.append(signum)
 
-    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling({signal.SIGINT: remember, signal.SIGTERM: remember}):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if arrived:
         raise KeyboardInterrupt

@@ -27,7 +27,7 @@ from kodev.ownership import Owner
 from kodev.rebuild import Rebuild
 from kodev.reload import ConfigReload, Reloaded, StackReload
 from kodev.session import CommandServices, Session
-from kodev.signals import interrupts_as_keyboard, shielded
+from kodev.signals import interrupts_as_keyboard, raise_if_stop_asked, shielded
 from kodev.workloads import Workloads
 
 
@@ -119,6 +119,7 @@ class DevLoop:
 
     def step(self) -> None:
         """One turn: the next round's changes (or an idle timeout), the other messages, then the round."""
+        raise_if_stop_asked()
         changes = self.coalescer.next_round()
         recover = False
         restart: set[str] = set()  # commands whose workload missed its swap: delivered again
