@@ -145,7 +145,7 @@ def cache_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def private_daemon() -> Iterator[PrivateDaemon]:
-    """A dockerd of the test file's own (vfs storage, no bridge, no iptables), to stop and start at will."""
+    """A dockerd of the test file's own (overlay2, no bridge, no iptables), to stop and start at will."""
     from tests.integration.private_daemon import private_dockerd
 
     with private_dockerd("kd-") as daemon:

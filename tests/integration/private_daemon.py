@@ -1,5 +1,6 @@
-"""A dockerd of a test's own, on a short unix socket path (vfs storage, no bridge, no iptables rules), that the
-test stops and starts at will: the daemon tests never touch the shared one."""
+"""A dockerd of a test's own, on a short unix socket path (overlay2 storage as the shared one, or vfs where a
+test is about vfs; no bridge, no iptables rules), that the test stops and starts at will: the daemon tests
+never touch the shared one."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from tests.integration.process import wait_until
 class PrivateDaemon:
     """A dockerd of this module's own on a short unix socket path, stopped and started by the tests."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, storage: str = "overlay2") -> None:
         self.root = root
+        self.storage = storage
         self.socket = root / "d.sock"
         self.host = f"unix://{self.socket}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -34,7 +36,7 @@ class PrivateDaemon:
             self.process = subprocess.Popen(
                 ["dockerd", "--host", self.host, "--data-root", str(self.root / "data"),
                  "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "d.pid"),
-                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs"],
+                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver", self.storage],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self._client = None
         wait_until(self._answers, 60, lambda: f"private dockerd did not come up:\n{self.log()}")
@@ -98,10 +100,11 @@ class PrivateDaemon:
 
 
 @contextlib.contextmanager
-def private_dockerd(prefix: str, tmpfs_mb: int | None = None) -> Iterator[PrivateDaemon]:
+def private_dockerd(prefix: str, tmpfs_mb: int | None = None, storage: str = "overlay2") -> Iterator[PrivateDaemon]:
     """A started private dockerd under /tmp/PREFIX… (unix socket paths must stay short), stopped and removed
     afterwards. `tmpfs_mb`: its storage is a tmpfs of that size, so that a load that does not fit is refused
-    for real (no space left on device)."""
+    for real (no space left on device). `storage`: its storage driver (vfs copies every layer and every
+    container's root file system in full: only for tests about vfs)."""
     if shutil.which("dockerd") is None or os.geteuid() != 0:
         if REQUIRE_REAL:
             pytest.fail("the daemon tests need dockerd and root to start a private dockerd", pytrace=False)
@@ -110,13 +113,13 @@ def private_dockerd(prefix: str, tmpfs_mb: int | None = None) -> Iterator[Privat
     if tmpfs_mb is not None:
         (root / "data").mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={tmpfs_mb}m", "tmpfs", str(root / "data")], check=True)
-    daemon = PrivateDaemon(root)
+    daemon = PrivateDaemon(root, storage)
     try:
         daemon.start()
         yield daemon
     finally:
         daemon.stop()
-        # vfs makes no mounts, but a container's shm may be left mounted if dockerd died hard
+        # overlay2 layers and a container's shm may be left mounted if dockerd died hard
         with contextlib.suppress(OSError):
             for line in reversed(Path("/proc/mounts").read_text().splitlines()):
                 point = line.split()[1]

@@ -53,9 +53,9 @@ def test_many_rebuilds_keep_images_and_cache_bounded_and_never_touch_foreign_ima
     foreign_image = client.api.inspect_image(f"{mod.repo}/server:latest")["Id"]
     sdk_port = free_port()
     sdk_container = None
-    edits = 12  # each round adds two binary layers (~10 MB): the 50 MB budget is crossed twice over
+    edits = 6  # each round adds two binary layers (~10 MB): the 25 MB budget is crossed twice over
     try:
-        with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir), "KODEV_CACHE_MAX_MB": "50"},
+        with watching(mod, env={"KODEV_CACHE_DIR": str(cache_dir), "KODEV_CACHE_MAX_MB": "25"},
                       extra='\n[commands."./cmd/hello"]\n') as s:
             # A container made by plain `docker run` from kodev's image of the moment.
             first_image = client.api.inspect_image(f"{mod.repo}/server:latest")["Id"]
@@ -67,14 +67,14 @@ def test_many_rebuilds_keep_images_and_cache_bounded_and_never_touch_foreign_ima
                 set_greeting(mod, f"Edit {i}")
                 s.events.wait_rebuilt("server", count=i)
                 largest = max(largest, layers_bytes(cache_dir))
-                if i % 6 == 0:
+                if i % 3 == 0:
                     for command in ("server", "hello"):
                         count = len(mod.images(command))
                         assert count <= 3, f"{count} {command} images after {i} rebuilds\n{s.proc.output()}"
             s.page(f"Edit {edits}, kodev!", timeout=30)
             s.events.wait_rebuilt("hello", count=edits)  # services go first: the image-only hello follows
             assert len(s.rebuilt("hello")) == edits, s.proc.output()
-            assert largest < 60 << 20, f"the layer cache grew to {largest >> 20} MB with a 50 MB budget"
+            assert largest < 35 << 20, f"the layer cache grew to {largest >> 20} MB with a 25 MB budget"
             assert s.events.fatal() == [], s.proc.output()
             stop_cleanly(s)
         for command in ("server", "hello"):

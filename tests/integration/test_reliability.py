@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 
 from tests.integration.modules import (
     AS_ROOT,
@@ -21,32 +22,34 @@ from tests.integration.modules import (
     Watch,
     cpu_seconds,
     get,
+    make_module,
     run_json,
     set_greeting,
     stop_cleanly,
     watching,
 )
-from tests.integration.private_daemon import PrivateDaemon
+from tests.integration.private_daemon import PrivateDaemon, private_dockerd
 from tests.integration.process import fetch, free_port, wait_until
 
 
-def test_kodata_is_readable_by_the_default_user_on_a_vfs_daemon(private_mod: Module,
-                                                               private_daemon: PrivateDaemon) -> None:
+def test_kodata_is_readable_by_the_default_user_on_a_vfs_daemon(hello: Path) -> None:
     """ko writes /var and /var/run into the kodata layer; without them, daemons that unpack layers one by
     one (vfs, btrfs, zfs, ...) create the missing parents with mode 0600 and user 65532 cannot reach
     /var/run/ko."""
-    done = run_json(["build", "./cmd/server"], private_mod.path, {"DOCKER_HOST": private_daemon.host}, timeout=120)
-    assert done.returncode == 0, done.output()
-    port = free_port()
-    container = private_daemon.client.containers.run(
-        f"{private_mod.repo}/server:latest", ["-addr", f"127.0.0.1:{port}"], detach=True, network_mode="host",
-        name=private_mod.name("vfs"))
-    try:
-        wait_until(lambda: fetch(f"http://127.0.0.1:{port}/healthz") == "ok\n", 30, "the server never answered")
-        status, body = get(f"http://127.0.0.1:{port}/")
-        assert status == 200 and "Hello, kodev!" in body, f"GET / as user 65532 on a vfs daemon: {status} {body!r}"
-    finally:
-        container.remove(force=True)
+    with private_dockerd("kv-", storage="vfs") as daemon:
+        module = make_module(hello, daemon.client)
+        done = run_json(["build", "./cmd/server"], module.path, {"DOCKER_HOST": daemon.host}, timeout=120)
+        assert done.returncode == 0, done.output()
+        port = free_port()
+        container = daemon.client.containers.run(
+            f"{module.repo}/server:latest", ["-addr", f"127.0.0.1:{port}"], detach=True, network_mode="host",
+            name=module.name("vfs"))
+        try:
+            wait_until(lambda: fetch(f"http://127.0.0.1:{port}/healthz") == "ok\n", 30, "the server never answered")
+            status, body = get(f"http://127.0.0.1:{port}/")
+            assert status == 200 and "Hello, kodev!" in body, f"GET / as user 65532 on a vfs daemon: {status} {body!r}"
+        finally:
+            container.remove(force=True)
 
 
 # --- the daemon goes away and comes back -------------------------------------------------------------------
