@@ -10,9 +10,12 @@ pair the same rounds even when one contender stopped early.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -113,7 +116,8 @@ def alternate(context: Context, entries: list[Entry], what: str, measure: Measur
             assert entry.runner is not None
             token = f"{entry.kind}-{context.uid}-{tokens}{index}"
             try:
-                value, parts = measure(entry.runner, token)
+                with others_paused(entries, entry):
+                    value, parts = measure(entry.runner, token)
             except Exception as exc:
                 entry.fail(f"round {index + 1}", exc)
                 said.append(f"{entry.kind} FAILED")
@@ -124,6 +128,49 @@ def alternate(context: Context, entries: list[Entry], what: str, measure: Measur
                 entry.parts[index] = parts
             time.sleep(pause)
         context.log(f"{what} round {index + 1}{'' if counted else ' (warm-up)'}: {', '.join(said) or 'nobody ran'}")
+
+
+def watcher_pid(entry: Entry) -> int | None:
+    """The process id of a contender's own watcher (kodev, skaffold, air), None for loops run by the benchmark."""
+    process = getattr(entry.runner, "process", None)
+    popen = getattr(process, "popen", None)
+    return popen.pid if popen is not None and popen.poll() is None else None
+
+
+@contextlib.contextmanager
+def others_paused(entries: list[Entry], turn: Entry) -> Iterator[None]:
+    """While one contender takes its turn, every other contender's watcher process is stopped (SIGSTOP) and
+    continued afterwards: an idle watcher's polling (Skaffold polls its files every 25 ms here) would
+    otherwise take the 2 cores from whoever is being measured, which a user running one tool never sees.
+    Only the watcher is stopped, not the apps it started: no requests reach them meanwhile."""
+    paused = []
+    try:
+        for other in entries:
+            pid = watcher_pid(other) if other is not turn and other.live else None
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    paused.append(pid)
+        _wait_stopped(paused)
+        yield
+    finally:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def _wait_stopped(pids: list[int], timeout: float = 2.0) -> None:
+    """SIGSTOP is delivered asynchronously: the turn starts once each process is in state T (or gone)."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                break
+            if state in ("T", "t", "Z", "X"):
+                break
+            time.sleep(0.001)
 
 
 # --- derived numbers ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from bench.alternate import (
     alternate,
     breakdown_table,
     difference,
+    others_paused,
     problems,
     quote,
     ratio,
@@ -96,6 +97,47 @@ def test_contenders_take_turns_and_a_failure_stops_only_its_own() -> None:
     assert good.tokens == ["kodev-u1-0", "kodev-u1-1", "kodev-u1-2", "kodev-u1-3"]
     assert ratio(kodev, air) == 0.5 and difference(kodev, air) == -1.0  # only the round both have
     assert any("air FAILED" in line for line in context.logged)
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+class WatcherRunner(FakeRunner):
+    """A runner whose watcher is a real process (kodev, skaffold and air are): it is paused in others' turns."""
+
+    def __init__(self, values: list[float], seen: dict[str, list[str]], others: list[WatcherRunner]) -> None:
+        super().__init__(values)
+        self.process = SimpleNamespace(popen=subprocess.Popen(["sleep", "60"]))
+        self.seen, self.others = seen, others
+
+    def measure(self, token: str) -> tuple[float, dict[str, float]]:
+        self.seen[token] = [_state(self.process.popen.pid)] + [_state(o.process.popen.pid) for o in self.others]
+        return super().measure(token)
+
+
+def test_in_each_turn_the_other_watchers_are_stopped_and_continued_after() -> None:
+    context = fake_context(warmup=0, reps=2)
+    seen: dict[str, list[str]] = {}
+    others: list[WatcherRunner] = []
+    a = WatcherRunner([1.0, 1.0], seen, others)
+    b = WatcherRunner([2.0, 2.0], seen, [a])
+    others.append(b)
+    try:
+        entries = [entry("kodev (swap)", a), entry("skaffold dev", b)]
+        start_all(context, entries, "test")
+        alternate(context, entries, "test", pause=0)
+        stopped = {token: [state == "T" for state in states] for token, states in seen.items()}
+        assert stopped == {"kodev-u1-0": [False, True], "skaffold-u1-0": [False, True],
+                           "kodev-u1-1": [False, True], "skaffold-u1-1": [False, True]}
+        assert _state(a.process.popen.pid) != "T" and _state(b.process.popen.pid) != "T"
+        with pytest.raises(RuntimeError), others_paused(entries, entries[0]):
+            raise RuntimeError("a turn that fails still continues the others")
+        assert _state(b.process.popen.pid) != "T"
+    finally:
+        for runner in (a, b):
+            runner.process.popen.kill()
+            runner.process.popen.wait()
 
 
 def test_offset_rounds_continue_the_numbering() -> None:
