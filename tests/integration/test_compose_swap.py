@@ -38,8 +38,7 @@ def _swap_dirs(client: Any, container_id: str) -> list[str]:
 
 
 def test_a_binary_only_change_is_swapped_into_the_container_compose_runs(
-        stack: Stack, compose_cli: ComposeCLI, docker_client: Any) -> None:  # noqa: F811
-    repo = unique_name("kodevtest.local/c")
+        stack: Stack, compose_cli: ComposeCLI, repo: str, docker_client: Any) -> None:  # noqa: F811
     (stack.dir / "kodev.toml").write_text(f'repo = "{repo}"\n')
     proc, events = compose_watch(stack, "-f", "compose.yaml", "-p", stack.name,
                                  env={"KODEV_SWAP": "1", "KODEV_DEBUG": "1"})
@@ -86,8 +85,8 @@ def test_a_binary_only_change_is_swapped_into_the_container_compose_runs(
 
 
 def test_down_removes_the_swap_directories_with_the_containers(
-        stack: Stack, compose_cli: ComposeCLI, docker_client: Any) -> None:  # noqa: F811
-    (stack.dir / "kodev.toml").write_text(f'repo = "{unique_name("kodevtest.local/c")}"\n')
+        stack: Stack, compose_cli: ComposeCLI, repo: str, docker_client: Any) -> None:  # noqa: F811
+    (stack.dir / "kodev.toml").write_text(f'repo = "{repo}"\n')
     proc, events = compose_watch(stack, "-f", "compose.yaml", "-p", stack.name, "--down", env={"KODEV_SWAP": "1"})
     try:
         events.wait("watching", timeout=240)

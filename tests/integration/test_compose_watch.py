@@ -34,8 +34,7 @@ def _running(client: Any, project: str) -> dict[str, str]:
 
 
 def test_watch_delivers_only_to_the_services_a_change_affects(stack: Stack, compose_cli: ComposeCLI,  # noqa: F811
-                                                              docker_client: Any, delivery: str) -> None:
-    repo = unique_name("kodevtest.local/c")  # our own image names: never the user's kodev.local/api
+                                                              repo: str, docker_client: Any, delivery: str) -> None:
     (stack.dir / "kodev.toml").write_text(f'repo = "{repo}"\n')
     proc, events = compose_watch(stack, "-f", "compose.yaml", "-p", stack.name)
     how = delivered_how(delivery)
@@ -101,8 +100,7 @@ def test_watch_delivers_only_to_the_services_a_change_affects(stack: Stack, comp
 
 
 def test_watch_leaves_another_project_untouched_and_adopts_a_running_one(
-        stack: Stack, compose_cli: ComposeCLI, docker_client: Any) -> None:  # noqa: F811
-    repo = unique_name("kodevtest.local/c")
+        stack: Stack, compose_cli: ComposeCLI, repo: str, docker_client: Any) -> None:  # noqa: F811
     (stack.dir / "kodev.toml").write_text(f'repo = "{repo}"\n')
     other = unique_name("othertest")
     other_dir = stack.dir.parent / "other"
@@ -130,12 +128,11 @@ def test_watch_leaves_another_project_untouched_and_adopts_a_running_one(
             assert service_ids(docker_client, other) == other_ids
             assert set(_running(docker_client, other).values()) == {"running"}
     finally:
-        compose_cli.run(["-p", other, "down", "--timeout", "1"], cwd=other_dir)
+        compose_cli.run(["-p", other, "down", "--timeout", "1", "--rmi", "local"], cwd=other_dir)
 
 
 def test_a_compose_file_named_in_kodev_toml_is_watched_without_f(stack: Stack, compose_cli: ComposeCLI,  # noqa: F811
-                                                                  docker_client: Any) -> None:
-    repo = unique_name("kodevtest.local/c")
+                                                                  repo: str, docker_client: Any) -> None:
     (stack.dir / "kodev.toml").write_text(f'repo = "{repo}"\ncompose = ["compose.yaml"]\n')
     proc, events = compose_watch(stack, "-p", stack.name)
     try:
