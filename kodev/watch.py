@@ -9,7 +9,6 @@ the daemon goes away, the loop says so once, keeps watching, and rebuilds everyt
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 from kodev import cache
@@ -52,7 +51,9 @@ class DevLoop:
         self.workloads.use(commands)
         self.config_reload = ConfigReload(self.ui, watch_paths)
         self.stack_reload = StackReload(self.ui, stack) if stack is not None else None
-        self.watcher = FileWatcher(self.inbox, session.config.watch, session.config.root, self._excluded(session))
+        module_cache = session.go.module_cache(session.config.root)  # never news, even inside the module
+        self.watcher = FileWatcher(self.inbox, session.config.watch, session.config.root,
+                                   (module_cache,) if module_cache is not None else ())
         self.health = DaemonHealth(session.daemon, self.ui)
         self.graph = GraphState(self.ui)
         self.others: list[Message] = []  # messages other than file changes, handled between rounds
@@ -76,11 +77,6 @@ class DevLoop:
                     cleaned = self.shutdown()
         return 0 if cleaned else 1
 
-    @staticmethod
-    def _excluded(session: Session) -> tuple[Path, ...]:
-        cache_dir = session.go.module_cache(session.config.root)
-        return (cache_dir,) if cache_dir is not None else ()
-
     def _rounds(self, session: Session) -> Rebuild:
         return Rebuild(session.builder, session.pruner, session.daemon, self.ui, self.workloads.commands,
                        self.scratch, self.workloads.follow, strip=session.config.watch.strip, run_ref=session.run_ref,
@@ -98,12 +94,7 @@ class DevLoop:
             raise failure
         self._watch()  # before the first build, so that a save during it is not missed
         self.rounds.run({c.import_path for c in self.workloads.commands}, set())
-        if self.stack is not None:
-            started = time.monotonic()
-            running = self.stack.start()  # up as a whole, once every kodev service has its image
-            self.ui.info(f"compose project {self.stack.project.name} is up ({time.monotonic() - started:.2f}s): "
-                         f"{', '.join(sorted(running)) or 'no containers'}")
-            self.workloads.adopt_compose(running)
+        self.workloads.start_stack()  # up as a whole, once every kodev service has its image
         self.watcher.wait_ready()
         self.ui.watching(self.graph.good.roots)
 
@@ -171,8 +162,7 @@ class DevLoop:
             failure = self.graph.load(self.session.go, self._main_packages())
             if failure is not None:
                 self.ui.changes(changes, self.session.config.root)
-                self.ui.error(failure)
-                self.ui.warn(f"{self.rounds.what_stays()}; kodev tries again on your next save.")
+                self._keep_serving(failure)
                 return
             decision = decision.merge(decide(changes, self.graph.good, {}))
             self._watch()
@@ -198,11 +188,14 @@ class DevLoop:
             self._watch()
         failure = self.graph.load(self.session.go, self._main_packages())
         if failure is not None:
-            self.ui.error(failure)
-            self.ui.warn(f"{self.rounds.what_stays()}; kodev tries again on your next save.")
+            self._keep_serving(failure)
             return
         self._watch()
         self._run({c.import_path for c in self.workloads.commands})
+
+    def _keep_serving(self, failure: KodevError) -> None:
+        self.ui.error(failure)
+        self.ui.warn(f"{self.rounds.what_stays()}; kodev tries again on your next save.")
 
     def _run(self, compile_these: set[str], reimage_these: frozenset[str] = frozenset(),
              supersedable: bool = False) -> None:

@@ -7,6 +7,7 @@ and stopping everything at the end. It says what happened (`ExitVerdict`); the l
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -141,6 +142,16 @@ class Workloads:
                 composed[service].adopt(container_id)
             if container_id not in following:
                 self.follow(Delivered(service, "started", 0.0, container_id))
+
+    def start_stack(self) -> None:
+        """Bring the compose project up as a whole (when there is one) and adopt its containers."""
+        if self.stack is None:
+            return
+        started = time.monotonic()
+        running = self.stack.start()
+        self.ui.info(f"compose project {self.stack.project.name} is up ({time.monotonic() - started:.2f}s): "
+                     f"{', '.join(sorted(running)) or 'no containers'}")
+        self.adopt_compose(running)
 
     def forget_builds(self) -> None:
         """After the daemon restarted: every image is sent again and every workload recreated."""
