@@ -111,7 +111,7 @@ def _config(ctx: typer.Context, own: Path | None) -> Path | None:
         return own
     parent = ctx.parent
     found = parent.params.get("config") if parent is not None else None
-    return found if isinstance(found, Path) else None
+    return Path(found) if isinstance(found, (str, Path)) else None  # typer < 0.29 leaves it a str here
 
 
 @contextmanager

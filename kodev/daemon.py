@@ -82,6 +82,7 @@ class Daemon:
         self.endpoint = endpoint
         self._make_client = make_client
         self._platform: Platform | None = None
+        self._facts: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     def open_client(self) -> Any:
         """A client of its own, for a caller that holds connections for long (a log stream): the shared
@@ -99,9 +100,16 @@ class Daemon:
         except Exception:
             return False
 
+    def facts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The daemon's `version` and `info` documents, asked once per connection: `info` costs the daemon
+        a walk over its images and containers, and what kodev reads from them (platform, store, ID) stays."""
+        if self._facts is None:
+            self._facts = (dict(self.api.version()), dict(self.api.info()))
+        return self._facts
+
     def platform(self) -> Platform:
         if self._platform is None:
-            self._platform = from_daemon(self.api.version(), self.api.info())
+            self._platform = from_daemon(*self.facts())
         return self._platform
 
     # --- images already in the daemon (bases) ----------------------------------------------------

@@ -80,6 +80,9 @@ class _Daemon:
     def inspect(self, ref: str) -> dict[str, Any] | None:
         return {"Id": ref, "Config": {"Labels": {COMMAND_LABEL: "example.com/m/cmd/hello"}}}
 
+    def facts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        raise AssertionError("pruning never asks the daemon's version or info")
+
 
 def test_pruning_defers_removal_until_prune() -> None:
     inner, daemon = RecordingPublisher(), _Daemon()
@@ -228,6 +231,9 @@ class _LoadingDaemon:
 
     def inspect(self, ref: str) -> dict[str, Any] | None:
         return self.api.images.get(ref) or next((d for d in self.api.images.values() if d["Id"] == ref), None)
+
+    def facts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.api.version(), self.api.info()
 
 
 def test_a_daemon_that_refuses_the_full_archive_too_is_an_error_and_nothing_is_remembered(tmp_path: Path) -> None:

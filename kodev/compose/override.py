@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kodev import cache
 from kodev.compose.project import ComposeProject
 from kodev.errors import KodevError
@@ -25,17 +23,6 @@ from kodev.errors import KodevError
 
 class _Reset:
     """Compose's `!reset` tag: removes a key the user's files set."""
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _represent_reset(dumper: yaml.SafeDumper, _: _Reset) -> yaml.Node:
-    return dumper.represent_scalar("!reset", "")
-
-
-_Dumper.add_representer(_Reset, _represent_reset)
 
 
 def override_document(project: ComposeProject, images: Mapping[str, str], pull_never: bool = True,
@@ -60,7 +47,13 @@ def override_document(project: ComposeProject, images: Mapping[str, str], pull_n
 
 
 def render(document: Mapping[str, Any]) -> str:
-    return yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    import yaml  # here, not at the top: only a compose project needs it, and it is 15 ms of every start
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(_Reset, lambda dumper, _: dumper.represent_scalar("!reset", ""))
+    return yaml.dump(dict(document), Dumper=Dumper, sort_keys=False, default_flow_style=False)
 
 
 def override_dir() -> Path:

@@ -159,14 +159,14 @@ class DaemonPublisher:
     def store(self) -> str:
         """'classic' (graph drivers), 'containerd' (the containerd image store) or 'podman'."""
         if self._store is None:
-            self._store = detect_store(self.daemon.api.version(), self.daemon.api.info())
+            self._store = detect_store(*self.daemon.facts())
         return self._store
 
     def fallback_file(self) -> Path:
         """The marker that turns slim loads off for this daemon, in this and later sessions."""
         from kodev import cache
 
-        daemon_id = str(self.daemon.api.info().get("ID", ""))
+        daemon_id = str(self.daemon.facts()[1].get("ID", ""))
         key = hashlib.sha256(f"{self.daemon.endpoint}\0{daemon_id}".encode()).hexdigest()[:16]
         return cache.subdir("daemons") / f"{key}.full-archives"
 
