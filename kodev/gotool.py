@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kodev.errors import GoError
@@ -21,6 +22,8 @@ class GoTool:
 
     binary: str
     env: Mapping[str, str]
+    # `go env` answers, asked once: each `go` start costs ~40 ms of CPU, and the answers do not change.
+    _asked: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def run(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
@@ -43,9 +46,22 @@ class GoTool:
     def module_cache(self, cwd: Path) -> Path | None:
         """GOMODCACHE: Go's read-only module cache (the watcher must never follow it when it lies inside a
         watched module, as a CI cache at $PWD/.modcache does). None if `go env` cannot say."""
-        done = self.run(["env", "GOMODCACHE"], cwd)
-        value = done.stdout.strip() if done.returncode == 0 else ""
+        value = self._go_env(cwd).get("GOMODCACHE", "")
         return Path(value) if value else None
+
+    def version(self, cwd: Path) -> str:
+        """GOVERSION (go1.27.3), or "" if `go env` cannot say."""
+        return self._go_env(cwd).get("GOVERSION", "")
+
+    def _go_env(self, cwd: Path) -> dict[str, str]:
+        if not self._asked:
+            done = self.run(["env", "-json", "GOMODCACHE", "GOVERSION"], cwd)
+            try:
+                answers = json.loads(done.stdout) if done.returncode == 0 else {}
+            except ValueError:
+                answers = {}
+            self._asked.update({str(k): str(v) for k, v in answers.items()} or {"": ""})
+        return self._asked
 
     def _vanished(self, cwd: Path) -> GoError:
         """What a FileNotFoundError from starting `go` means: its directory or the binary is gone."""

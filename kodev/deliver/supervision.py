@@ -100,7 +100,7 @@ def build_supervisor(go: GoTool) -> Path:
     """The supervisor for the target platform (go.env), static; compiled once per Go version, platform and
     source, into kodev's cache."""
     source = SOURCE.read_bytes()
-    version = go.run(["version"], cwd=Path.cwd()).stdout.strip()
+    version = go.version(Path.cwd())
     target = " ".join(f"{k}={go.env.get(k, '')}" for k in ("GOOS", "GOARCH", "GOARM", "GOAMD64", "GOARM64"))
     key = hashlib.sha256(b"\0".join([version.encode(), target.encode(), source])).hexdigest()[:20]
     built = cache.subdir("supervisor") / f"supervisor-{key}"
