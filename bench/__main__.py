@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -45,12 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"no scenario {unknown}; there are {sorted(SCENARIOS)}")
     settings = Settings.for_mode(args.quick, args.reps, rivals=args.rivals)
+    # kodev gives its `go` GOGC and GOMEMLIMIT (kodev/gotool.py): in the environment of every contender
+    # (ko, skaffold, air, the floor, the shell loop), so that each Go toolchain collects garbage alike.
+    from kodev.gotool import toolchain_gc
+
+    os.environ.update(toolchain_gc(os.environ))
     started = time.monotonic()
     try:
         context = Context.open(settings, keep=args.keep)
     except Exception as exc:
         print(f"bench: cannot start: {exc}", file=sys.stderr)
         return 2
+    context.log(f"every contender's go runs with GOGC={os.environ.get('GOGC')} "
+                f"GOMEMLIMIT={os.environ.get('GOMEMLIMIT', 'unset')}")
     context.log(f"{'quick' if settings.quick else 'full'} mode: scenarios {wanted}, {settings.warmup} warm-up + "
                 f"{settings.reps} counted repetitions; work directory {context.work}")
     if settings.quick and not settings.shared_rivals and 2 in wanted:

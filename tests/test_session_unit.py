@@ -21,7 +21,7 @@ from kodev.config import BuildSettings, CommandConfig, Config
 from kodev.daemon import _split_tag
 from kodev.errors import ConfigError
 from kodev.gomod import MainPackage
-from kodev.gotool import GoTool, find_go
+from kodev.gotool import TOOLCHAIN_GOGC, GoTool, find_go, toolchain_gc
 from kodev.ownership import OWNER_HOST_LABEL, OWNER_PID_LABEL, OWNER_START_LABEL, Owner, owner_alive
 from kodev.plan import _command_config
 from kodev.session import Session
@@ -200,3 +200,17 @@ def test_another_hosts_kodev_counts_as_alive() -> None:
 def test_unreadable_owner_labels_are_not_alive() -> None:
     assert not owner_alive(labels(socket.gethostname(), "not-a-pid", ""))
     assert not owner_alive({OWNER_HOST_LABEL: socket.gethostname()})
+
+
+def test_the_toolchain_collects_garbage_less_often_unless_the_user_says_how() -> None:
+    tuned = toolchain_gc({})
+    assert tuned["GOGC"] == TOOLCHAIN_GOGC
+    limit = int(tuned["GOMEMLIMIT"].removesuffix("MiB"))
+    assert 0 < limit * (1 << 20) <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    assert toolchain_gc({"GOMEMLIMIT": "1GiB"}) == {"GOGC": TOOLCHAIN_GOGC}  # theirs stays, in os.environ
+    assert toolchain_gc({"GOGC": "off"}) == {}  # their GOGC rules alone
+    go = find_go(None, {})
+    if "GOGC" in os.environ:
+        assert "GOGC" not in go.env
+    else:
+        assert go.env["GOGC"] == TOOLCHAIN_GOGC
