@@ -48,6 +48,7 @@ _LONG = (
     "tests/integration/test_newcomer.py::test_the_suite_passes_with_the_quick_start_edits",
     "tests/integration/test_bench_smoke.py::",
     "tests/integration/test_bases.py::test_large_base_is_sent_once",
+    "tests/integration/test_debug_delve.py::",  # builds Delve: ~85 s of CPU where Go's build cache is cold
 )
 
 

@@ -1,0 +1,1 @@
+"""kodev debug: Delve in the container, and a debugging session that survives every save."""

@@ -1,0 +1,129 @@
+"""Delve's JSON-RPC API (api-version 2), as kodev needs it: restart the debugged process on a new binary.
+
+Delve speaks JSON-RPC 1.0 over TCP (Go's net/rpc/jsonrpc): `{"method": "RPCServer.NAME", "params": [ARGS],
+"id": N}`, answered by `{"id": N, "result": ..., "error": ...}`. kodev connects as one more client of a
+headless `--accept-multiclient` Delve, so the IDE's own connection is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kodev.errors import KodevError
+
+
+class DelveRPCError(KodevError):
+    """Delve could not be reached, or refused a request."""
+
+
+@dataclass(frozen=True)
+class Discarded:
+    """A breakpoint Delve could not set again on the new binary (its line is gone, say)."""
+
+    location: str  # FILE:LINE, or the function name
+    reason: str
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """What a restart did: the breakpoints it could not carry over."""
+
+    discarded: tuple[Discarded, ...]
+
+
+class DelveClient:
+    """One connection to Delve. Requests are answered in order; an answer to an earlier request that
+    kodev did not wait for (a `continue` returns only when the process next stops) is skipped."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._socket = connection
+        self._buffer = ""
+        self._decoder = json.JSONDecoder()
+        self._next_id = 0
+
+    @classmethod
+    def connect(cls, address: str, timeout: float = 10.0) -> DelveClient:
+        """Connect to HOST:PORT, retrying while Delve starts listening (up to `timeout` seconds)."""
+        host, _, port = address.rpartition(":")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                connection = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+                return cls(connection)
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise DelveRPCError(f"cannot reach Delve at {address}: {exc}. Is the debug container "
+                                        "running, and its Delve port published or on the host network?") from None
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def send(self, method: str, args: dict[str, Any]) -> int:
+        """Send a request without waiting for its answer; its id."""
+        request_id = self._next_id
+        self._next_id += 1
+        line = json.dumps({"method": f"RPCServer.{method}", "params": [args], "id": request_id}) + "\n"
+        try:
+            self._socket.sendall(line.encode())
+        except OSError as exc:
+            raise DelveRPCError(f"lost the connection to Delve sending {method}: {exc}") from None
+        return request_id
+
+    def call(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Send a request and wait for its answer's `result`."""
+        wanted = self.send(method, args)
+        while True:
+            answer = self._read()
+            if answer.get("id") != wanted:
+                continue  # the late answer to a request nobody waits for
+            if answer.get("error"):
+                raise DelveRPCError(f"Delve refused {method}: {answer['error']}")
+            result = answer.get("result")
+            return result if isinstance(result, dict) else {}
+
+    def _read(self) -> dict[str, Any]:
+        while True:
+            text = self._buffer.lstrip()
+            if text:
+                try:
+                    value, end = self._decoder.raw_decode(text)
+                except ValueError:
+                    pass  # incomplete: read more
+                else:
+                    self._buffer = text[end:]
+                    return value if isinstance(value, dict) else {}
+            try:
+                chunk = self._socket.recv(65536)
+            except OSError as exc:
+                raise DelveRPCError(f"lost the connection to Delve: {exc}") from None
+            if not chunk:
+                raise DelveRPCError("Delve closed the connection")
+            self._buffer = text + chunk.decode()
+
+    # --- what kodev asks -------------------------------------------------------------------------------
+
+    def restart(self, resume: bool = True) -> Restarted:
+        """Halt the process (if running), restart it from the same path (a new binary renamed there is what
+        runs), and, with `resume`, let it run: every client stays connected, and Delve sets each logical
+        breakpoint again on the new code, reporting those it could not."""
+        self.call("Command", {"name": "halt"})
+        result = self.call("Restart", {"Position": "", "ResetArgs": False, "NewArgs": [], "Rerecord": False,
+                                       "Rebuild": False, "NewRedirects": ["", "", ""]})
+        discarded = tuple(_discarded(entry) for entry in result.get("DiscardedBreakpoints") or [])
+        if resume:
+            self.send("Command", {"name": "continue"})  # answered at the next stop: not waited for
+        return Restarted(discarded)
+
+
+def _discarded(entry: dict[str, Any]) -> Discarded:
+    breakpoint = entry.get("Breakpoint") or {}  # api.DiscardedBreakpoint has no JSON tags: Go's field names
+    if breakpoint.get("file"):
+        location = f"{breakpoint['file']}:{breakpoint.get('line', 0)}"
+    else:
+        location = str(breakpoint.get("functionName") or breakpoint.get("name") or "?")
+    return Discarded(location, str(entry.get("Reason", "")))

@@ -1,0 +1,186 @@
+"""Issue 21, the mechanism `kodev debug` rests on, with a real Delve built as kodev builds it: a debugging
+session survives a new binary. An IDE-like client stays connected to a headless `--accept-multiclient` Delve
+while kodev, as a second client, restarts the target on a rebuilt binary renamed onto the same path
+(`DelveClient.restart`): the IDE's breakpoint is still set and stops the next request, a local variable
+shows the new value, and a breakpoint whose line the edit removed comes back as discarded.
+
+Delve runs on the host here (the container around it is the next step). The IDE's side speaks Delve's
+JSON-RPC through kodev's transport (`DelveClient.call`), with methods kodev itself never sends
+(CreateBreakpoint, State, Eval, ListBreakpoints). Marked `module_proxy`: Delve is downloaded and built.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kodev.debug.delve import DELVE_VERSION, find_delve
+from kodev.debug.rpc import DelveClient
+from kodev.gotool import find_go
+from tests.integration.process import free_port, wait_until
+
+pytestmark = pytest.mark.module_proxy
+
+SOURCE = """package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		greeting := "%s"
+		fmt.Fprintln(w, greeting) // BREAK
+	})
+	if err := http.ListenAndServe(os.Args[1], nil); err != nil {
+		panic(err)
+	}
+}
+%s"""
+HELPER = """
+func init() { // keeps helper linked: the linker drops functions nothing calls
+	if os.Getenv("KODEV_TEST_NEVER_SET") != "" {
+		helper()
+	}
+}
+
+func helper() int {
+	return 42 // GONE
+}
+"""
+
+
+def _line(text: str, marker: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if marker in line)
+
+
+def _build(go: str, module: Path, binary: Path, greeting: str, helper: str) -> str:
+    """Write main.go, build it as `kodev debug` does (no -trimpath, -N -l), rename the binary onto `binary`."""
+    text = SOURCE % (greeting, helper)
+    (module / "main.go").write_text(text)
+    partial = binary.with_name(binary.name + ".new")
+    subprocess.run([go, "build", "-gcflags=all=-N -l", "-o", str(partial), "."], cwd=module, check=True,
+                   env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}, timeout=300)
+    os.replace(partial, binary)
+    return text
+
+
+def _get(url: str, into: list[str]) -> threading.Thread:
+    def fetch() -> None:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            into.append(response.read().decode().strip())
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _listening(port: int) -> None:
+    """Wait until the app accepts connections (Delve starts it, then it starts listening)."""
+    def accepts() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(accepts, 60, f"nothing listens on 127.0.0.1:{port}")
+
+
+def _stopped_at(ide: DelveClient, line: int) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+
+    def stopped() -> bool:
+        state.update(ide.call("State", {"NonBlocking": True})["State"])
+        thread = state.get("currentThread") or {}
+        return not state.get("Running") and thread.get("line") == line
+
+    wait_until(stopped, 60, lambda: f"the request did not stop at line {line}: {state}")
+    return state
+
+
+def _value(ide: DelveClient, expression: str) -> str:
+    scope = {"GoroutineID": -1, "Frame": 0, "DeferredCall": 0}
+    config = {"FollowPointers": True, "MaxVariableRecurse": 1, "MaxStringLen": 64, "MaxArrayValues": 64,
+              "MaxStructFields": -1}
+    return str(ide.call("Eval", {"Scope": scope, "Expr": expression, "Cfg": config})["Variable"]["value"])
+
+
+def test_a_restart_on_a_new_binary_keeps_the_ides_connection_and_breakpoints(tmp_path: Path, go_binary: str,
+                                                                              monkeypatch: pytest.MonkeyPatch
+                                                                              ) -> None:
+    monkeypatch.setenv("KODEV_CACHE_DIR", str(tmp_path / "cache"))
+    dlv = find_delve(find_go(None, {}))
+    assert DELVE_VERSION.removeprefix("v") in subprocess.run([str(dlv), "version"], capture_output=True,
+                                                             text=True, check=True).stdout
+    module = tmp_path / "app"
+    module.mkdir()
+    (module / "go.mod").write_text("module example.com/debugged\n\ngo 1.21\n")
+    binary = tmp_path / "bin" / "app"
+    binary.parent.mkdir()
+    first = _build(go_binary, module, binary, "first", HELPER)
+    source = str(module / "main.go")
+    delve_port, app_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{app_port}/"
+    delve = subprocess.Popen([str(dlv), "exec", "--headless", "--accept-multiclient", "--api-version=2",
+                              f"--listen=127.0.0.1:{delve_port}", "--continue", str(binary), "--",
+                              f"127.0.0.1:{app_port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    ide = DelveClient.connect(f"127.0.0.1:{delve_port}")
+    try:
+        # As an IDE does with a running target: halt, set the breakpoints, continue (Delve changes breakpoints
+        # only while the process is stopped). Running: --continue has let it go, and it listens.
+        _listening(app_port)
+        ide.call("Command", {"name": "halt"})
+        line = _line(first, "// BREAK")
+        kept = ide.call("CreateBreakpoint", {"Breakpoint": {"file": source, "line": line}})["Breakpoint"]
+        gone_line = _line(first, "// GONE")
+        ide.call("CreateBreakpoint", {"Breakpoint": {"file": source, "line": gone_line}})
+        ide.send("Command", {"name": "continue"})
+
+        answers: list[str] = []
+        request = _get(url, answers)
+        _stopped_at(ide, line)
+        assert _value(ide, "greeting") == "first"
+        ide.send("Command", {"name": "continue"})  # answered at the next stop, whoever causes it
+        request.join(30)
+        assert answers == ["first"]
+
+        second = _build(go_binary, module, binary, "second", "")  # the helper, and its line, are gone
+        assert _line(second, "// BREAK") == line
+        kodev = DelveClient.connect(f"127.0.0.1:{delve_port}")
+        try:
+            restarted = kodev.restart()
+        finally:
+            kodev.close()
+        assert [d.location for d in restarted.discarded] == [f"{source}:{gone_line}"], restarted
+        assert "could not find" in restarted.discarded[0].reason, restarted
+
+        _listening(app_port)  # the restarted process, on the new binary, running again
+        request = _get(url, answers)
+        _stopped_at(ide, line)  # the IDE's breakpoint, on its connection of before, never redone
+        listed = ide.call("ListBreakpoints", {"All": False})["Breakpoints"]
+        assert [(b["id"], b["file"], b["line"]) for b in listed if b["id"] > 0] == [(kept["id"], source, line)]
+        assert _value(ide, "greeting") == "second"
+        ide.send("Command", {"name": "continue"})
+        request.join(30)
+        assert answers == ["first", "second"]
+    finally:
+        try:
+            ide.send("Detach", {"Kill": True})
+        finally:
+            ide.close()
+            try:
+                delve.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                delve.kill()
+                delve.wait()
