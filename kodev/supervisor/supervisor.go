@@ -2,7 +2,7 @@
 // it, reaps orphans, exits with the app's exit code, and restarts the app with a new binary when kodev asks
 // it to (through its control channel on stdin, or the restart signal SIGRTMIN+3); the app sees neither.
 //
-//	supervisor [-bin PATH] [-stdin] [-grace 2s] [-v] -- ENTRYPOINT [ARGS...]
+//	supervisor [-bin PATH] [-stdin] [-grace 2s] [-v] [-dlv DLV [-dlv-listen ADDR] [-dlv-wait]] -- ENTRYPOINT [ARGS...]
 //	supervisor -probe FILE -token TOKEN   (exit 0 if FILE holds TOKEN: can the daemon see kodev's files?)
 //
 // At every (re)start the app runs from PATH if it is a regular file, else from the binary started last,
@@ -21,6 +21,12 @@
 // channel and the app keeps running.
 //
 // argv[0] stays ENTRYPOINT, so the app sees the same os.Args whichever file runs. Standard library only.
+//
+// With -dlv (kodev debug) the supervisor runs `DLV exec --headless --accept-multiclient --api-version=2
+// --listen=ADDR [--continue] PATH -- ARGS` instead of the app (PATH: -bin, given the entrypoint's binary at
+// the first start), and a new binary is only put in place: kodev then asks Delve to restart the program
+// (its RPCServer.Restart), so every debugger client stays connected and keeps its breakpoints. Under Delve
+// the app's argv[0] is PATH.
 package main
 
 import (
@@ -55,10 +61,12 @@ type supervisor struct {
 	stdin    *os.File      // the app's stdin (kept referenced: a collected *os.File closes its fd)
 	grace    time.Duration // SIGTERM to SIGKILL during a restart
 	verbose  bool
-	last     string // the binary started last
-	pid      int    // the app's pid, 0 while none runs
-	stopping bool   // a restart asked the app to stop
-	shutdown bool   // SIGTERM/SIGINT arrived while stopping: do not start again
+	last     string   // the binary started last
+	pid      int      // the app's pid, 0 while none runs
+	stopping bool     // a restart asked the app to stop
+	shutdown bool     // SIGTERM/SIGINT arrived while stopping: do not start again
+	dlv      string   // kodev debug: the app runs under this Delve, which kodev restarts (not the supervisor)
+	dlvArgs  []string // Delve's flags before the program: --headless, --listen=..., --continue
 }
 
 func (s *supervisor) binary() string {
@@ -79,7 +87,23 @@ func (s *supervisor) start() error {
 	if !strings.Contains(path, "/") {
 		return fmt.Errorf("%s: the entrypoint must be an absolute path", path)
 	}
-	pid, err := syscall.ForkExec(path, s.argv, &syscall.ProcAttr{
+	argv := s.argv
+	if s.dlv != "" {
+		// Delve relaunches the program from this path at each restart kodev asks for: the path new
+		// binaries are renamed onto, never the image's own binary (which no swap replaces).
+		if s.bin == "" {
+			return errors.New("-dlv needs -bin: Delve restarts the program from the path new binaries take")
+		}
+		if path != s.bin {
+			if err := copyFile(path, s.bin); err != nil {
+				return fmt.Errorf("cannot put %s at %s for Delve: %v", path, s.bin, err)
+			}
+			path = s.bin
+		}
+		argv = append(append(append([]string{s.dlv, "exec"}, s.dlvArgs...), path, "--"), s.argv[1:]...)
+		path = s.dlv
+	}
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: []uintptr{s.stdin.Fd(), 1, 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
@@ -198,6 +222,20 @@ func receive(in io.Reader, bin string, size int64) error {
 	return err
 }
 
+// copyFile writes src beside dst and renames it there (dst is then whole or absent).
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	info, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	return receive(in, dst, info.Size())
+}
+
 func probe(file, token string) {
 	data, err := os.ReadFile(file)
 	if err != nil || strings.TrimSpace(string(data)) != token {
@@ -211,6 +249,9 @@ func main() {
 	fromStdin := flag.Bool("stdin", false, "stdin is kodev's control channel (the app gets /dev/null)")
 	grace := flag.Duration("grace", 2*time.Second, "how long a restart waits after SIGTERM before SIGKILL")
 	verbose := flag.Bool("v", false, "log each start of the app")
+	dlv := flag.String("dlv", "", "kodev debug: run the app under this Delve (headless, multi-client)")
+	dlvListen := flag.String("dlv-listen", "127.0.0.1:2345", "where Delve listens (with -dlv)")
+	dlvWait := flag.Bool("dlv-wait", false, "with -dlv: the app waits for a debugger's continue at start")
 	probeFile := flag.String("probe", "", "probe mode: exit 0 if this file holds -token")
 	token := flag.String("token", "", "the probe's token")
 	flag.Parse()
@@ -226,7 +267,16 @@ func main() {
 
 	signals := make(chan os.Signal, 64)
 	signal.Notify(signals, append(forwarded, syscall.SIGCHLD, restartSignal)...)
-	s := &supervisor{bin: *bin, argv: flag.Args(), stdin: os.Stdin, grace: *grace, verbose: *verbose}
+	s := &supervisor{bin: *bin, argv: flag.Args(), stdin: os.Stdin, grace: *grace, verbose: *verbose, dlv: *dlv}
+	if *dlv != "" {
+		// --only-same-user=false: the container's user is never the developer's (65532 on kodev's base),
+		// and Delve would refuse every debugger on 127.0.0.1 for it. Any local user can attach then.
+		s.dlvArgs = []string{"--headless", "--accept-multiclient", "--api-version=2", "--only-same-user=false",
+			"--listen=" + *dlvListen}
+		if !*dlvWait {
+			s.dlvArgs = append(s.dlvArgs, "--continue")
+		}
+	}
 	restarts := make(chan struct{}, 1)
 	if *fromStdin {
 		devnull, err := os.Open(os.DevNull)
@@ -245,6 +295,9 @@ func main() {
 	for {
 		select {
 		case <-restarts:
+			if s.dlv != "" {
+				continue // the new binary is in place; kodev asks Delve to restart it, and every client stays
+			}
 			if timer := s.restart(); timer != nil {
 				kill = timer
 			}

@@ -11,19 +11,25 @@ JSON-RPC through kodev's transport (`DelveClient.call`), with methods kodev itse
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import threading
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kodev.debug.delve import DELVE_VERSION, find_delve
-from kodev.debug.rpc import DelveClient
+from kodev.debug.rpc import DelveClient, DelveRPCError
+from kodev.deliver.supervision import SUPERVISOR, build_supervisor
 from kodev.gotool import find_go
+from tests.conftest import GOPROXY_OUTSIDE
+from tests.integration.conftest import run_kodev
 from tests.integration.process import free_port, wait_until
 
 pytestmark = pytest.mark.module_proxy
@@ -115,27 +121,45 @@ def _value(ide: DelveClient, expression: str) -> str:
     return str(ide.call("Eval", {"Scope": scope, "Expr": expression, "Cfg": config})["Variable"]["value"])
 
 
-def test_a_restart_on_a_new_binary_keeps_the_ides_connection_and_breakpoints(tmp_path: Path, go_binary: str,
-                                                                              monkeypatch: pytest.MonkeyPatch
-                                                                              ) -> None:
-    monkeypatch.setenv("KODEV_CACHE_DIR", str(tmp_path / "cache"))
-    dlv = find_delve(find_go(None, {}))
-    assert DELVE_VERSION.removeprefix("v") in subprocess.run([str(dlv), "version"], capture_output=True,
-                                                             text=True, check=True).stdout
+@pytest.fixture(scope="module")
+def dlv(tmp_path_factory: pytest.TempPathFactory, go_binary: str) -> Path:
+    """Delve as kodev builds it (a cache of this module's own: the first build compiles, later ones link)."""
+    # Module-scoped, so before the per-test fixture that gives marked tests the shell's GOPROXY back.
+    wanted = {"KODEV_CACHE_DIR": str(tmp_path_factory.mktemp("delve-cache")), "GOPROXY": GOPROXY_OUTSIDE}
+    saved = {key: os.environ.get(key) for key in wanted}
+    for key, value in wanted.items():
+        _set(key, value)
+    try:
+        built = find_delve(find_go(None, {}))
+    finally:
+        for key, value in saved.items():
+            _set(key, value)
+    version = subprocess.run([str(built), "version"], capture_output=True, text=True, check=True).stdout
+    assert DELVE_VERSION.removeprefix("v") in version, version
+    return built
+
+
+def _set(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def _module(tmp_path: Path) -> Path:
     module = tmp_path / "app"
     module.mkdir()
     (module / "go.mod").write_text("module example.com/debugged\n\ngo 1.21\n")
-    binary = tmp_path / "bin" / "app"
-    binary.parent.mkdir()
-    first = _build(go_binary, module, binary, "first", HELPER)
+    return module
+
+
+def _session_survives_a_new_binary(go: str, module: Path, binary: Path, delve_port: int, app_port: int) -> None:
+    """The IDE's side and kodev's, against the Delve at `delve_port` debugging `binary` (built already,
+    greeting "first", with the helper): the new binary is renamed onto `binary`, then kodev restarts it."""
     source = str(module / "main.go")
-    delve_port, app_port = free_port(), free_port()
+    first = (module / "main.go").read_text()
     url = f"http://127.0.0.1:{app_port}/"
-    delve = subprocess.Popen([str(dlv), "exec", "--headless", "--accept-multiclient", "--api-version=2",
-                              f"--listen=127.0.0.1:{delve_port}", "--continue", str(binary), "--",
-                              f"127.0.0.1:{app_port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
-    ide = DelveClient.connect(f"127.0.0.1:{delve_port}")
+    ide = DelveClient.connect(f"127.0.0.1:{delve_port}", timeout=60)
     try:
         # As an IDE does with a running target: halt, set the breakpoints, continue (Delve changes breakpoints
         # only while the process is stopped). Running: --continue has let it go, and it listens.
@@ -155,7 +179,7 @@ def test_a_restart_on_a_new_binary_keeps_the_ides_connection_and_breakpoints(tmp
         request.join(30)
         assert answers == ["first"]
 
-        second = _build(go_binary, module, binary, "second", "")  # the helper, and its line, are gone
+        second = _build(go, module, binary, "second", "")  # the helper, and its line, are gone
         assert _line(second, "// BREAK") == line
         kodev = DelveClient.connect(f"127.0.0.1:{delve_port}")
         try:
@@ -175,12 +199,60 @@ def test_a_restart_on_a_new_binary_keeps_the_ides_connection_and_breakpoints(tmp
         request.join(30)
         assert answers == ["first", "second"]
     finally:
-        try:
+        with contextlib.suppress(DelveRPCError):  # gone already: the failure above is the one to see
             ide.send("Detach", {"Kill": True})
-        finally:
-            ide.close()
-            try:
-                delve.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                delve.kill()
-                delve.wait()
+        ide.close()
+
+
+def test_on_the_host_a_restart_keeps_the_ides_connection_and_breakpoints(tmp_path: Path, go_binary: str,
+                                                                         dlv: Path) -> None:
+    module = _module(tmp_path)
+    binary = tmp_path / "bin" / "app"
+    binary.parent.mkdir()
+    _build(go_binary, module, binary, "first", HELPER)
+    delve_port, app_port = free_port(), free_port()
+    delve = subprocess.Popen([str(dlv), "exec", "--headless", "--accept-multiclient", "--api-version=2",
+                              f"--listen=127.0.0.1:{delve_port}", "--continue", str(binary), "--",
+                              f"127.0.0.1:{app_port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        _session_survives_a_new_binary(go_binary, module, binary, delve_port, app_port)
+    finally:
+        try:
+            delve.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            delve.kill()
+            delve.wait()
+
+
+def test_in_a_container_under_the_supervisor_a_restart_keeps_the_session(tmp_path: Path, go_binary: str,
+                                                                        dlv: Path, docker_client: Any) -> None:
+    """kodev's supervisor as PID 1 with -dlv: Delve runs the program from the bind-mounted path new binaries
+    are renamed onto (as a swap does), under Docker's default seccomp profile and capabilities."""
+    module = _module(tmp_path)
+    mounted = tmp_path / "kodev"
+    mounted.mkdir()
+    _build(go_binary, module, mounted / "app", "first", HELPER)
+    shutil.copyfile(build_supervisor(find_go(None, {})), mounted / SUPERVISOR)
+    shutil.copyfile(dlv, mounted / "dlv")
+    for name in (SUPERVISOR, "dlv"):
+        (mounted / name).chmod(0o555)
+    repo = f"kodev.test/dbg-{uuid.uuid4().hex[:10]}"
+    (module / "kodev.toml").write_text(f'repo = "{repo}"\n')
+    built = run_kodev(["build", "."], module)
+    assert built.returncode == 0, built.stderr
+    delve_port, app_port = free_port(), free_port()
+    container = docker_client.containers.create(
+        f"{repo}/debugged:latest", network_mode="host", stdin_open=True, labels={"dev.kodev.test": "debug"},
+        volumes={str(mounted): {"bind": "/kodev", "mode": "ro"}},
+        entrypoint=[f"/kodev/{SUPERVISOR}", "-bin", "/kodev/app", "-stdin", "-dlv", "/kodev/dlv",
+                    "-dlv-listen", f"127.0.0.1:{delve_port}", "--", "/ko-app/debugged", f"127.0.0.1:{app_port}"])
+    try:
+        container.start()
+        _session_survives_a_new_binary(go_binary, module, mounted / "app", delve_port, app_port)
+    except BaseException:
+        print(container.logs().decode(errors="replace"))  # Delve's and the supervisor's word, on failure
+        raise
+    finally:
+        container.remove(force=True)
+        docker_client.images.remove(f"{repo}/debugged:latest", force=True)
