@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -38,6 +39,18 @@ class BuildRequest:
     env: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ()
+    trimpath: bool = True  # off for debugging: the binary's source paths are then the host's, as the IDE's
+
+
+DEBUG_GCFLAGS = "-gcflags=all=-N -l"  # no optimizations, no inlining: every variable and line a debugger asks
+
+
+def for_debugging(request: BuildRequest) -> BuildRequest:
+    """`request` as `kodev debug` builds it: -N -l for every package, DWARF and symbols kept (no -s, -w),
+    and no -trimpath, so breakpoints set by host paths need no path mapping."""
+    flags = tuple(f for f in request.flags if f != "-trimpath" and not f.startswith("-gcflags"))
+    ldflags = tuple(f for f in request.ldflags if f not in ("-s", "-w"))
+    return dataclasses.replace(request, flags=(*flags, DEBUG_GCFLAGS), ldflags=ldflags, trimpath=False)
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,8 @@ def _groups(requests: Sequence[BuildRequest]) -> list[list[BuildRequest]]:
     for request in requests:
         for group in groups:
             head = group[0]
-            same_settings = (head.env, head.flags, head.ldflags) == (request.env, request.flags, request.ldflags)
+            same_settings = ((head.env, head.flags, head.ldflags, head.trimpath)
+                             == (request.env, request.flags, request.ldflags, request.trimpath))
             if same_settings and all(r.command.app_name != request.command.app_name for r in group):
                 group.append(request)
                 break
@@ -80,7 +94,7 @@ def _env(pairs: Sequence[str]) -> dict[str, str]:
 def build_args(group: Sequence[BuildRequest], out_dir: Path, verbose: bool = False) -> list[str]:
     head = group[0]
     # -v names each package as it is compiled (not those the build cache has): the progress kodev shows.
-    args = ["build", "-trimpath", *(["-v"] if verbose else []), *head.flags]
+    args = ["build", *(["-trimpath"] if head.trimpath else []), *(["-v"] if verbose else []), *head.flags]
     # An empty build ID keeps the binary a function of the compiled code alone: Go's default ID hashes
     # the source files, so a comment-only edit would otherwise change the image and restart containers.
     ldflags = head.ldflags if any("-buildid" in flag for flag in head.ldflags) else ("-buildid=", *head.ldflags)

@@ -28,6 +28,8 @@ import pytest
 from kodev.debug.delve import DELVE_VERSION, find_delve
 from kodev.debug.rpc import DelveClient, DelveRPCError
 from kodev.deliver.supervision import SUPERVISOR, build_supervisor
+from kodev.gobuild import BuildRequest, compile_commands, for_debugging
+from kodev.gomod import resolve_commands
 from kodev.gotool import find_go
 from tests.conftest import GOPROXY_OUTSIDE
 from tests.integration.conftest import run_kodev
@@ -71,13 +73,19 @@ def _line(text: str, marker: str) -> int:
 
 
 def _build(go: str, module: Path, binary: Path, greeting: str, helper: str) -> str:
-    """Write main.go, build it as `kodev debug` does (no -trimpath, -N -l), rename the binary onto `binary`."""
+    """Write main.go, build it with kodev's debug settings (`for_debugging`: no -trimpath, -N -l, DWARF kept),
+    and rename the binary onto `binary`, as a swap does."""
     text = SOURCE % (greeting, helper)
     (module / "main.go").write_text(text)
-    partial = binary.with_name(binary.name + ".new")
-    subprocess.run([go, "build", "-gcflags=all=-N -l", "-o", str(partial), "."], cwd=module, check=True,
-                   env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}, timeout=300)
-    os.replace(partial, binary)
+    tool = find_go(go, {})
+    [command] = resolve_commands(tool, ["."], module)
+    out = binary.parent / ".build"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    [built] = compile_commands(tool, [for_debugging(BuildRequest(command, ldflags=("-s", "-w")))], out)
+    shutil.copyfile(built.path, binary.with_name(binary.name + ".new"))
+    binary.with_name(binary.name + ".new").chmod(0o555)
+    os.replace(binary.with_name(binary.name + ".new"), binary)
     return text
 
 
