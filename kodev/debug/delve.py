@@ -37,16 +37,11 @@ def find_delve(go: GoTool, named: str | None = None, env: Mapping[str, str] | No
             raise DelveError(f"no Delve at {wanted!r} (from {origin}). Give the path of a static `dlv` built for "
                              "the containers' platform, or leave it unset and kodev builds one with your Go.")
         return Path(found)
-    target = f"{go.env.get('GOOS') or _host('GOOS', go)}-{go.env.get('GOARCH') or _host('GOARCH', go)}"
-    built = cache.subdir("delve") / f"dlv-{DELVE_VERSION}-{go.version(Path.cwd()) or 'go'}-{target}"
+    here = Path.cwd()
+    built = cache.subdir("delve") / f"dlv-{DELVE_VERSION}-{go.version(here) or 'go'}-{go.target(here) or 'target'}"
     if built.is_file():
         return built
     return _build(go, built)
-
-
-def _host(key: str, go: GoTool) -> str:
-    done = go.run(["env", key], Path.cwd())
-    return done.stdout.strip() or "unknown"
 
 
 def _build(go: GoTool, destination: Path) -> Path:
