@@ -67,6 +67,10 @@ class RecreateDelivery(OneContainer):
     def close(self) -> None:
         pass
 
+    def started(self, delivered: Delivered) -> Delivered:
+        """A new container of this service runs (`delivered` says how): what to report of it."""
+        return delivered
+
 
 class _Recreating:
     """The container being replaced (or started) while the image loads."""
@@ -88,7 +92,8 @@ class _Recreating:
         else:
             container_id, how = self.delivery.start(self.ref), "started"
         self.delivery.runs(container_id)
-        return Delivered(self.delivery.spec.service, how, time.monotonic() - started, container_id, self.note)
+        return self.delivery.started(Delivered(self.delivery.spec.service, how, time.monotonic() - started,
+                                               container_id, self.note))
 
     def abort(self) -> Delivered | None:
         if self.replacement is None:

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,10 @@ class SwapKit:
         """Where the supervisor and the swapped binary are, inside the container."""
         return MOUNT_POINT if self.mode == "mount" else COPY_DIR
 
-    def entrypoint(self, app: str) -> list[str]:
+    def entrypoint(self, app: str, delve: Sequence[str] = ()) -> list[str]:
+        """The supervisor's command line; `delve`: its -dlv flags (kodev debug)."""
         return [f"{self.directory}/{SUPERVISOR}", "-bin", f"{self.directory}/{app}", "-stdin",
-                "-grace", f"{self.grace_seconds}s", "--", f"/ko-app/{app}"]
+                "-grace", f"{self.grace_seconds}s", *delve, "--", f"/ko-app/{app}"]
 
 
 class ControlChannel:

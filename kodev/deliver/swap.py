@@ -51,6 +51,8 @@ MISSED_SLACK = 0.05  # seconds
 class SwapDelivery(RecreateDelivery):
     """A service whose binary-only changes are swapped in place; everything else recreates (supervised)."""
 
+    writable_mount = False  # mount mode: whether the container may write its directory (Delve's needs it)
+
     def __init__(self, spec: ContainerSpec, containers: ContainerRuntime, supervision: Supervision, app: str
                  ) -> None:
         super().__init__(spec, containers)
@@ -85,7 +87,7 @@ class SwapDelivery(RecreateDelivery):
                         f"({getattr(exc, 'explanation', None) or exc}); recreated it instead")
             else:
                 self.swapped_at = time.time()
-                return Done(Delivered(self.spec.service, "swapped", time.monotonic() - started))
+                return Done(self.swapped(Delivered(self.spec.service, "swapped", time.monotonic() - started)))
         return _Recreating(self, self._replacement(), release.ref, note, create=lambda: self.create_supervised(
             release.ref))
 
@@ -139,21 +141,35 @@ class SwapDelivery(RecreateDelivery):
         """Create (not start) this service's container, its entrypoint the supervisor, its stdin attached."""
         self.kit = kit = self.supervision.kit(ref)
         mounts: dict[str, dict[str, str]] = {}
+        tools = self.tools(kit)
         if kit.mode == "mount":
             if self.directory is not None:
                 shutil.rmtree(self.directory, ignore_errors=True)  # the replaced container's
             self.directory = _fresh_directory(kit.root, self.spec.name)
-            shutil.copyfile(kit.supervisor, self.directory / SUPERVISOR)
-            (self.directory / SUPERVISOR).chmod(0o555)
-            mounts[str(self.directory)] = {"bind": MOUNT_POINT, "mode": "ro"}
-        container_id = self.containers.create(self.spec, ref, entrypoint=kit.entrypoint(self.app),
+            for name, tool in tools.items():
+                place_binary(tool, self.directory, name)
+            if self.writable_mount:  # its parent (0700) still keeps other local users out
+                self.directory.chmod(0o777)
+            mounts[str(self.directory)] = {"bind": MOUNT_POINT, "mode": "rw" if self.writable_mount else "ro"}
+        container_id = self.containers.create(self.spec, ref, entrypoint=self.entrypoint(kit),
                                               extra_volumes=mounts, control_channel=True)
         client = self.supervision.client  # the control channel is a socket of the daemon's
         if kit.mode == "copy":
-            put_copy_dir(client, container_id, kit.supervisor)
+            put_copy_dir(client, container_id, tools)
         self._close_channel()
         self.channel = ControlChannel(client, container_id)
         return container_id
+
+    def swapped(self, delivered: Delivered) -> Delivered:
+        """A swap served: what to report of it."""
+        return delivered
+
+    def tools(self, kit: SwapKit) -> dict[str, Path]:
+        """What goes into the container beside the app, by name: the supervisor."""
+        return {SUPERVISOR: kit.supervisor}
+
+    def entrypoint(self, kit: SwapKit) -> list[str]:
+        return kit.entrypoint(self.app)
 
     def _close_channel(self) -> None:
         if self.channel is not None:
@@ -196,11 +212,11 @@ def _tar(files: list[tuple[str, bytes, int]], owner: ContainerUser | None = None
     return buffer.getvalue()
 
 
-def put_copy_dir(client: Any, container_id: str, supervisor: Path) -> None:
-    """Copy mode: make COPY_DIR in a created container, with the supervisor in it, owned by the container's
-    user (the supervisor runs as that user and writes the binaries it receives there)."""
+def put_copy_dir(client: Any, container_id: str, tools: dict[str, Path]) -> None:
+    """Copy mode: make COPY_DIR in a created container, with `tools` (the supervisor; Delve) in it, owned by
+    the container's user (the supervisor runs as that user and writes the binaries it receives there)."""
     copy_dir = PurePosixPath(COPY_DIR)
     archive = _tar([(f"{copy_dir.name}/", b"", 0o755),
-                    (f"{copy_dir.name}/{SUPERVISOR}", supervisor.read_bytes(), 0o555)],
+                    *((f"{copy_dir.name}/{name}", tool.read_bytes(), 0o555) for name, tool in tools.items())],
                    container_user(client, container_id))
     client.api.put_archive(container_id, str(copy_dir.parent), archive)

@@ -138,7 +138,7 @@ def test_a_binary_sent_down_the_control_channel_is_served_by_the_container(rig: 
         entrypoint=kit.entrypoint("app"), stdin_open=True, detach=False)
     channel = None
     try:
-        put_copy_dir(rig.client, container.id, rig.supervisor)
+        put_copy_dir(rig.client, container.id, {SUPERVISOR: rig.supervisor})
         channel = ControlChannel(rig.client, container.id)
         container.start()
         first = wait_for_page(f"http://127.0.0.1:{port}/", "version=dev", timeout=30)
