@@ -16,7 +16,7 @@ from typing import Protocol
 from kodev import cache
 from kodev.config import Config
 from kodev.epoch import Epochs
-from kodev.gobuild import Binary, compile_commands
+from kodev.gobuild import Binary, compile_commands, for_debugging
 from kodev.gomod import MainPackage
 from kodev.gotool import GoTool
 from kodev.image import base as base_images
@@ -52,7 +52,8 @@ class ImageBuilder(Protocol):
     The binary layer is separate so that a swap can serve before it is made."""
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
-                superseded: Callable[[], bool] | None = None) -> tuple[list[Binary], float]: ...
+                superseded: Callable[[], bool] | None = None, debug: bool = False
+                ) -> tuple[list[Binary], float]: ...
 
     def heads(self, commands: Sequence[MainPackage]) -> dict[Path, GitHead | None]: ...
 
@@ -97,15 +98,18 @@ class Builder:
         return {c.module_dir: git_info(c.module_dir) for c in commands}
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
-                superseded: Callable[[], bool] | None = None) -> tuple[list[Binary], float]:
+                superseded: Callable[[], bool] | None = None, debug: bool = False) -> tuple[list[Binary], float]:
         """One `go build` for all plans (as few as their settings allow); the binaries and the time taken.
         Raises `Superseded` when `superseded` says newer saves came meanwhile (kodev/gobuild.py).
 
         `strip` (watch mode) links without DWARF and the symbol table: about a third faster for a small
-        server; panics' stack traces keep their function names, debuggers lose symbols."""
+        server; panics' stack traces keep their function names, debuggers lose symbols. `debug` (kodev
+        debug) builds for Delve instead: no optimizations, DWARF kept, host source paths."""
         started = time.monotonic()
         requests = [p.request for p in plans]
-        if strip:
+        if debug:
+            requests = [for_debugging(r) for r in requests]
+        elif strip:
             requests = [r if {"-s", "-w"} <= set(r.ldflags)
                         else dataclasses.replace(r, ldflags=(*r.ldflags, "-s", "-w")) for r in requests]
         with self.ui.building([p.name for p in plans]) as on_package:  # progress, build events

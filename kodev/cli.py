@@ -8,7 +8,7 @@ kodev/cli_options.py; how a command's output starts and ends (errors, exit codes
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
@@ -18,6 +18,7 @@ import typer
 from kodev import __version__
 from kodev.cli_guard import finish, guarded, make_ui
 from kodev.cli_options import (
+    AFTER_SEPARATOR,
     Command,
     ConfigOption,
     EnvFileOption,
@@ -32,7 +33,9 @@ from kodev.cli_options import (
     ProjectNameOption,
     PublishOption,
     RmOption,
+    SeparatedCommand,
     StopTimeoutOption,
+    Str,
     SwapOption,
     UserOption,
     VolumeOption,
@@ -41,9 +44,6 @@ from kodev.cli_options import (
 )
 
 if TYPE_CHECKING:
-    from kodev.config import ServiceConfig
-    from kodev.network import Origin
-    from kodev.services import ContainerSpec
     from kodev.session import Session
     from kodev.settings import EnvSettings
     from kodev.ui import UI
@@ -197,34 +197,13 @@ def run(
         env_file=str(env_file) if env_file else None, ports=tuple(publish or ()), network=network,
         volumes=tuple(volume or ()), user=user, stop_timeout=stop_timeout)
     swapping = _swapping(swap, _settings(ctx))
-    _in_session(ctx, "run", json, config, go, platform,
-                lambda session: _run(session, service, remove_on_exit=rm, watch=watch, swap=swapping),
-                run_tag=WATCH_TAG if watch else None)
 
+    def run_in(session: Session) -> int:
+        from kodev.cli_watch import run_service
 
-def _run(session: Session, service: ServiceConfig, remove_on_exit: bool, watch: bool, swap: bool) -> int:
-    """`kodev run`: the one command `service.command` names, in a container (named after it unless named)."""
-    import dataclasses
+        return run_service(session, service, remove_on_exit=rm, watch=watch, swap=swapping)
 
-    from kodev.errors import GoError
-    from kodev.network import Origin
-    from kodev.services import container_spec
-    from kodev.session import CommandServices
-
-    plans = session.plan([service.command])
-    if len(plans) != 1:
-        raise GoError(f"{service.command}: names {len(plans)} commands; kodev run runs one.")
-    plan = plans[0]
-    service = dataclasses.replace(service, name=service.name or plan.container_name)
-    spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=remove_on_exit)
-    _check_network(session, [(spec, Origin("kodev run", "`--network host` (and no -p)"))])
-    if watch:
-        from kodev.watch import DevLoop
-
-        return DevLoop(session, [CommandServices(plan, (spec,))], prefix_logs=False, swap=swap).run()
-    from kodev.run import run_once
-
-    return run_once(session, plan, spec)
+    _in_session(ctx, "run", json, config, go, platform, run_in, run_tag=WATCH_TAG if watch else None)
 
 
 @app.command("watch", cls=Command)
@@ -251,45 +230,45 @@ def watch_command(
     swapping = _swapping(swap, _settings(ctx))
 
     def watch_in(session: Session) -> int:
-        from kodev.watch import DevLoop
+        from kodev.cli_watch import watch_loop
 
-        files = compose_files or ([session.config.root / f for f in session.config.compose] if not paths else [])
-        if files:
-            return _watch_compose(session, files, project_name, take_down, swapping)
-        targets = session.watch_targets(paths or [])
-        _check_network(session, [(spec, _origin(session, spec)) for target in targets for spec in target.specs])
-        return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths or []), swap=swapping).run()
+        return watch_loop(session, paths or [], compose_files or [], project_name, take_down, swapping)
 
     _in_session(ctx, "watch", json, config, go, platform, watch_in, run_tag=WATCH_TAG)
+
+
+@app.command("debug", cls=SeparatedCommand)
+def debug_command(
+    ctx: typer.Context,
+    paths: Annotated[ListOption, typer.Argument(
+        metavar="[PATH...] [-- ARGS...]", show_default=False,
+        help="Commands to debug (default: the services and commands in kodev.toml); ARGS after -- go to the "
+             "commands named here.")] = None,
+    dlv: Annotated[Str, typer.Option(
+        "--dlv", metavar="PATH", show_default=False,
+        help="A static dlv for the containers' platform (also KODEV_DLV); default: kodev builds Delve with your "
+             "go, once per Go version.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Each new process waits at its start until a debugger continues it.")] = False,
+    config: ConfigOption = None,
+    go: GoOption = None,
+    platform: PlatformOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Watch like `kodev watch`, every service under Delve: your debugger stays attached across saves."""
+    args = ctx.meta.get(AFTER_SEPARATOR, ())
+
+    def debug_in(session: Session) -> int:
+        from kodev.cli_watch import debug_loop
+
+        return debug_loop(session, paths or [], args, dlv, wait)
+
+    _in_session(ctx, "debug", json, config, go, platform, debug_in, run_tag=WATCH_TAG)
 
 
 def _swapping(flag: bool | None, settings: EnvSettings) -> bool:
     """--swap/--no-swap, else KODEV_SWAP (0 turns it off), else on."""
     return flag if flag is not None else settings.swap
-
-
-def _watch_compose(session: Session, files: list[Path], project_name: str | None, take_down: bool,
-                   swap: bool) -> int:
-    from kodev.compose import find_compose
-    from kodev.compose_build import load_with_own_refs
-    from kodev.deliver.compose import ComposeStack
-    from kodev.deliver.compose_swap import ComposeSwap
-    from kodev.deliver.supervision import Supervision
-    from kodev.errors import ConfigError
-    from kodev.watch import DevLoop
-
-    cli = find_compose()
-    project = load_with_own_refs(session, cli, files, project_name)
-    if not project.kodev_services:
-        raise ConfigError(f"no service of {', '.join(str(f) for f in project.files)} runs a kodev command: give one "
-                          "an image ko://<import path> or ko://./cmd/NAME (relative to the compose file).")
-    commands = session.compose_targets(project)
-    client = session.daemon.client
-    swapping = ComposeSwap(Supervision(session.go, client, force_copy=session.settings.swap_copy), client,
-                           {s: c.plan.command.app_name for c in commands for s in c.compose}) if swap else None
-    stack = ComposeStack(cli, project, {s: c.plan.ref for c in commands for s in c.compose}, client,
-                         take_down=take_down, swap=swapping)
-    return DevLoop(session, commands, prefix_logs=True, stack=stack, swap=swap).run()
 
 
 @app.command("resolve")
@@ -313,23 +292,6 @@ def resolve_command(
             session.ui.result(resolve(session, cli, file, project_name).rstrip("\n"))
 
     guarded(run, _settings(ctx).debug)
-
-
-def _check_network(session: Session, specs: Sequence[tuple[ContainerSpec, Origin]]) -> None:
-    """Before anything is built: a bridge-less daemon cannot publish ports (error) nor reach a default network."""
-    from kodev.network import check
-
-    for warning in check(session.daemon.client, specs):
-        session.ui.warn(warning)
-
-
-def _origin(session: Session, spec: ContainerSpec) -> Origin:
-    from kodev.network import Origin
-
-    if spec.service in session.config.services:
-        return Origin(f"{session.config.describe()}: services.{spec.service}",
-                      'network = "host" in that table (and no ports)')
-    return Origin(f"kodev watch {spec.command}", 'a [services.NAME] table in kodev.toml with network = "host"')
 
 
 def main() -> None:

@@ -28,6 +28,21 @@ class Command(TyperCommand):
                     formatter.write_dl(rows)
 
 
+class SeparatedCommand(Command):
+    """A command whose arguments after `--` are its program's (`kodev debug [PATH...] -- ARGS`): kept in
+    `ctx.meta[AFTER_SEPARATOR]`, so that they never mix with its own variadic PATH arguments."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta[AFTER_SEPARATOR] = tuple(args[at + 1:])
+            args = args[:at]
+        return list(super().parse_args(ctx, args))
+
+
+AFTER_SEPARATOR = "kodev.after_separator"
+
+
 def _args(command: TyperCommand, ctx: Context) -> list[Parameter]:
     return [p for p in command.get_params(ctx) if p.param_type_name == "argument" and not getattr(p, "hidden", False)]
 

@@ -45,7 +45,7 @@ _TOP_KEYS = {"base": _STR, "repo": _STR, "platform": _STR, "build": "table", "co
 _COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
 _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
                  "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL,
-                 "swap": _BOOL}
+                 "swap": _BOOL, "delve": _INT}
 _WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS, "strip": _BOOL}
 
 
@@ -131,6 +131,21 @@ def _build_settings(table: Mapping[str, Any]) -> BuildSettings:
     )
 
 
+def _delve_port(reader: _Reader, key: str, table: Mapping[str, Any], earlier: Mapping[str, ServiceConfig]
+                ) -> int | None:
+    """`delve = PORT` (kodev debug): a TCP port no other service's Delve takes."""
+    port = table.get("delve")
+    if port is None:
+        return None
+    if not 0 < port < 65536:
+        raise reader.fail(_join(key, "delve"), f"{port} is not a TCP port (1 to 65535)")
+    taken = next((name for name, service in earlier.items() if service.delve == port), None)
+    if taken is not None:
+        raise reader.fail(_join(key, "delve"), f"port {port} is also services.{taken}'s Delve port; each "
+                                               "service's Delve needs a port of its own")
+    return int(port)
+
+
 def parse(text: str, path: Path) -> Config:
     """Parse the text of a kodev.toml found at `path`."""
     reader = _Reader(path)
@@ -167,7 +182,7 @@ def parse(text: str, path: Path) -> Config:
             ports=tuple(table.get("ports", ())), network=table.get("network"),
             volumes=tuple(table.get("volumes", ())), user=table.get("user"),
             stop_timeout=table.get("stop_timeout", 10), restart=table.get("restart", True),
-            swap=table.get("swap", True),
+            swap=table.get("swap", True), delve=_delve_port(reader, key, table, services),
         )
 
     watch_table = reader.table(top.get("watch", {}), "watch", _WATCH_KEYS)

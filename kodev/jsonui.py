@@ -23,6 +23,7 @@ from kodev.ui import UI
 
 if TYPE_CHECKING:
     from kodev.affected import FileChange
+    from kodev.debug.rpc import Restarted
     from kodev.deliver import Delivered
     from kodev.gomod import ModuleGraph
 
@@ -51,6 +52,8 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
                        "image_id": _OPT_STR, "delivered": _LIST},
     "service.log": {"service": _STR, "stream": _STR, "line": _STR},
     "service.exited": {"service": _STR, "code": (int,), "last_lines": _LIST},
+    "debugger.listening": {"service": _STR, "address": _STR},
+    "debugger.restarted": {"service": _STR, "discarded": _LIST},
     "daemon.lost": {"endpoint": _STR},
     "daemon.back": {},
     "config.reloaded": {"path": _STR},
@@ -219,6 +222,13 @@ class JsonUI(UI):
 
     def service_exited(self, service: str, code: int, last_lines: Sequence[str]) -> None:
         self.emit("service.exited", service=service, code=code, last_lines=list(last_lines))
+
+    def debugger_listening(self, service: str, address: str) -> None:
+        self.emit("debugger.listening", service=service, address=address)
+
+    def debugger_restarted(self, service: str, restarted: Restarted) -> None:
+        self.emit("debugger.restarted", service=service,
+                  discarded=[{"location": d.location, "reason": d.reason} for d in restarted.discarded])
 
     def daemon_lost(self, endpoint: str) -> None:
         self.emit("daemon.lost", endpoint=endpoint)

@@ -88,7 +88,8 @@ class WatchedCommand:
 @dataclass
 class Rebuild:
     """Runs rounds for a fixed set of commands (a changed kodev.toml makes a new Rebuild). `on_delivered` is
-    told of every container a round starts (the loop follows its logs); `strip` links with -s -w."""
+    told of every container a round starts (the loop follows its logs); `strip` links with -s -w (not with
+    `debug`)."""
 
     builder: ImageBuilder
     pruning: ImagePruner
@@ -98,6 +99,7 @@ class Rebuild:
     scratch: Path
     on_delivered: Callable[[Delivered], None]
     strip: bool = False
+    debug: bool = False  # kodev debug: binaries built for Delve (gobuild.for_debugging)
     run_ref: Callable[[CommandPlan], str] = lambda plan: plan.ref  # where a container of its image runs from
     # Asked while a round compiles: have newer saves come? (The loop's Coalescer answers.)
     superseded: Callable[[], bool] = lambda: False
@@ -155,7 +157,8 @@ class Rebuild:
             return {}, None
         try:
             binaries, go_seconds = self.builder.compile([c.plan for c in compiling], self.scratch,
-                                                        strip=self.strip, superseded=superseded)
+                                                        strip=self.strip, superseded=superseded,
+                                                        debug=self.debug)
         except CompileError as exc:
             self.ui.error(exc)
             self.ui.warn(f"build failed; {self.what_stays()}. Save a fix to try again.")
@@ -213,6 +216,10 @@ class Rebuild:
         for done in delivered:
             if done.note:
                 self.ui.warn(done.note)
+            if done.debugger:
+                self.ui.debugger_listening(done.service, done.debugger)
+            if done.restarted is not None:
+                self.ui.debugger_restarted(done.service, done.restarted)
         for done in delivered:
             self.on_delivered(done)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kodev.debug.rpc import Restarted
 from kodev.publish import Published
 
 Outcome = Literal["built", "rebuilt", "unchanged", "image"]
@@ -25,6 +26,8 @@ class Delivered:
     seconds: float
     container_id: str | None = None  # a new container whose logs are to be followed
     note: str = ""  # something the user should know (a swap that fell back to a recreate, and why)
+    debugger: str = ""  # kodev debug: a new Delve listens here (HOST:PORT), for the IDE to attach to
+    restarted: Restarted | None = None  # kodev debug: Delve restarted the process on the new build
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class ContainerSpec:
     remove_on_exit: bool = True  # --rm
     restart: bool = True  # false: started once, never recreated nor removed by kodev
     swap: bool = True  # watch: swap a new binary in place (kodev's supervisor) instead of recreating
+    delve: int | None = None  # kodev debug: Delve's port, as configured (None: kodev picks one)
 
 
 def parse_port(spec: str, where: str) -> PortBinding:
@@ -164,4 +165,5 @@ def container_spec(service: ServiceConfig, base_dir: Path, where: str, name: str
         remove_on_exit=remove_on_exit,
         restart=service.restart,
         swap=service.swap,
+        delve=service.delve,
     )

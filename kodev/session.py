@@ -138,12 +138,12 @@ class Session:
             by_plan.setdefault(plan, []).append(service)
         return [CommandServices(plan, compose=tuple(services)) for plan, services in by_plan.items()]
 
-    def watch_targets(self, paths: Sequence[str]) -> list[CommandServices]:
+    def watch_targets(self, paths: Sequence[str], args: tuple[str, ...] = ()) -> list[CommandServices]:
         """What `kodev watch` runs: services and commands from kodev.toml, or the commands given.
 
         Given paths narrow the config to those commands; a pattern (`./...`, `./cmd/...`) means every
-        `package main` it matches. A command with no service is run as a service named after it when it
-        came from the command line, and only rebuilt and loaded when it came from `[commands]` (so images
+        `package main` it matches. A command with no service is run as a service named after it (with `args`)
+        when it came from the command line, and only rebuilt and loaded when it came from `[commands]` (so images
         used by compose or other tools stay fresh). A path from kodev.toml that names no command is an error
         naming its key.
         """
@@ -188,7 +188,7 @@ class Session:
                     directory = plan.command.dir  # a pattern's match is named by its directory
                     here = f"./{directory.relative_to(self.cwd)}" if directory.is_relative_to(self.cwd) else None
                     command = (here or str(directory)) if "..." in arg else arg
-                    service = ServiceConfig(name=plan.container_name, command=command)
+                    service = ServiceConfig(name=plan.container_name, command=command, args=args)
                     runs.append(container_spec(service, self.cwd, f"command {command}"))
         return [CommandServices(plan, tuple(runs)) for plan, runs in services.values()]
 

@@ -62,6 +62,7 @@ class ServiceConfig:
     stop_timeout: int = 10
     restart: bool = True
     swap: bool = True  # watch: binary-only changes are swapped into the running container
+    delve: int | None = None  # kodev debug: the port Delve listens on (default: 2345, then the next free)
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,11 @@ class EnvSettings:
     swap: bool = True  # KODEV_SWAP: the default of --swap/--no-swap (0, false or no turn it off)
     swap_copy: bool = False  # KODEV_SWAP_COPY: copy swapped binaries in even where a bind mount works
     epochs: Epochs = field(default_factory=Epochs)  # SOURCE_DATE_EPOCH, KO_DATA_DATE_EPOCH
+    dlv: str | None = None  # KODEV_DLV: the static dlv kodev debug puts into containers (else it builds one)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EnvSettings:
         return cls(cache=CacheSettings.from_env(env), debug=env.get("KODEV_DEBUG", "") not in ("", "0"),
                    swap=env.get("KODEV_SWAP", "1") not in ("0", "false", "no"),
-                   swap_copy=env.get("KODEV_SWAP_COPY", "") not in ("", "0"), epochs=Epochs.read(env))
+                   swap_copy=env.get("KODEV_SWAP_COPY", "") not in ("", "0"), epochs=Epochs.read(env),
+                   dlv=env.get("KODEV_DLV") or None)

@@ -25,6 +25,7 @@ from kodev.status import StatusLine, wants_status
 
 if TYPE_CHECKING:
     from kodev.affected import FileChange
+    from kodev.debug.rpc import Restarted
     from kodev.deliver import Delivered
     from kodev.gomod import ModuleGraph
 
@@ -313,6 +314,16 @@ class UI:
             return
         tail = f" Its last output: {last_lines[-1]!r}." if last_lines else ""
         self.warn(f"{service} exited with code {code}.{tail} The next good build starts it again.")
+
+    def debugger_listening(self, service: str, address: str) -> None:
+        """kodev debug: a new Delve for `service` answers at `address` (a new container: attach again)."""
+        self.note(f"{service}: Delve listens on {address}; attach your debugger there (it stays attached "
+                  "across saves).")
+
+    def debugger_restarted(self, service: str, restarted: Restarted) -> None:
+        """kodev debug: Delve restarted `service` on the new binary; breakpoints it could not set again."""
+        for gone in restarted.discarded:
+            self.warn(f"{service}: breakpoint at {gone.location} is gone from the new code ({gone.reason}).")
 
     def daemon_lost(self, endpoint: str) -> None:
         self._idle()

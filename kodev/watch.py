@@ -15,6 +15,7 @@ from kodev import cache
 from kodev.affected import Decision, decide
 from kodev.coalesce import Coalescer, Inbox, RawChanges
 from kodev.containers import Containers
+from kodev.debug.delve import DebugSettings
 from kodev.deliver.compose import ComposeStack
 from kodev.deliver.supervision import Supervision
 from kodev.errors import KodevError
@@ -38,8 +39,12 @@ class DevLoop:
     """
 
     def __init__(self, session: Session, commands: list[CommandServices], prefix_logs: bool,
-                 watch_paths: list[str] | None = None, stack: ComposeStack | None = None, swap: bool = True) -> None:
+                 watch_paths: list[str] | None = None, stack: ComposeStack | None = None, swap: bool = True,
+                 debug: DebugSettings | None = None) -> None:
+        """`debug` (kodev debug): every service runs under Delve, on binaries built for it (swapping is on)."""
         self.session = session
+        self.debug = debug
+        swap = swap or debug is not None
         self.ui = session.ui
         self.stack = stack
         self.inbox = Inbox()
@@ -47,7 +52,7 @@ class DevLoop:
         supervision = (Supervision(session.go, session.daemon.client, containers.owner,
                                    force_copy=session.settings.swap_copy) if swap else None)
         self.workloads = Workloads(containers, session.daemon, self.ui, self.inbox.put, stack, supervision,
-                                   prefix_logs)
+                                   prefix_logs, debug)
         self.workloads.use(commands)
         self.config_reload = ConfigReload(self.ui, watch_paths)
         self.stack_reload = StackReload(self.ui, stack) if stack is not None else None
@@ -80,7 +85,7 @@ class DevLoop:
     def _rounds(self, session: Session) -> Rebuild:
         return Rebuild(session.builder, session.pruner, session.daemon, self.ui, self.workloads.commands,
                        self.scratch, self.workloads.follow, strip=session.config.watch.strip, run_ref=session.run_ref,
-                       superseded=self.coalescer.supersede)
+                       superseded=self.coalescer.supersede, debug=self.debug is not None)
 
     # --- startup ---------------------------------------------------------------------------------
 

@@ -13,9 +13,11 @@ from typing import Literal
 
 from kodev.containers import Containers
 from kodev.daemon import Daemon
+from kodev.debug.delve import DebugSettings
 from kodev.deliver import Delivered, Delivery
 from kodev.deliver.choose import deliveries_for
 from kodev.deliver.compose import ComposeDelivery, ComposeStack
+from kodev.deliver.debugged import debug_targets
 from kodev.deliver.supervision import Supervision
 from kodev.errors import KodevError, reworded
 from kodev.events import Message, ServiceExited
@@ -34,7 +36,8 @@ class Workloads:
     """The commands of one watch session and everything that runs their images."""
 
     def __init__(self, containers: Containers, daemon: Daemon, ui: UI, post: Callable[[Message], None],
-                 stack: ComposeStack | None, supervision: Supervision | None, prefix_logs: bool) -> None:
+                 stack: ComposeStack | None, supervision: Supervision | None, prefix_logs: bool,
+                 debug: DebugSettings | None = None) -> None:
         self.containers = containers
         self.daemon = daemon
         self.ui = ui
@@ -42,6 +45,7 @@ class Workloads:
         self.stack = stack
         self.supervision = supervision
         self.prefix_logs = prefix_logs
+        self.debug = debug  # kodev debug: every restarted service runs under Delve
         self.commands: list[WatchedCommand] = []
         self.colors: dict[str, str] = {}
         self.width = 0
@@ -56,8 +60,10 @@ class Workloads:
         are returned, for `stop`."""
         previous = {c.import_path: c for c in self.commands}
         left = self.deliveries
+        targets = debug_targets([s for c in commands for s in c.specs if s.restart]) if self.debug else None
         self.commands = [WatchedCommand(c.plan, deliveries_for(c.specs, c.compose, self.containers, self.stack,
-                                                               self.supervision, c.plan.command.app_name))
+                                                               self.supervision, c.plan.command.app_name,
+                                                               self.debug, targets))
                          for c in commands]
         for command in self.commands:
             if command.import_path in previous:

@@ -98,7 +98,7 @@ class FakeBuilder:
         self.on_layer: Callable[[CommandPlan], None] | None = None  # e.g. a file edited mid-round
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
-                superseded: Callable[[], bool] | None = None) -> tuple[list[Binary], float]:
+                superseded: Callable[[], bool] | None = None, debug: bool = False) -> tuple[list[Binary], float]:
         self.compiled.append([p.command.import_path for p in plans])
         if self.compile_error is not None:
             raise self.compile_error

@@ -14,6 +14,7 @@ import pytest
 
 from kodev import ui as ui_module
 from kodev.affected import FileChange
+from kodev.debug.rpc import Discarded, Restarted
 from kodev.deliver import Delivered
 from kodev.errors import CompileError, ConfigError, KodevError
 from kodev.gobuild import _PACKAGE_LINE
@@ -56,6 +57,8 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
     ui.watching([tmp_path])
     ui.service_exited("api", 3, ["boom"])
     ui.service_exited("api", 0, [])
+    ui.debugger_listening("api", "127.0.0.1:2345")
+    ui.debugger_restarted("api", Restarted((Discarded("/src/main.go:12", "could not find statement"),)))
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
     ui.config_reloaded(tmp_path / "kodev.toml")
@@ -66,6 +69,8 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
         f"watching {tmp_path} — save a file to rebuild; Ctrl-C to stop",
         "warning: api exited with code 3. Its last output: 'boom'. The next good build starts it again.",
         "api exited with code 0; the next good build starts it again.",
+        "api: Delve listens on 127.0.0.1:2345; attach your debugger there (it stays attached across saves).",
+        "warning: api: breakpoint at /src/main.go:12 is gone from the new code (could not find statement).",
         "warning: the Docker daemon at unix:///x.sock is not answering. kodev keeps watching and retries; when it "
         "is back, everything is rebuilt and restarted.",
         "the Docker daemon is back: rebuilding and restarting",
@@ -161,6 +166,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     ui.service_line("api", "cyan", 5, "hi", "stderr")
     ui.raw("stdout", "plain", "api")
     ui.service_exited("api", 3, ["boom"])
+    ui.debugger_listening("api", "127.0.0.1:2345")
+    ui.debugger_restarted("api", Restarted((Discarded("/src/main.go:12", "could not find statement"),)))
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
     ui.config_reloaded(tmp_path / "kodev.toml")
@@ -175,13 +182,16 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     assert [e["event"] for e in found] == [
         "started", "graph.loaded", "changes", "build.started", "build.finished", "image.published", "delivered",
         "command.result", "command.result", "build.superseded", "watching", "service.log", "service.log",
-        "service.exited", "daemon.lost", "daemon.back", "config.reloaded", "config.rejected", "error", "message",
+        "service.exited", "debugger.listening", "debugger.restarted", "daemon.lost", "daemon.back",
+        "config.reloaded", "config.rejected", "error", "message",
         "message", "error", "exit"]
     assert all(e["schema"] == SCHEMA for e in found)
     by = {e["event"]: e for e in found}
     assert by["changes"]["files"] == [{"path": "a.go", "change": "added"}, {"path": "b.go", "change": "modified"}]
     assert by["build.finished"]["packages"] == 1
     assert by["build.superseded"]["commands"] == ["server"]
+    assert by["debugger.restarted"]["discarded"] == [{"location": "/src/main.go:12",
+                                                      "reason": "could not find statement"}]
     assert by["delivered"] == {**by["delivered"], "service": "svc-server", "how": "recreated", "seconds": 0.12,
                                "serving_seconds": 0.52}
     assert by["image.published"]["bytes_sent"] == 9_900_000 and by["image.published"]["slim"] is True

@@ -11,45 +11,68 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from kodev import cache
 from kodev.errors import GoError
 from kodev.gotool import GoTool
+from kodev.platform import Platform
 
 DELVE_MODULE = "github.com/go-delve/delve"
 DELVE_VERSION = "v1.27.2"  # the one place the version is pinned; README names it
+
+
+FIRST_PORT = 2345  # Delve's own default; the services after the first take the next free ones
+
+
+@dataclass(frozen=True)
+class DebugSettings:
+    """What `kodev debug` adds to a watch session: the Delve that goes into every service's container."""
+
+    dlv: Path  # a static dlv for the containers' platform
+    wait: bool = False  # each new process waits for a debugger's `continue` (else it runs at once)
 
 
 class DelveError(GoError):
     """No usable Delve: the named one is missing, or building one failed."""
 
 
-def find_delve(go: GoTool, named: str | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """`named` (--dlv), else KODEV_DLV, else Delve built with `go` for its target into kodev's cache."""
-    environment = os.environ if env is None else env
-    wanted = named or environment.get("KODEV_DLV")
+def find_delve(go: GoTool, platform: Platform, named: str | None = None, from_env: str | None = None) -> Path:
+    """`named` (--dlv), else `from_env` (KODEV_DLV), else Delve built with `go` for `platform` (the
+    containers') into kodev's cache."""
+    wanted = named or from_env
     if wanted:
         found = shutil.which(wanted)
         if found is None:
             origin = "--dlv" if named else "KODEV_DLV"
-            raise DelveError(f"no Delve at {wanted!r} (from {origin}). Give the path of a static `dlv` built for "
-                             "the containers' platform, or leave it unset and kodev builds one with your Go.")
+            raise DelveError(f"no Delve at {wanted!r} (from {origin}): no such executable file. Give the path of "
+                             "a static `dlv` built for the containers' platform, or leave it unset and kodev "
+                             "builds one with your Go.")
         return Path(found)
-    here = Path.cwd()
-    built = cache.subdir("delve") / f"dlv-{DELVE_VERSION}-{go.version(here) or 'go'}-{go.target(here) or 'target'}"
+    built = _cached(go, platform)
     if built.is_file():
         return built
-    return _build(go, built)
+    return _build(go, platform, built)
 
 
-def _build(go: GoTool, destination: Path) -> Path:
+def is_cached(go: GoTool, platform: Platform) -> bool:
+    """Whether the Delve for `go`'s version and `platform` is built already (else the next find builds it)."""
+    return _cached(go, platform).is_file()
+
+
+def _cached(go: GoTool, platform: Platform) -> Path:
+    target = "-".join(platform.go_env().values())  # GOOS-GOARCH[-GOARM|GOAMD64]
+    return cache.subdir("delve") / f"dlv-{DELVE_VERSION}-{go.version(Path.cwd()) or 'go'}-{target}"
+
+
+def _build(go: GoTool, platform: Platform, destination: Path) -> Path:
     """`go install` into a GOPATH of its own (GOBIN cannot take a cross-compiled binary), the user's module
     cache kept; the result renamed into place, so a concurrent kodev sees a whole file or none."""
     module_cache = go.module_cache(Path.cwd())
     with tempfile.TemporaryDirectory(prefix="delve-", dir=cache.subdir("tmp")) as scratch:
-        extra = {"CGO_ENABLED": "0", "GOPATH": scratch, "GOBIN": "", "GOWORK": "off", "GOFLAGS": "-mod=mod"}
+        extra = {"CGO_ENABLED": "0", "GOPATH": scratch, "GOBIN": "", "GOWORK": "off", "GOFLAGS": "-mod=mod",
+                 **platform.go_env()}
         if module_cache is not None:
             extra["GOMODCACHE"] = str(module_cache)
         done = go.run(["install", f"{DELVE_MODULE}/cmd/dlv@{DELVE_VERSION}"], cwd=Path(scratch), extra_env=extra)

@@ -7,6 +7,7 @@ headless `--accept-multiclient` Delve, so the IDE's own connection is never touc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -111,7 +112,8 @@ class DelveClient:
         """Halt the process (if running), restart it from the same path (a new binary renamed there is what
         runs), and, with `resume`, let it run: every client stays connected, and Delve sets each logical
         breakpoint again on the new code, reporting those it could not."""
-        self.call("Command", {"name": "halt"})
+        with contextlib.suppress(DelveRPCError):  # not running: at a breakpoint, or exited; restarted anyway
+            self.call("Command", {"name": "halt"})
         result = self.call("Restart", {"Position": "", "ResetArgs": False, "NewArgs": [], "Rerecord": False,
                                        "Rebuild": False, "NewRedirects": ["", "", ""]})
         discarded = tuple(_discarded(entry) for entry in result.get("DiscardedBreakpoints") or [])

@@ -1,20 +1,20 @@
-"""Issue 21, the mechanism `kodev debug` rests on, with a real Delve built as kodev builds it: a debugging
-session survives a new binary. An IDE-like client stays connected to a headless `--accept-multiclient` Delve
-while kodev, as a second client, restarts the target on a rebuilt binary renamed onto the same path
-(`DelveClient.restart`): the IDE's breakpoint is still set and stops the next request, a local variable
-shows the new value, and a breakpoint whose line the edit removed comes back as discarded.
+"""Issue 21, end to end: `kodev debug --json` on a real module, real Go, real dockerd and a real Delve built as
+kodev builds it. An IDE-like client attaches at the address of the `debugger.listening` event and speaks
+Delve's JSON-RPC as an IDE does (halt, CreateBreakpoint, continue, State, Eval, ListBreakpoints), through
+kodev's own transport (`DelveClient.call`). A save swaps the new binary in and kodev restarts it under the same
+Delve: that very connection, never redone, stops at its breakpoint again and sees the new value; the
+breakpoint whose line the edit removed comes back in `debugger.restarted`; a compile error leaves the
+debugged process and the session as they were.
 
-Delve runs in a real container, under kodev's supervisor as PID 1 (the kodev debug command around it is the
-next step). The IDE's side speaks Delve's
-JSON-RPC through kodev's transport (`DelveClient.call`), with methods kodev itself never sends
-(CreateBreakpoint, State, Eval, ListBreakpoints). Marked `module_proxy`: Delve is downloaded and built.
+Both ways a binary reaches a container run: mount (the default here) and copy (`KODEV_SWAP_COPY=1`, with
+`--wait`: the process waits for the debugger's first continue). Marked `module_proxy`: Delve is downloaded
+and built.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -27,12 +27,11 @@ import pytest
 
 from kodev.debug.delve import DELVE_VERSION, find_delve
 from kodev.debug.rpc import DelveClient, DelveRPCError
-from kodev.deliver.supervision import SUPERVISOR, build_supervisor
-from kodev.gobuild import BuildRequest, compile_commands, for_debugging
-from kodev.gomod import resolve_commands
 from kodev.gotool import find_go
+from kodev.platform import from_daemon
 from tests.conftest import GOPROXY_OUTSIDE
-from tests.integration.conftest import run_kodev
+from tests.integration.json_events import Events
+from tests.integration.modules import Module, clean_daemon, start_kodev
 from tests.integration.process import free_port, wait_until
 
 pytestmark = pytest.mark.module_proxy
@@ -72,23 +71,6 @@ def _line(text: str, marker: str) -> int:
     return next(n for n, line in enumerate(text.splitlines(), 1) if marker in line)
 
 
-def _build(go: str, module: Path, binary: Path, greeting: str, helper: str) -> str:
-    """Write main.go, build it with kodev's debug settings (`for_debugging`: no -trimpath, -N -l, DWARF kept),
-    and rename the binary onto `binary`, as a swap does."""
-    text = SOURCE % (greeting, helper)
-    (module / "main.go").write_text(text)
-    tool = find_go(go, {})
-    [command] = resolve_commands(tool, ["."], module)
-    out = binary.parent / ".build"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    [built] = compile_commands(tool, [for_debugging(BuildRequest(command, ldflags=("-s", "-w")))], out)
-    shutil.copyfile(built.path, binary.with_name(binary.name + ".new"))
-    binary.with_name(binary.name + ".new").chmod(0o555)
-    os.replace(binary.with_name(binary.name + ".new"), binary)
-    return text
-
-
 def _get(url: str, into: list[str]) -> threading.Thread:
     def fetch() -> None:
         with urllib.request.urlopen(url, timeout=60) as response:
@@ -99,19 +81,20 @@ def _get(url: str, into: list[str]) -> threading.Thread:
     return thread
 
 
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def _listening(port: int) -> None:
     """Wait until the app accepts connections (Delve starts it, then it starts listening)."""
-    def accepts() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    wait_until(accepts, 60, f"nothing listens on 127.0.0.1:{port}")
+    wait_until(lambda: _accepts(port), 60, f"nothing listens on 127.0.0.1:{port}")
 
 
-def _stopped_at(ide: DelveClient, line: int) -> dict[str, Any]:
+def _stopped_at(ide: DelveClient, line: int) -> None:
     state: dict[str, Any] = {}
 
     def stopped() -> bool:
@@ -120,7 +103,6 @@ def _stopped_at(ide: DelveClient, line: int) -> dict[str, Any]:
         return not state.get("Running") and thread.get("line") == line
 
     wait_until(stopped, 60, lambda: f"the request did not stop at line {line}: {state}")
-    return state
 
 
 def _value(ide: DelveClient, expression: str) -> str:
@@ -130,16 +112,28 @@ def _value(ide: DelveClient, expression: str) -> str:
     return str(ide.call("Eval", {"Scope": scope, "Expr": expression, "Cfg": config})["Variable"]["value"])
 
 
+def _stops_with(ide: DelveClient, url: str, line: int, greeting: str) -> None:
+    """A request stops at `line` with `greeting` in scope; continued, it answers `greeting`."""
+    answers: list[str] = []
+    request = _get(url, answers)
+    _stopped_at(ide, line)
+    assert _value(ide, "greeting") == greeting
+    ide.send("Command", {"name": "continue"})  # answered at the next stop, whoever causes it
+    request.join(30)
+    assert answers == [greeting]
+
+
 @pytest.fixture(scope="module")
-def dlv(tmp_path_factory: pytest.TempPathFactory, go_binary: str) -> Path:
-    """Delve as kodev builds it (a cache of this module's own: the first build compiles, later ones link)."""
+def dlv(tmp_path_factory: pytest.TempPathFactory, go_binary: str, docker_client: Any) -> Path:
+    """Delve as kodev builds it for the daemon's platform (`find_delve`, into a cache of this module's own:
+    the first build compiles)."""
     # Module-scoped, so before the per-test fixture that gives marked tests the shell's GOPROXY back.
     wanted = {"KODEV_CACHE_DIR": str(tmp_path_factory.mktemp("delve-cache")), "GOPROXY": GOPROXY_OUTSIDE}
     saved = {key: os.environ.get(key) for key in wanted}
     for key, value in wanted.items():
         _set(key, value)
     try:
-        built = find_delve(find_go(None, {}))
+        built = find_delve(find_go(None, {}), from_daemon(docker_client.version(), docker_client.info()))
     finally:
         for key, value in saved.items():
             _set(key, value)
@@ -155,92 +149,77 @@ def _set(key: str, value: str | None) -> None:
         os.environ[key] = value
 
 
-def _module(tmp_path: Path) -> Path:
-    module = tmp_path / "app"
-    module.mkdir()
-    (module / "go.mod").write_text("module example.com/debugged\n\ngo 1.21\n")
-    return module
-
-
-def _session_survives_a_new_binary(go: str, module: Path, binary: Path, delve_port: int, app_port: int) -> None:
-    """The IDE's side and kodev's, against the Delve at `delve_port` debugging `binary` (built already,
-    greeting "first", with the helper): the new binary is renamed onto `binary`, then kodev restarts it."""
-    source = str(module / "main.go")
-    first = (module / "main.go").read_text()
-    url = f"http://127.0.0.1:{app_port}/"
-    ide = DelveClient.connect(f"127.0.0.1:{delve_port}", timeout=60)
-    try:
-        # As an IDE does with a running target: halt, set the breakpoints, continue (Delve changes breakpoints
-        # only while the process is stopped). Running: --continue has let it go, and it listens.
-        _listening(app_port)
-        ide.call("Command", {"name": "halt"})
-        line = _line(first, "// BREAK")
-        kept = ide.call("CreateBreakpoint", {"Breakpoint": {"file": source, "line": line}})["Breakpoint"]
-        gone_line = _line(first, "// GONE")
-        ide.call("CreateBreakpoint", {"Breakpoint": {"file": source, "line": gone_line}})
-        ide.send("Command", {"name": "continue"})
-
-        answers: list[str] = []
-        request = _get(url, answers)
-        _stopped_at(ide, line)
-        assert _value(ide, "greeting") == "first"
-        ide.send("Command", {"name": "continue"})  # answered at the next stop, whoever causes it
-        request.join(30)
-        assert answers == ["first"]
-
-        second = _build(go, module, binary, "second", "")  # the helper, and its line, are gone
-        assert _line(second, "// BREAK") == line
-        kodev = DelveClient.connect(f"127.0.0.1:{delve_port}")
-        try:
-            restarted = kodev.restart()
-        finally:
-            kodev.close()
-        assert [d.location for d in restarted.discarded] == [f"{source}:{gone_line}"], restarted
-        assert "could not find" in restarted.discarded[0].reason, restarted
-
-        _listening(app_port)  # the restarted process, on the new binary, running again
-        request = _get(url, answers)
-        _stopped_at(ide, line)  # the IDE's breakpoint, on its connection of before, never redone
-        listed = ide.call("ListBreakpoints", {"All": False})["Breakpoints"]
-        assert [(b["id"], b["file"], b["line"]) for b in listed if b["id"] > 0] == [(kept["id"], source, line)]
-        assert _value(ide, "greeting") == "second"
-        ide.send("Command", {"name": "continue"})
-        request.join(30)
-        assert answers == ["first", "second"]
-    finally:
-        with contextlib.suppress(DelveRPCError):  # gone already: the failure above is the one to see
-            ide.send("Detach", {"Kill": True})
-        ide.close()
-
-
-def test_in_a_container_under_the_supervisor_a_restart_keeps_the_session(tmp_path: Path, go_binary: str,
-                                                                        dlv: Path, docker_client: Any) -> None:
-    """kodev's supervisor as PID 1 with -dlv: Delve runs the program from the bind-mounted path new binaries
-    are renamed onto (as a swap does), under Docker's default seccomp profile and capabilities."""
-    module = _module(tmp_path)
-    mounted = tmp_path / "kodev"
-    mounted.mkdir()
-    _build(go_binary, module, mounted / "app", "first", HELPER)
-    shutil.copyfile(build_supervisor(find_go(None, {})), mounted / SUPERVISOR)
-    shutil.copyfile(dlv, mounted / "dlv")
-    for name in (SUPERVISOR, "dlv"):
-        (mounted / name).chmod(0o555)
-    repo = f"kodev.test/dbg-{uuid.uuid4().hex[:10]}"
-    (module / "kodev.toml").write_text(f'repo = "{repo}"\n')
-    built = run_kodev(["build", "."], module)
-    assert built.returncode == 0, built.stderr
+@pytest.mark.parametrize("mode", ["mount", "copy-wait"])
+def test_the_session_survives_saves_and_a_compile_error(tmp_path: Path, dlv: Path, docker_client: Any,
+                                                        mode: str) -> None:
+    module = Module(tmp_path / "app", uuid.uuid4().hex[:8], docker_client)
+    module.path.mkdir()
+    (module.path / "go.mod").write_text(f"module {module.module_path}\n\ngo 1.21\n")
+    source = module.path / "main.go"
+    first = SOURCE % ("first", HELPER)
+    source.write_text(first)
     delve_port, app_port = free_port(), free_port()
-    container = docker_client.containers.create(
-        f"{repo}/debugged:latest", network_mode="host", stdin_open=True, labels={"dev.kodev.test": "debug"},
-        volumes={str(mounted): {"bind": "/kodev", "mode": "ro"}},
-        entrypoint=[f"/kodev/{SUPERVISOR}", "-bin", "/kodev/app", "-stdin", "-dlv", "/kodev/dlv",
-                    "-dlv-listen", f"127.0.0.1:{delve_port}", "--", "/ko-app/debugged", f"127.0.0.1:{app_port}"])
+    (module.path / "kodev.toml").write_text(f'''repo = "{module.repo}"
+
+[services.{module.name("dbg")}]
+command = "."
+args = ["127.0.0.1:{app_port}"]
+network = "host"
+delve = {delve_port}
+''')
+    env = {"KODEV_DLV": str(dlv), **({"KODEV_SWAP_COPY": "1"} if mode == "copy-wait" else {})}
+    proc = start_kodev(module, ["debug", "--json", *(["--wait"] if mode == "copy-wait" else [])], env)
+    events = Events(proc)
+    url = f"http://127.0.0.1:{app_port}/"
+    ide: DelveClient | None = None
     try:
-        container.start()
-        _session_survives_a_new_binary(go_binary, module, mounted / "app", delve_port, app_port)
+        listening = events.wait("debugger.listening", timeout=120)
+        assert listening["service"] == module.name("dbg")
+        assert listening["address"] == f"127.0.0.1:{delve_port}"
+        ide = DelveClient.connect(listening["address"])
+        if mode == "copy-wait":
+            assert not _accepts(app_port), "--wait: the process must wait for the debugger's continue"
+        else:  # --continue has let it go: it listens, and an IDE halts it to set breakpoints
+            _listening(app_port)
+            ide.call("Command", {"name": "halt"})
+        line, gone_line = _line(first, "// BREAK"), _line(first, "// GONE")
+        kept = ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": line}})["Breakpoint"]
+        ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": gone_line}})
+        ide.send("Command", {"name": "continue"})
+        _listening(app_port)
+        _stops_with(ide, url, line, "first")
+
+        # A save: the helper and its line go, the greeting changes; the same connection keeps debugging.
+        mark = events.mark()
+        second = SOURCE % ("second", "")
+        assert _line(second, "// BREAK") == line
+        source.write_text(second)
+        restarted = events.wait("debugger.restarted", since=mark)
+        assert restarted["discarded"] == [{"location": f"{source}:{gone_line}", "reason": restarted["discarded"][0][
+            "reason"]}], restarted
+        assert "could not find" in restarted["discarded"][0]["reason"]
+        assert [e["how"] for e in events.all("delivered", since=mark)] == ["swapped"]
+        _listening(app_port)
+        _stops_with(ide, url, line, "second")
+        ide.call("Command", {"name": "halt"})  # Delve answers about breakpoints only while stopped, as IDEs know
+        listed = ide.call("ListBreakpoints", {"All": False})["Breakpoints"]
+        assert [(b["id"], b["file"], b["line"]) for b in listed if b["id"] > 0] == [(kept["id"], str(source), line)]
+        ide.send("Command", {"name": "continue"})
+
+        if mode == "mount":  # a compile error: the debugged process and the session stay as they were
+            mark = events.mark()
+            source.write_text(second.replace("fmt.Fprintln(w, greeting)", "fmt.Fprintln(w, greeting"))
+            events.wait("build.failed", since=mark)
+            _stops_with(ide, url, line, "second")
+            assert not events.all("debugger.restarted", since=mark) and not events.all("delivered", since=mark)
+        assert not events.fatal()
     except BaseException:
-        print(container.logs().decode(errors="replace"))  # Delve's and the supervisor's word, on failure
+        print(proc.output())
         raise
     finally:
-        container.remove(force=True)
-        docker_client.images.remove(f"{repo}/debugged:latest", force=True)
+        if ide is not None:
+            with contextlib.suppress(DelveRPCError):
+                ide.close()
+        code = proc.stop()
+        clean_daemon(module)
+    assert code == 0, proc.output()

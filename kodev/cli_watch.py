@@ -1,0 +1,126 @@
+"""What `kodev run`, `kodev watch` and `kodev debug` do once their options are parsed (kodev/cli.py parses).
+
+Each function takes the command's open `Session` and returns its exit code; the stages are imported when
+a command needs them (a `kodev --help` imports none)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kodev.config import ServiceConfig
+    from kodev.network import Origin
+    from kodev.services import ContainerSpec
+    from kodev.session import Session
+
+
+def run_service(session: Session, service: ServiceConfig, remove_on_exit: bool, watch: bool, swap: bool) -> int:
+    """`kodev run`: the one command `service.command` names, in a container (named after it unless named)."""
+    import dataclasses
+
+    from kodev.errors import GoError
+    from kodev.network import Origin
+    from kodev.services import container_spec
+    from kodev.session import CommandServices
+
+    plans = session.plan([service.command])
+    if len(plans) != 1:
+        raise GoError(f"{service.command}: names {len(plans)} commands; kodev run runs one.")
+    plan = plans[0]
+    service = dataclasses.replace(service, name=service.name or plan.container_name)
+    spec = container_spec(service, session.cwd, "kodev run", remove_on_exit=remove_on_exit)
+    check_network(session, [(spec, Origin("kodev run", "`--network host` (and no -p)"))])
+    if watch:
+        from kodev.watch import DevLoop
+
+        return DevLoop(session, [CommandServices(plan, (spec,))], prefix_logs=False, swap=swap).run()
+    from kodev.run import run_once
+
+    return run_once(session, plan, spec)
+
+
+def watch_loop(session: Session, paths: Sequence[str], compose_files: Sequence[Path], project_name: str | None,
+               take_down: bool, swap: bool) -> int:
+    """`kodev watch`: a compose project (its files given, or kodev.toml's `compose`), else kodev.toml's
+    services and commands, or the commands named."""
+    from kodev.watch import DevLoop
+
+    files = list(compose_files) or ([session.config.root / f for f in session.config.compose] if not paths else [])
+    if files:
+        return watch_compose(session, files, project_name, take_down, swap)
+    targets = session.watch_targets(paths)
+    check_network(session, [(spec, origin(session, spec)) for target in targets for spec in target.specs])
+    return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths), swap=swap).run()
+
+
+def debug_loop(session: Session, paths: Sequence[str], args: Sequence[str], dlv: str | None, wait: bool) -> int:
+    """`kodev debug`: `kodev watch`'s services and commands, each under Delve, on binaries built for it.
+
+    Delve comes first (built once per Go version and platform): a missing one fails before any build."""
+    import time
+
+    from kodev.debug.delve import DELVE_VERSION, DebugSettings, find_delve, is_cached
+    from kodev.watch import DevLoop
+
+    if args and not paths:
+        from kodev.errors import ConfigError
+
+        raise ConfigError(f"kodev debug -- {' '.join(args)}: arguments after -- go to the commands named on the "
+                          "command line, and none is named. Name the command (kodev debug ./cmd/api -- ARGS), or "
+                          "give a service's arguments with `args` in kodev.toml.")
+    started = time.monotonic()
+    cached = is_cached(session.go, session.platform)
+    if not cached and not dlv and not session.settings.dlv:
+        session.ui.info(f"building Delve {DELVE_VERSION} with {session.go.binary} (once per Go version and "
+                        "platform; about a minute)")
+    found = find_delve(session.go, session.platform, dlv, session.settings.dlv)
+    if not cached:
+        session.ui.stage("delve", "ready", time.monotonic() - started, str(found))
+    targets = session.watch_targets(paths, tuple(args))
+    check_network(session, [(spec, origin(session, spec)) for target in targets for spec in target.specs])
+    return DevLoop(session, targets, prefix_logs=True, watch_paths=list(paths), swap=True,
+                   debug=DebugSettings(found, wait)).run()
+
+
+def watch_compose(session: Session, files: list[Path], project_name: str | None, take_down: bool,
+                   swap: bool) -> int:
+    from kodev.compose import find_compose
+    from kodev.compose_build import load_with_own_refs
+    from kodev.deliver.compose import ComposeStack
+    from kodev.deliver.compose_swap import ComposeSwap
+    from kodev.deliver.supervision import Supervision
+    from kodev.errors import ConfigError
+    from kodev.watch import DevLoop
+
+    cli = find_compose()
+    project = load_with_own_refs(session, cli, files, project_name)
+    if not project.kodev_services:
+        raise ConfigError(f"no service of {', '.join(str(f) for f in project.files)} runs a kodev command: give one "
+                          "an image ko://<import path> or ko://./cmd/NAME (relative to the compose file).")
+    commands = session.compose_targets(project)
+    client = session.daemon.client
+    swapping = ComposeSwap(Supervision(session.go, client, force_copy=session.settings.swap_copy), client,
+                           {s: c.plan.command.app_name for c in commands for s in c.compose}) if swap else None
+    stack = ComposeStack(cli, project, {s: c.plan.ref for c in commands for s in c.compose}, client,
+                         take_down=take_down, swap=swapping)
+    return DevLoop(session, commands, prefix_logs=True, stack=stack, swap=swap).run()
+
+
+
+def check_network(session: Session, specs: Sequence[tuple[ContainerSpec, Origin]]) -> None:
+    """Before anything is built: a bridge-less daemon cannot publish ports (error) nor reach a default network."""
+    from kodev.network import check
+
+    for warning in check(session.daemon.client, specs):
+        session.ui.warn(warning)
+
+
+def origin(session: Session, spec: ContainerSpec) -> Origin:
+    from kodev.network import Origin
+
+    if spec.service in session.config.services:
+        return Origin(f"{session.config.describe()}: services.{spec.service}",
+                      'network = "host" in that table (and no ports)')
+    return Origin(f"kodev watch {spec.command}", 'a [services.NAME] table in kodev.toml with network = "host"')

@@ -1,0 +1,157 @@
+"""Delivery under Delve (`kodev debug`): a swap whose new binary Delve restarts, so the IDE stays attached.
+
+Each container runs kodev's supervisor with -dlv: the supervisor runs `dlv exec --headless
+--accept-multiclient` on the app from the path swapped binaries take (supervisor.go). A new binary (and/or
+kodata files) is put in place as a swap puts it, then kodev, as one more Delve client, asks Delve to restart
+the process (`DelveClient.restart`): every client stays connected and Delve sets its breakpoints again on
+the new code, reporting those it could not. In copy mode the binary goes in with `put_archive`, which
+returns once it is in place (the control channel does not say when the supervisor has renamed it).
+Anything a swap cannot carry recreates the container, under a new Delve (the IDE attaches again).
+
+Docker's default seccomp profile allows ptrace on the kernels Docker supports, and Delve traces only its
+own child: no capability or security option is added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import tarfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from kodev.containers import ContainerRuntime
+from kodev.debug.delve import FIRST_PORT, DebugSettings
+from kodev.debug.rpc import DelveClient, DelveRPCError, Restarted
+from kodev.deliver import Delivered, Release
+from kodev.deliver.container_user import container_user
+from kodev.deliver.supervision import COPY_DIR, Supervision, SwapKit, place_binary
+from kodev.deliver.swap import SwapDelivery
+from kodev.services import ContainerSpec, PortBinding
+
+log = logging.getLogger(__name__)
+DLV = ".dlv"  # Delve's name beside the supervisor (a Go command is never named so)
+LISTEN_SECONDS = 15.0  # a new Delve answers within this, or the user is told to look at its output
+
+
+@dataclass(frozen=True)
+class DebugTarget:
+    """Where one service's Delve listens."""
+
+    port: int
+    host_network: bool  # on the host's network Delve listens on 127.0.0.1; else on all of the container's
+
+    @property
+    def listen(self) -> str:
+        """Delve's --listen, inside the container."""
+        return f"{'127.0.0.1' if self.host_network else '0.0.0.0'}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """Where a debugger on this machine attaches (the port is published to 127.0.0.1 off the host network)."""
+        return f"127.0.0.1:{self.port}"
+
+
+def debug_targets(specs: Sequence[ContainerSpec]) -> dict[str, DebugTarget]:
+    """Each service's Delve port: its `delve = PORT`, else 2345 and up, skipping the ports configured."""
+    configured = {spec.delve for spec in specs if spec.delve is not None}
+    targets: dict[str, DebugTarget] = {}
+    port = FIRST_PORT
+    for spec in specs:
+        chosen = spec.delve
+        if chosen is None:
+            while port in configured:
+                port += 1
+            chosen, port = port, port + 1
+        targets[spec.service] = DebugTarget(chosen, spec.network == "host")
+    return targets
+
+
+def debug_spec(spec: ContainerSpec, target: DebugTarget) -> ContainerSpec:
+    """`spec` with Delve's port published to 127.0.0.1 when the container has a network of its own."""
+    if target.host_network:
+        return spec
+    return dataclasses.replace(spec, ports=(*spec.ports, PortBinding(target.port, "tcp", "127.0.0.1", target.port)))
+
+
+class DebugDelivery(SwapDelivery):
+    """A service run under Delve: binary and kodata changes are restarted by Delve, never by killing it."""
+
+    # The supervisor puts the image's binary at the path Delve restarts from, in the mounted directory.
+    writable_mount = True
+
+    def __init__(self, spec: ContainerSpec, containers: ContainerRuntime, supervision: Supervision, app: str,
+                 settings: DebugSettings, target: DebugTarget) -> None:
+        super().__init__(debug_spec(spec, target), containers, supervision, app)
+        self.settings = settings
+        self.target = target
+        self.restarted: Restarted | None = None  # what the last swap's restart reported
+
+    def tools(self, kit: SwapKit) -> dict[str, Path]:
+        return {**super().tools(kit), DLV: self.settings.dlv}
+
+    def entrypoint(self, kit: SwapKit) -> list[str]:
+        delve = ["-dlv", f"{kit.directory}/{DLV}", "-dlv-listen", self.target.listen]
+        return kit.entrypoint(self.app, [*delve, "-dlv-wait"] if self.settings.wait else delve)
+
+    def _swap(self, release: Release) -> None:
+        """kodata files and the binary put in place (the supervisor under -dlv restarts nothing), then Delve
+        restarts the process from the same path: the new binary, every client still connected."""
+        if self.kit is None or self.container_id is None:
+            raise OSError("no container under Delve to swap into")
+        client = self.supervision.client
+        if release.kodata is not None:
+            with open(release.kodata, "rb") as archive:
+                client.api.put_archive(self.container_id, "/", archive)
+        if release.binary is not None:
+            if self.kit.mode == "mount":
+                assert self.directory is not None
+                place_binary(release.binary, self.directory, self.app)
+            else:
+                client.api.put_archive(self.container_id, COPY_DIR, self._binary_archive(release.binary))
+        delve = DelveClient.connect(self.target.address)
+        try:
+            self.restarted = delve.restart()
+        finally:
+            delve.close()
+
+    def _binary_archive(self, binary: Path) -> bytes:
+        """Copy mode: the binary as a one-file archive for COPY_DIR, owned by the container's user."""
+        assert self.container_id is not None
+        owner = container_user(self.supervision.client, self.container_id)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive, open(binary, "rb") as file:
+            info = tarfile.TarInfo(PurePosixPath(self.app).name)
+            info.size, info.mode, info.mtime = os.fstat(file.fileno()).st_size, 0o555, 0
+            if owner is not None:
+                info.uid, info.gid = owner.uid, owner.gid
+            archive.addfile(info, file)
+        return buffer.getvalue()
+
+    def swapped(self, delivered: Delivered) -> Delivered:
+        restarted, self.restarted = self.restarted, None
+        return dataclasses.replace(delivered, restarted=restarted)
+
+    def started(self, delivered: Delivered) -> Delivered:
+        """A new container: its Delve is reported once it answers (an IDE attaching at once finds it)."""
+        deadline = time.monotonic() + LISTEN_SECONDS
+        while True:
+            try:
+                delve = DelveClient.connect(self.target.address, timeout=max(0.1, deadline - time.monotonic()))
+                try:
+                    delve.call("GetVersion", {})
+                finally:
+                    delve.close()
+                return dataclasses.replace(delivered, debugger=self.target.address)
+            except DelveRPCError as exc:  # a published port accepts before Delve does: asked again
+                if time.monotonic() >= deadline:
+                    log.debug("Delve of %s: %s", self.spec.name, exc)
+                    note = (f"Delve in {self.spec.name} did not answer at {self.target.address} within "
+                            f"{LISTEN_SECONDS:.0f}s ({exc}); its output above says why (a daemon that refuses "
+                            "ptrace says 'operation not permitted').")
+                    return dataclasses.replace(delivered, note=" ".join(filter(None, (delivered.note, note))))
+                time.sleep(0.05)
