@@ -133,9 +133,11 @@ class KodevServer(HelloCopy):
     """`kodev watch` on a copy of examples/hello, serving on 127.0.0.1:port over the host network."""
 
     def __init__(self, context: Context, label: str, base: str | None = None,
-                 env: dict[str, str] | None = None, source: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, source: Path | None = None, command: str = "watch",
+                 service_lines: str = "") -> None:
         super().__init__(context, label, source)
         self.env = env or {}
+        self.command = command  # `watch`, or `debug` (the same loop under Delve)
         self.service = context.name(label)
         base_line = f'base = "{base}"\n' if base else ""
         write_config(self.module, (
@@ -144,15 +146,16 @@ class KodevServer(HelloCopy):
             'command = "./cmd/server"\n'
             f'args = ["-addr", "127.0.0.1:{self.port}"]\n'
             'network = "host"\n'
-            "stop_timeout = 5\n"))
+            "stop_timeout = 5\n"
+            f"{service_lines}"))
         context.containers.add(self.service)
         self.process: Process | None = None
 
     def start(self, timeout: float = 300) -> float:
-        """Start kodev watch; seconds until the page is served and kodev says it is watching."""
+        """Start kodev watch (or debug); seconds until the page is served and kodev says it is watching."""
         from bench.measure import kodev_argv
 
-        self.process = Process(kodev_argv("watch", "--json"), self.module, env=self.env)
+        self.process = Process(kodev_argv(self.command, "--json"), self.module, env=self.env)
         self.context.processes.append(self.process)
         wait_for_text(self.port, INITIAL_TEXT, timeout=timeout)
         wait_event(self.process, "watching", timeout=timeout)
