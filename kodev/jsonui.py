@@ -53,7 +53,7 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "service.log": {"service": _STR, "stream": _STR, "line": _STR},
     "service.exited": {"service": _STR, "code": (int,), "last_lines": _LIST},
     "debugger.listening": {"service": _STR, "address": _STR},
-    "debugger.restarted": {"service": _STR, "discarded": _LIST},
+    "debugger.restarted": {"service": _STR, "discarded": _LIST, "resumed": (bool,)},
     "daemon.lost": {"endpoint": _STR},
     "daemon.back": {},
     "config.reloaded": {"path": _STR},
@@ -228,7 +228,8 @@ class JsonUI(UI):
 
     def debugger_restarted(self, service: str, restarted: Restarted) -> None:
         self.emit("debugger.restarted", service=service,
-                  discarded=[{"location": d.location, "reason": d.reason} for d in restarted.discarded])
+                  discarded=[{"location": d.location, "reason": d.reason} for d in restarted.discarded],
+                  resumed=restarted.resumed)
 
     def daemon_lost(self, endpoint: str) -> None:
         self.emit("daemon.lost", endpoint=endpoint)

@@ -324,6 +324,9 @@ class UI:
         """kodev debug: Delve restarted `service` on the new binary; breakpoints it could not set again."""
         for gone in restarted.discarded:
             self.warn(f"{service}: breakpoint at {gone.location} is gone from the new code ({gone.reason}).")
+        if not restarted.resumed:
+            self.note(f"{service}: restarted on the new build, stopped at its start: your debugger held it, so "
+                      "it runs when you continue it there.")
 
     def daemon_lost(self, endpoint: str) -> None:
         self._idle()

@@ -59,6 +59,7 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
     ui.service_exited("api", 0, [])
     ui.debugger_listening("api", "127.0.0.1:2345")
     ui.debugger_restarted("api", Restarted((Discarded("/src/main.go:12", "could not find statement"),)))
+    ui.debugger_restarted("api", Restarted((), resumed=False))
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
     ui.config_reloaded(tmp_path / "kodev.toml")
@@ -71,6 +72,8 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
         "api exited with code 0; the next good build starts it again.",
         "api: Delve listens on 127.0.0.1:2345; attach your debugger there (it stays attached across saves).",
         "warning: api: breakpoint at /src/main.go:12 is gone from the new code (could not find statement).",
+        "api: restarted on the new build, stopped at its start: your debugger held it, so it runs when you "
+        "continue it there.",
         "warning: the Docker daemon at unix:///x.sock is not answering. kodev keeps watching and retries; when it "
         "is back, everything is rebuilt and restarted.",
         "the Docker daemon is back: rebuilding and restarting",
@@ -192,6 +195,7 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     assert by["build.superseded"]["commands"] == ["server"]
     assert by["debugger.restarted"]["discarded"] == [{"location": "/src/main.go:12",
                                                       "reason": "could not find statement"}]
+    assert by["debugger.restarted"]["resumed"] is True
     assert by["delivered"] == {**by["delivered"], "service": "svc-server", "how": "recreated", "seconds": 0.12,
                                "serving_seconds": 0.52}
     assert by["image.published"]["bytes_sent"] == 9_900_000 and by["image.published"]["slim"] is True

@@ -3,12 +3,20 @@
 Delve speaks JSON-RPC 1.0 over TCP (Go's net/rpc/jsonrpc): `{"method": "RPCServer.NAME", "params": [ARGS],
 "id": N}`, answered by `{"id": N, "result": ..., "error": ...}`. kodev connects as one more client of a
 headless `--accept-multiclient` Delve, so the IDE's own connection is never touched.
+
+Who holds the process matters to an IDE. A `continue` is answered only when the process next stops, and
+that answer is how an IDE learns of a stop: when kodev halts the process to restart it, a `continue` the IDE
+sent returns and the IDE shows the process paused. If kodev then let it run, the IDE would be out of step
+(paused on screen, running in fact; its next `continue` would wait behind kodev's and run past the next
+breakpoint). So kodev resumes the process after a restart only when kodev's own `continue` was what held
+it — nobody else had stopped or continued it since — and otherwise leaves it stopped for the debugger.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import time
 from dataclasses import dataclass
@@ -31,9 +39,11 @@ class Discarded:
 
 @dataclass(frozen=True)
 class Restarted:
-    """What a restart did: the breakpoints it could not carry over."""
+    """What a restart did: the breakpoints it could not carry over, and whether kodev let the process run on
+    (False: a debugger held it, and it waits for that debugger's continue)."""
 
     discarded: tuple[Discarded, ...]
+    resumed: bool = True
 
 
 class DelveClient:
@@ -45,6 +55,7 @@ class DelveClient:
         self._buffer = ""
         self._decoder = json.JSONDecoder()
         self._next_id = 0
+        self._running: int | None = None  # the id of kodev's `continue` while it is unanswered
 
     @classmethod
     def connect(cls, address: str, timeout: float = 10.0) -> DelveClient:
@@ -81,11 +92,36 @@ class DelveClient:
         while True:
             answer = self._read()
             if answer.get("id") != wanted:
+                self._skipped(answer)
                 continue  # the late answer to a request nobody waits for
             if answer.get("error"):
                 raise DelveRPCError(f"Delve refused {method}: {answer['error']}")
             result = answer.get("result")
             return result if isinstance(result, dict) else {}
+
+    def _skipped(self, answer: dict[str, Any]) -> None:
+        if self._running is not None and answer.get("id") == self._running:
+            self._running = None  # the process stopped: at a breakpoint, or someone halted it
+
+    def _answered_meanwhile(self) -> None:
+        """Take in what Delve answered while kodev was not asking (without waiting): each a late answer."""
+        while select.select([self._socket], [], [], 0)[0]:
+            try:
+                chunk = self._socket.recv(65536)
+            except OSError as exc:
+                raise DelveRPCError(f"lost the connection to Delve: {exc}") from None
+            if not chunk:
+                raise DelveRPCError("Delve closed the connection")
+            self._buffer += chunk.decode()
+        while True:
+            text = self._buffer.lstrip()
+            try:
+                value, end = self._decoder.raw_decode(text)
+            except ValueError:
+                return  # nothing whole left
+            self._buffer = text[end:]
+            if isinstance(value, dict):
+                self._skipped(value)
 
     def _read(self) -> dict[str, Any]:
         while True:
@@ -108,18 +144,29 @@ class DelveClient:
 
     # --- what kodev asks -------------------------------------------------------------------------------
 
-    def restart(self, resume: bool = True) -> Restarted:
-        """Halt the process (if running), restart it from the same path (a new binary renamed there is what
-        runs), and, with `resume`, let it run: every client stays connected, and Delve sets each logical
-        breakpoint again on the new code, reporting those it could not."""
+    def resume(self) -> None:
+        """Let the process run, by kodev's own `continue` (answered at the next stop: not waited for)."""
+        self._running = self.send("Command", {"name": "continue"})
+
+    def holds_run(self) -> bool:
+        """Whether kodev's `continue` still holds the process: nobody has stopped it since kodev resumed it."""
+        if self._running is not None:
+            self._answered_meanwhile()
+        return self._running is not None
+
+    def restart(self) -> Restarted:
+        """Halt the process (if running) and restart it from the same path (a new binary renamed there is what
+        runs); Delve sets each logical breakpoint again on the new code, reporting those it could not, and
+        every client stays connected. The process runs on if kodev's `continue` held it (see above)."""
+        resume = self.holds_run()
         with contextlib.suppress(DelveRPCError):  # not running: at a breakpoint, or exited; restarted anyway
             self.call("Command", {"name": "halt"})
         result = self.call("Restart", {"Position": "", "ResetArgs": False, "NewArgs": [], "Rerecord": False,
                                        "Rebuild": False, "NewRedirects": ["", "", ""]})
         discarded = tuple(_discarded(entry) for entry in result.get("DiscardedBreakpoints") or [])
         if resume:
-            self.send("Command", {"name": "continue"})  # answered at the next stop: not waited for
-        return Restarted(discarded)
+            self.resume()
+        return Restarted(discarded, resume)
 
 
 def _discarded(entry: dict[str, Any]) -> Discarded:

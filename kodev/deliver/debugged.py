@@ -1,11 +1,14 @@
 """Delivery under Delve (`kodev debug`): a swap whose new binary Delve restarts, so the IDE stays attached.
 
 Each container runs kodev's supervisor with -dlv: the supervisor runs `dlv exec --headless
---accept-multiclient` on the app from the path swapped binaries take (supervisor.go). A new binary (and/or
-kodata files) is put in place as a swap puts it, then kodev, as one more Delve client, asks Delve to restart
-the process (`DelveClient.restart`): every client stays connected and Delve sets its breakpoints again on
-the new code, reporting those it could not. In copy mode the binary goes in with `put_archive`, which
-returns once it is in place (the control channel does not say when the supervisor has renamed it).
+--accept-multiclient` on the app from the path swapped binaries take (supervisor.go), stopped at its start.
+kodev keeps one connection to each Delve, as one more client: its `continue` lets the app run (unless
+--wait). A new binary (and/or kodata files) is put in place as a swap puts it, then kodev asks Delve to
+restart the process (`DelveClient.restart`): every client stays connected and Delve sets its breakpoints
+again on the new code, reporting those it could not; the process runs on only if kodev's `continue` still
+held it (a debugger that took it over finds it waiting for its own continue: rpc.py says why). In copy
+mode the binary goes in with `put_archive`, which returns once it is in place (the control channel does not
+say when the supervisor has renamed it).
 Anything a swap cannot carry recreates the container, under a new Delve (the IDE attaches again).
 
 Docker's default seccomp profile allows ptrace on the kernels Docker supports, and Delve traces only its
@@ -27,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from kodev.containers import ContainerRuntime
 from kodev.debug.delve import FIRST_PORT, DebugSettings
 from kodev.debug.rpc import DelveClient, DelveRPCError, Restarted
-from kodev.deliver import Delivered, Release
+from kodev.deliver import Delivered, Delivery, Release
 from kodev.deliver.container_user import container_user
 from kodev.deliver.supervision import COPY_DIR, Supervision, SwapKit, place_binary
 from kodev.deliver.swap import SwapDelivery
@@ -90,13 +93,23 @@ class DebugDelivery(SwapDelivery):
         self.settings = settings
         self.target = target
         self.restarted: Restarted | None = None  # what the last swap's restart reported
+        self.delve: DelveClient | None = None  # kodev's own connection to this container's Delve (rpc.py)
 
     def tools(self, kit: SwapKit) -> dict[str, Path]:
         return {**super().tools(kit), DLV: self.settings.dlv}
 
     def entrypoint(self, kit: SwapKit) -> list[str]:
-        delve = ["-dlv", f"{kit.directory}/{DLV}", "-dlv-listen", self.target.listen]
-        return kit.entrypoint(self.app, [*delve, "-dlv-wait"] if self.settings.wait else delve)
+        # Delve always starts the app stopped: kodev's own `continue` lets it run (unless --wait), so that
+        # kodev knows whether it, or a debugger, holds the process when a save comes (rpc.py).
+        return kit.entrypoint(self.app, ["-dlv", f"{kit.directory}/{DLV}", "-dlv-listen", self.target.listen,
+                                         "-dlv-wait"])
+
+    def take_over(self, previous: Delivery) -> bool:
+        if not super().take_over(previous):
+            return False
+        if isinstance(previous, DebugDelivery):
+            self.delve, previous.delve = previous.delve, None
+        return True
 
     def _swap(self, release: Release) -> None:
         """kodata files and the binary put in place (the supervisor under -dlv restarts nothing), then Delve
@@ -113,11 +126,13 @@ class DebugDelivery(SwapDelivery):
                 place_binary(release.binary, self.directory, self.app)
             else:
                 client.api.put_archive(self.container_id, COPY_DIR, self._binary_archive(release.binary))
-        delve = DelveClient.connect(self.target.address)
+        if self.delve is None:  # lost: a connection of its own, which holds nothing
+            self.delve = DelveClient.connect(self.target.address)
         try:
-            self.restarted = delve.restart()
-        finally:
-            delve.close()
+            self.restarted = self.delve.restart()
+        except DelveRPCError:
+            self._disconnect()
+            raise
 
     def _binary_archive(self, binary: Path) -> bytes:
         """Copy mode: the binary as a one-file archive for COPY_DIR, owned by the container's user."""
@@ -137,21 +152,50 @@ class DebugDelivery(SwapDelivery):
         return dataclasses.replace(delivered, restarted=restarted)
 
     def started(self, delivered: Delivered) -> Delivered:
-        """A new container: its Delve is reported once it answers (an IDE attaching at once finds it)."""
+        """A new container: once its Delve answers it is reported (an IDE attaching at once finds it), and
+        kodev lets the app run unless --wait."""
+        problem = self._attach()
+        if problem is None:
+            return dataclasses.replace(delivered, debugger=self.target.address)
+        return dataclasses.replace(delivered, note=" ".join(filter(None, (delivered.note, problem))))
+
+    def restored(self, container_id: str) -> None:
+        """Started again after a failed load: a new Delve in it, which waits for kodev's continue."""
+        super().restored(container_id)
+        problem = self._attach()
+        if problem is not None:
+            log.warning("%s", problem)
+
+    def _attach(self) -> str | None:
+        """Connect kodev's client to the container's new Delve and, unless --wait, let the app run; what
+        went wrong, if anything."""
+        self._disconnect()
         deadline = time.monotonic() + LISTEN_SECONDS
         while True:
             try:
                 delve = DelveClient.connect(self.target.address, timeout=max(0.1, deadline - time.monotonic()))
                 try:
                     delve.call("GetVersion", {})
-                finally:
+                    if not self.settings.wait:
+                        delve.resume()
+                except DelveRPCError:
                     delve.close()
-                return dataclasses.replace(delivered, debugger=self.target.address)
+                    raise
+                self.delve = delve
+                return None
             except DelveRPCError as exc:  # a published port accepts before Delve does: asked again
                 if time.monotonic() >= deadline:
                     log.debug("Delve of %s: %s", self.spec.name, exc)
-                    note = (f"Delve in {self.spec.name} did not answer at {self.target.address} within "
+                    return (f"Delve in {self.spec.name} did not answer at {self.target.address} within "
                             f"{LISTEN_SECONDS:.0f}s ({exc}); its output above says why (a daemon that refuses "
                             "ptrace says 'operation not permitted').")
-                    return dataclasses.replace(delivered, note=" ".join(filter(None, (delivered.note, note))))
                 time.sleep(0.05)
+
+    def _disconnect(self) -> None:
+        if self.delve is not None:
+            self.delve.close()
+            self.delve = None
+
+    def close(self) -> None:
+        self._disconnect()
+        super().close()

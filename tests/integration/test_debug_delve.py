@@ -6,6 +6,11 @@ Delve: that very connection, never redone, stops at its breakpoint again and see
 breakpoint whose line the edit removed comes back in `debugger.restarted`; a compile error leaves the
 debugged process and the session as they were.
 
+Who holds the process decides what follows a restart (kodev/debug/rpc.py): before any debugger has touched
+it, kodev's own `continue` holds it and a save's restart lets it run on (it serves the new build, nobody
+pressing anything); once the IDE has halted and continued it, the IDE holds it, sees kodev's halt as a
+pause, and the restarted process waits, stopped, for the IDE's continue (`resumed` false).
+
 Both ways a binary reaches a container run: mount (the default here) and copy (`KODEV_SWAP_COPY=1`, with
 `--wait`: the process waits for the debugger's first continue). Marked `module_proxy`: Delve is downloaded
 and built.
@@ -87,6 +92,14 @@ def _accepts(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def _body(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode().strip())
+    except OSError:
+        return ""
 
 
 def _listening(port: int) -> None:
@@ -179,15 +192,20 @@ delve = {delve_port}
         ide = DelveClient.connect(listening["address"])
         if mode == "copy-wait":
             assert not _accepts(app_port), "--wait: the process must wait for the debugger's continue"
-        else:  # --continue has let it go: it listens, and an IDE halts it to set breakpoints
+        else:  # kodev has let it run; a save before any debugger acts is restarted and runs on by itself
             _listening(app_port)
-            ide.call("Command", {"name": "halt"})
+            mark = events.mark()
+            source.write_text(SOURCE % ("early", HELPER))
+            early = events.wait("debugger.restarted", since=mark)
+            assert (early["discarded"], early["resumed"]) == ([], True), early
+            wait_until(lambda: _body(url) == "early", 60, "the restarted process did not serve the new build")
+            ide.call("Command", {"name": "halt"})  # an IDE halts it to set breakpoints, then continues it
         line, gone_line = _line(first, "// BREAK"), _line(first, "// GONE")
         kept = ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": line}})["Breakpoint"]
         ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": gone_line}})
         ide.send("Command", {"name": "continue"})
         _listening(app_port)
-        _stops_with(ide, url, line, "first")
+        _stops_with(ide, url, line, "early" if mode == "mount" else "first")
 
         # A save: the helper and its line go, the greeting changes; the same connection keeps debugging.
         mark = events.mark()
@@ -199,6 +217,11 @@ delve = {delve_port}
             "reason"]}], restarted
         assert "could not find" in restarted["discarded"][0]["reason"]
         assert [e["how"] for e in events.all("delivered", since=mark)] == ["swapped"]
+        # The IDE held the process: it saw kodev's halt end its continue; the new process waits for the IDE.
+        assert restarted["resumed"] is False, restarted
+        assert ide.call("State", {"NonBlocking": True})["State"]["Running"] is False
+        assert not _accepts(app_port), "the restarted process must wait for the debugger that held it"
+        ide.send("Command", {"name": "continue"})
         _listening(app_port)
         _stops_with(ide, url, line, "second")
         ide.call("Command", {"name": "halt"})  # Delve answers about breakpoints only while stopped, as IDEs know
