@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from kodev.debug.delve import DELVE_VERSION, find_delve
@@ -162,15 +163,13 @@ def _set(key: str, value: str | None) -> None:
         os.environ[key] = value
 
 
-@pytest.mark.parametrize("mode", ["mount", "copy-wait"])
-def test_the_session_survives_saves_and_a_compile_error(tmp_path: Path, dlv: Path, docker_client: Any,
-                                                        mode: str) -> None:
+def _debugged_module(tmp_path: Path, docker_client: Any) -> tuple[Module, Path, int, int]:
+    """A one-file module whose service runs on the host network: (module, main.go, Delve's port, app's port)."""
     module = Module(tmp_path / "app", uuid.uuid4().hex[:8], docker_client)
     module.path.mkdir()
     (module.path / "go.mod").write_text(f"module {module.module_path}\n\ngo 1.21\n")
     source = module.path / "main.go"
-    first = SOURCE % ("first", HELPER)
-    source.write_text(first)
+    source.write_text(SOURCE % ("first", HELPER))
     delve_port, app_port = free_port(), free_port()
     (module.path / "kodev.toml").write_text(f'''repo = "{module.repo}"
 
@@ -180,6 +179,14 @@ args = ["127.0.0.1:{app_port}"]
 network = "host"
 delve = {delve_port}
 ''')
+    return module, source, delve_port, app_port
+
+
+@pytest.mark.parametrize("mode", ["mount", "copy-wait"])
+def test_the_session_survives_saves_and_a_compile_error(tmp_path: Path, dlv: Path, docker_client: Any,
+                                                        mode: str) -> None:
+    module, source, delve_port, app_port = _debugged_module(tmp_path, docker_client)
+    first = source.read_text()
     env = {"KODEV_DLV": str(dlv), **({"KODEV_SWAP_COPY": "1"} if mode == "copy-wait" else {})}
     proc = start_kodev(module, ["debug", "--json", *(["--wait"] if mode == "copy-wait" else [])], env)
     events = Events(proc)
@@ -243,6 +250,66 @@ delve = {delve_port}
         if ide is not None:
             with contextlib.suppress(DelveRPCError):
                 ide.close()
+        code = proc.stop()
+        clean_daemon(module)
+    assert code == 0, proc.output()
+
+
+def test_delves_own_terminal_client_keeps_its_session_across_a_save(tmp_path: Path, dlv: Path,
+                                                                   docker_client: Any) -> None:
+    """`dlv connect` on a pty, typed at as a person does, under `kodev debug --wait`: break, continue, print;
+    a save; continue, print again — one terminal session, never reconnected."""
+    module, source, _, app_port = _debugged_module(tmp_path, docker_client)
+    line = _line(source.read_text(), "// BREAK")
+    proc = start_kodev(module, ["debug", "--json", "--wait"], {"KODEV_DLV": str(dlv)})
+    events = Events(proc)
+    url = f"http://127.0.0.1:{app_port}/"
+    terminal: pexpect.spawn[str] | None = None
+    try:
+        listening = events.wait("debugger.listening", timeout=120)
+        terminal = pexpect.spawn(str(dlv), ["connect", listening["address"]], encoding="utf-8", timeout=60,
+                                 dimensions=(50, 160), env={**os.environ, "TERM": "dumb"})
+        terminal.expect(r"\(dlv\) ")
+        terminal.sendline(f"break {source}:{line}")
+        terminal.expect(r"Breakpoint 1 set at .*main\.go:\d+")
+        terminal.sendline("continue")
+        _listening(app_port)
+        answers: list[str] = []
+        request = _get(url, answers)
+        terminal.expect(rf"main\.go:{line} \(hits goroutine")
+        terminal.expect(r"\(dlv\) ")
+        terminal.sendline("print greeting")
+        terminal.expect(r'"first"')
+        terminal.sendline("continue")
+        request.join(30)
+        assert answers == ["first"]
+
+        mark = events.mark()
+        source.write_text(SOURCE % ("second", ""))
+        restarted = events.wait("debugger.restarted", since=mark)
+        assert restarted["resumed"] is False, restarted  # the terminal's continue held it
+        terminal.expect(r"\(dlv\) ")  # kodev's halt answered the terminal's continue
+        terminal.sendline("continue")
+        _listening(app_port)
+        request = _get(url, answers)
+        terminal.expect(rf"main\.go:{line} \(hits goroutine")
+        terminal.expect(r"\(dlv\) ")
+        terminal.sendline("print greeting")
+        terminal.expect(r'"second"')
+        terminal.sendline("breakpoints")
+        terminal.expect(rf"Breakpoint 1 .*main\.go:{line}")
+        terminal.sendline("continue")
+        request.join(30)
+        assert answers == ["first", "second"]
+        assert not events.fatal()
+    except BaseException:
+        print(proc.output())
+        if terminal is not None:
+            print("--- dlv connect\n", terminal.before)
+        raise
+    finally:
+        if terminal is not None:
+            terminal.close(force=True)
         code = proc.stop()
         clean_daemon(module)
     assert code == 0, proc.output()
