@@ -18,7 +18,7 @@ from kodev.debug.delve import DebugSettings, DelveError, find_delve
 from kodev.deliver.debugged import DebugTarget, debug_spec, debug_targets
 from kodev.deliver.supervision import SwapKit
 from kodev.errors import ConfigError
-from kodev.gotool import GoTool
+from kodev.gotool import GoTool, find_go
 from kodev.platform import Platform
 from kodev.services import ContainerSpec, PortBinding
 from tests.test_session_unit import go, hello  # noqa: F401 - fixtures
@@ -115,6 +115,22 @@ def test_delve_is_cached_per_go_version_and_container_platform(go: GoTool) -> No
                                                             ("linux", "arm", "v6"), ("linux", "arm", "v7")]}
     assert len(names) == 4
     assert all(name.startswith(f"dlv-{delve.DELVE_VERSION}-{go.version(Path.cwd())}-linux-") for name in names)
+
+
+def test_without_the_module_proxy_building_delve_is_a_clear_error(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real `go install`, offline with an empty module cache: the error says what to do instead."""
+    monkeypatch.setenv("GOPROXY", "off")
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "empty-modcache"))
+    monkeypatch.setenv("KODEV_CACHE_DIR", str(tmp_path / "cache"))
+    offline = find_go(None, {})
+    with pytest.raises(DelveError) as caught:
+        find_delve(offline, Platform("linux", "amd64"))
+    message = str(caught.value)
+    assert message.startswith(f"cannot build Delve {delve.DELVE_VERSION} with {offline.binary}: "), message
+    assert "GOPROXY=off" in message or "module lookup disabled" in message, message
+    assert "--dlv PATH or KODEV_DLV" in message and "\n" not in message
+    assert not list((tmp_path / "cache" / "delve").iterdir()), "nothing half-built is left as if it were Delve"
 
 
 def test_debug_settings_are_frozen() -> None:

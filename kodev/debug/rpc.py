@@ -24,6 +24,8 @@ from typing import Any
 
 from kodev.errors import KodevError
 
+ANSWER_SECONDS = 60.0  # Delve restarting a large binary loads its debug information: seconds, not minutes
+
 
 class DelveRPCError(KodevError):
     """Delve could not be reached, or refused a request."""
@@ -65,6 +67,7 @@ class DelveClient:
         while True:
             try:
                 connection = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+                connection.settimeout(ANSWER_SECONDS)  # `timeout` is for connecting; a restart takes longer
                 return cls(connection)
             except OSError as exc:
                 if time.monotonic() >= deadline:

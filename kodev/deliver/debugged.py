@@ -173,7 +173,7 @@ class DebugDelivery(SwapDelivery):
         deadline = time.monotonic() + LISTEN_SECONDS
         while True:
             try:
-                delve = DelveClient.connect(self.target.address, timeout=max(0.1, deadline - time.monotonic()))
+                delve = DelveClient.connect(self.target.address, timeout=0.5)  # between looks at the container
                 try:
                     delve.call("GetVersion", {})
                     if not self.settings.wait:
@@ -184,12 +184,32 @@ class DebugDelivery(SwapDelivery):
                 self.delve = delve
                 return None
             except DelveRPCError as exc:  # a published port accepts before Delve does: asked again
+                ended = self._ended_output()
+                if ended is not None:
+                    return (f"Delve could not start {self.spec.name}'s app under the debugger; it said: {ended!r}. "
+                            "'operation not permitted' means the daemon refuses ptrace: Docker's default "
+                            "seccomp profile allows it (on kernels from 4.8), a stricter one (dockerd "
+                            "--seccomp-profile) must allow ptrace for kodev debug.")
                 if time.monotonic() >= deadline:
                     log.debug("Delve of %s: %s", self.spec.name, exc)
                     return (f"Delve in {self.spec.name} did not answer at {self.target.address} within "
-                            f"{LISTEN_SECONDS:.0f}s ({exc}); its output above says why (a daemon that refuses "
-                            "ptrace says 'operation not permitted').")
+                            f"{LISTEN_SECONDS:.0f}s ({exc}); the service's output says why.")
                 time.sleep(0.05)
+
+    def _ended_output(self) -> str | None:
+        """The last lines of this container's output if it has stopped running (Delve gave up), else None."""
+        if self.container_id is None:
+            return None
+        api = self.supervision.client.api
+        try:
+            if api.inspect_container(self.container_id)["State"]["Running"]:
+                return None
+            tail = api.logs(self.container_id, stdout=True, stderr=True, tail=3)
+        except Exception as exc:  # gone altogether: the loop reports the container's end
+            log.debug("inspecting %s: %s", self.spec.name, exc)
+            return None
+        text = tail.decode(errors="replace") if isinstance(tail, bytes) else str(tail)
+        return " ".join(line.strip() for line in text.splitlines() if line.strip()) or "(nothing)"
 
     def _disconnect(self) -> None:
         if self.delve is not None:

@@ -55,6 +55,10 @@ func main() {
 		greeting := "%s"
 		fmt.Fprintln(w, greeting) // BREAK
 	})
+	http.HandleFunc("/note", func(w http.ResponseWriter, r *http.Request) {
+		note, _ := os.ReadFile(os.Getenv("KO_DATA_PATH") + "/note.txt")
+		w.Write(note)
+	})
 	if err := http.ListenAndServe(os.Args[1], nil); err != nil {
 		panic(err)
 	}
@@ -170,6 +174,8 @@ def _debugged_module(tmp_path: Path, docker_client: Any) -> tuple[Module, Path, 
     (module.path / "go.mod").write_text(f"module {module.module_path}\n\ngo 1.21\n")
     source = module.path / "main.go"
     source.write_text(SOURCE % ("first", HELPER))
+    (module.path / "kodata").mkdir()
+    (module.path / "kodata" / "note.txt").write_text("one")
     delve_port, app_port = free_port(), free_port()
     (module.path / "kodev.toml").write_text(f'''repo = "{module.repo}"
 
@@ -310,6 +316,48 @@ def test_delves_own_terminal_client_keeps_its_session_across_a_save(tmp_path: Pa
     finally:
         if terminal is not None:
             terminal.close(force=True)
+        code = proc.stop()
+        clean_daemon(module)
+    assert code == 0, proc.output()
+
+
+def test_kodata_goes_in_place_and_a_config_change_recreates_under_a_new_delve(tmp_path: Path, dlv: Path,
+                                                                              docker_client: Any) -> None:
+    """A kodata edit goes in as a swap puts it and Delve restarts the process (the session is kept). What a
+    swap cannot carry (here an env change in kodev.toml) recreates the container: its Delve goes with it, a
+    new one listens at the same address (announced again) and the app runs on the new settings."""
+    module, _, delve_port, app_port = _debugged_module(tmp_path, docker_client)
+    proc = start_kodev(module, ["debug", "--json"], {"KODEV_DLV": str(dlv)})
+    events = Events(proc)
+    try:
+        first = events.wait("debugger.listening", timeout=120)
+        _listening(app_port)
+        note_url = f"http://127.0.0.1:{app_port}/note"
+        assert _body(note_url) == "one"
+        mark = events.mark()
+        (module.path / "kodata" / "note.txt").write_text("two")
+        restarted = events.wait("debugger.restarted", since=mark)
+        assert restarted["resumed"] is True and [e["how"] for e in events.all("delivered", since=mark)] == [
+            "swapped"]
+        wait_until(lambda: _body(note_url) == "two", 60, "the new kodata file is not served")
+        assert not events.all("debugger.listening", since=mark), "the kodata edit must keep the same Delve"
+        mark = events.mark()
+        config = module.path / "kodev.toml"
+        config.write_text(config.read_text() + 'env = ["GREETING_STYLE=plain"]\n')
+        again = events.wait("debugger.listening", since=mark, timeout=120)
+        assert again["address"] == first["address"] == f"127.0.0.1:{delve_port}"
+        assert [e["how"] for e in events.all("delivered", since=mark)] == ["recreated"]
+        ide = DelveClient.connect(again["address"])
+        try:
+            assert ide.call("GetVersion", {})["DelveVersion"]
+        finally:
+            ide.close()
+        _listening(app_port)  # kodev let the new process run: no debugger had touched it
+        assert not events.fatal()
+    except BaseException:
+        print(proc.output())
+        raise
+    finally:
         code = proc.stop()
         clean_daemon(module)
     assert code == 0, proc.output()
