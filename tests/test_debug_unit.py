@@ -5,6 +5,7 @@ Delve in real containers, an IDE-like client across saves) is tests/integration/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -47,8 +48,10 @@ def test_off_the_host_network_the_delve_port_is_published_to_loopback_only() -> 
     spec = _spec("o")
     published = debug_spec(spec, DebugTarget(2399, host_network=False))
     assert published.ports == (PortBinding(2399, "tcp", "127.0.0.1", 2399),)
+    assert published.delve == 2399
     host = _spec("h", network="host")
-    assert debug_spec(host, DebugTarget(2399, host_network=True)) is host
+    # The port goes into the spec either way: a reload that moves it makes the running container stale.
+    assert debug_spec(host, DebugTarget(2399, host_network=True)) == dataclasses.replace(host, delve=2399)
 
 
 def test_the_supervisor_gets_its_delve_flags_before_the_app_command() -> None:

@@ -14,6 +14,7 @@ it — nobody else had stopped or continued it since — and otherwise leaves it
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import select
@@ -58,6 +59,8 @@ class DelveClient:
         self._decoder = json.JSONDecoder()
         self._next_id = 0
         self._running: int | None = None  # the id of kodev's `continue` while it is unanswered
+        self._stop: dict[str, Any] = {}  # the state kodev's last `continue` was answered with (why it stopped)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may straddle two reads
 
     @classmethod
     def connect(cls, address: str, timeout: float = 10.0) -> DelveClient:
@@ -104,7 +107,9 @@ class DelveClient:
 
     def _skipped(self, answer: dict[str, Any]) -> None:
         if self._running is not None and answer.get("id") == self._running:
-            self._running = None  # the process stopped: at a breakpoint, or someone halted it
+            self._running = None  # the process stopped: at a breakpoint, it exited, or someone halted it
+            result = answer.get("result")
+            self._stop = result if isinstance(result, dict) else {}
 
     def _answered_meanwhile(self) -> None:
         """Take in what Delve answered while kodev was not asking (without waiting): each a late answer."""
@@ -115,7 +120,7 @@ class DelveClient:
                 raise DelveRPCError(f"lost the connection to Delve: {exc}") from None
             if not chunk:
                 raise DelveRPCError("Delve closed the connection")
-            self._buffer += chunk.decode()
+            self._buffer += self._utf8.decode(chunk)
         while True:
             text = self._buffer.lstrip()
             try:
@@ -143,7 +148,7 @@ class DelveClient:
                 raise DelveRPCError(f"lost the connection to Delve: {exc}") from None
             if not chunk:
                 raise DelveRPCError("Delve closed the connection")
-            self._buffer = text + chunk.decode()
+            self._buffer = text + self._utf8.decode(chunk)
 
     # --- what kodev asks -------------------------------------------------------------------------------
 
@@ -155,21 +160,35 @@ class DelveClient:
         """Whether kodev's `continue` still holds the process: nobody has stopped it since kodev resumed it."""
         if self._running is not None:
             self._answered_meanwhile()
-        return self._running is not None
+        return self._running is not None or self._exited_on_its_own()
 
-    def restart(self) -> Restarted:
+    def _exited_on_its_own(self) -> bool:
+        """kodev's `continue` was answered because the app exited: nobody else had it (a save starts it again)."""
+        return bool((self._stop.get("State") or {}).get("exited")) and self._running is None
+
+    def restart(self, resume: bool = False) -> Restarted:
         """Halt the process (if running) and restart it from the same path (a new binary renamed there is what
         runs); Delve sets each logical breakpoint again on the new code, reporting those it could not, and
-        every client stays connected. The process runs on if kodev's `continue` held it (see above)."""
-        resume = self.holds_run()
+        every client stays connected. The process runs on if kodev's `continue` held it (see above), or with
+        `resume` (kodev never let it run yet)."""
+        ours = self.holds_run()
         with contextlib.suppress(DelveRPCError):  # not running: at a breakpoint, or exited; restarted anyway
-            self.call("Command", {"name": "halt"})
+            self.call("Command", {"name": "halt"})  # Delve answers kodev's pending `continue` first
+        if ours and _at_breakpoint(self._stop):  # it stopped at a breakpoint just before kodev's halt
+            ours = False
         result = self.call("Restart", {"Position": "", "ResetArgs": False, "NewArgs": [], "Rerecord": False,
                                        "Rebuild": False, "NewRedirects": ["", "", ""]})
         discarded = tuple(_discarded(entry) for entry in result.get("DiscardedBreakpoints") or [])
-        if resume:
+        self._stop = {}
+        if ours or resume:
             self.resume()
-        return Restarted(discarded, resume)
+        return Restarted(discarded, ours or resume)
+
+
+def _at_breakpoint(stopped: dict[str, Any]) -> bool:
+    state = stopped.get("State") or {}
+    thread = state.get("currentThread") or {}
+    return bool(thread.get("breakPoint"))
 
 
 def _discarded(entry: dict[str, Any]) -> Discarded:

@@ -75,7 +75,9 @@ def debug_targets(specs: Sequence[ContainerSpec]) -> dict[str, DebugTarget]:
 
 
 def debug_spec(spec: ContainerSpec, target: DebugTarget) -> ContainerSpec:
-    """`spec` with Delve's port published to 127.0.0.1 when the container has a network of its own."""
+    """`spec` with the port its Delve takes (a reload that moves it makes the container stale), published to
+    127.0.0.1 when the container has a network of its own."""
+    spec = dataclasses.replace(spec, delve=target.port)
     if target.host_network:
         return spec
     return dataclasses.replace(spec, ports=(*spec.ports, PortBinding(target.port, "tcp", "127.0.0.1", target.port)))
@@ -94,6 +96,7 @@ class DebugDelivery(SwapDelivery):
         self.target = target
         self.restarted: Restarted | None = None  # what the last swap's restart reported
         self.delve: DelveClient | None = None  # kodev's own connection to this container's Delve (rpc.py)
+        self.let_run = False  # whether kodev has let this container's app run yet (not under --wait)
 
     def tools(self, kit: SwapKit) -> dict[str, Path]:
         return {**super().tools(kit), DLV: self.settings.dlv}
@@ -109,6 +112,7 @@ class DebugDelivery(SwapDelivery):
             return False
         if isinstance(previous, DebugDelivery):
             self.delve, previous.delve = previous.delve, None
+            self.let_run = previous.let_run
         return True
 
     def _swap(self, release: Release) -> None:
@@ -126,10 +130,11 @@ class DebugDelivery(SwapDelivery):
                 place_binary(release.binary, self.directory, self.app)
             else:
                 client.api.put_archive(self.container_id, COPY_DIR, self._binary_archive(release.binary))
-        if self.delve is None:  # lost: a connection of its own, which holds nothing
+        if self.delve is None:  # lost, or never made: a connection of its own, which holds nothing
             self.delve = DelveClient.connect(self.target.address)
         try:
-            self.restarted = self.delve.restart()
+            self.restarted = self.delve.restart(resume=not self.settings.wait and not self.let_run)
+            self.let_run = self.let_run or self.restarted.resumed
         except DelveRPCError:
             self._disconnect()
             raise
@@ -162,6 +167,8 @@ class DebugDelivery(SwapDelivery):
     def restored(self, container_id: str) -> None:
         """Started again after a failed load: a new Delve in it, which waits for kodev's continue."""
         super().restored(container_id)
+        if self.down:
+            return  # it did not come back: the next release starts a new one
         problem = self._attach()
         if problem is not None:
             log.warning("%s", problem)
@@ -170,6 +177,7 @@ class DebugDelivery(SwapDelivery):
         """Connect kodev's client to the container's new Delve and, unless --wait, let the app run; what
         went wrong, if anything."""
         self._disconnect()
+        self.let_run = False
         deadline = time.monotonic() + LISTEN_SECONDS
         while True:
             try:
@@ -178,6 +186,7 @@ class DebugDelivery(SwapDelivery):
                     delve.call("GetVersion", {})
                     if not self.settings.wait:
                         delve.resume()
+                        self.let_run = True
                 except DelveRPCError:
                     delve.close()
                     raise

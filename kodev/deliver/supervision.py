@@ -84,8 +84,10 @@ class ControlChannel:
 def place_binary(binary: Path, directory: Path, app: str) -> None:
     """Mount mode: put `binary` at `directory/app`, whole (renamed into place: the supervisor never runs half
     a file). A hard link, no copy: each `go build` writes a new file, so the link never changes under an
-    app; copied when the build directory is on another file system."""
-    partial = directory / f".{app}.partial"
+    app; copied when the build directory is on another file system. Staged beside `directory`, in its
+    parent (the user's alone, never mounted): a container that may write its directory (kodev debug) cannot
+    plant a link there for kodev to write through."""
+    partial = directory.parent / f".{directory.name}-{app}.partial"
     partial.unlink(missing_ok=True)
     try:
         os.link(binary, partial)

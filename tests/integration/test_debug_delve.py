@@ -55,6 +55,7 @@ func main() {
 		greeting := "%s"
 		fmt.Fprintln(w, greeting) // BREAK
 	})
+	http.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) { os.Exit(3) })
 	http.HandleFunc("/note", func(w http.ResponseWriter, r *http.Request) {
 		note, _ := os.ReadFile(os.Getenv("KO_DATA_PATH") + "/note.txt")
 		w.Write(note)
@@ -326,7 +327,7 @@ def test_kodata_goes_in_place_and_a_config_change_recreates_under_a_new_delve(tm
     """A kodata edit goes in as a swap puts it and Delve restarts the process (the session is kept). What a
     swap cannot carry (here an env change in kodev.toml) recreates the container: its Delve goes with it, a
     new one listens at the same address (announced again) and the app runs on the new settings."""
-    module, _, delve_port, app_port = _debugged_module(tmp_path, docker_client)
+    module, source, delve_port, app_port = _debugged_module(tmp_path, docker_client)
     proc = start_kodev(module, ["debug", "--json"], {"KODEV_DLV": str(dlv)})
     events = Events(proc)
     try:
@@ -341,6 +342,14 @@ def test_kodata_goes_in_place_and_a_config_change_recreates_under_a_new_delve(tm
             "swapped"]
         wait_until(lambda: _body(note_url) == "two", 60, "the new kodata file is not served")
         assert not events.all("debugger.listening", since=mark), "the kodata edit must keep the same Delve"
+        # The app exits on its own: Delve stays, and the next save starts it again, running (nobody held it).
+        _body(f"http://127.0.0.1:{app_port}/exit")
+        wait_until(lambda: not _accepts(app_port), 30, "the app did not exit")
+        mark = events.mark()
+        source.write_text(SOURCE % ("after exit", HELPER))
+        assert events.wait("debugger.restarted", since=mark)["resumed"] is True
+        wait_until(lambda: _body(f"http://127.0.0.1:{app_port}/") == "after exit", 60, "not started again")
+        mark = events.mark()
         mark = events.mark()
         config = module.path / "kodev.toml"
         config.write_text(config.read_text() + 'env = ["GREETING_STYLE=plain"]\n')
