@@ -184,6 +184,15 @@ def run(
     rm: RmOption = True,
     watch: WatchOption = False,
     swap: SwapOption = None,
+    proxy: Annotated[Str, typer.Option(
+        "--proxy", metavar="ADDR", show_default=False,
+        help="With --watch: a dev proxy listens here (HOST:PORT or a port): requests wait out rebuilds, pages "
+             "reload when the new code serves.")] = None,
+    upstream: Annotated[Str, typer.Option(
+        "--upstream", metavar="ADDR", show_default=False, help="Where the app itself listens (with --proxy).")] = None,
+    ready: Annotated[Str, typer.Option(
+        "--ready", metavar="PATH", show_default=False,
+        help="With --proxy: the app serves once this path answers 2xx (default: once its port accepts).")] = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -199,9 +208,12 @@ def run(
     swapping = _swapping(swap, _settings(ctx))
 
     def run_in(session: Session) -> int:
-        from kodev.cli_watch import run_service
+        import dataclasses
 
-        return run_service(session, service, remove_on_exit=rm, watch=watch, swap=swapping)
+        from kodev.cli_watch import proxy_flags, run_service
+
+        proxied = dataclasses.replace(service, proxy=proxy_flags(proxy, upstream, ready, watch))
+        return run_service(session, proxied, remove_on_exit=rm, watch=watch, swap=swapping)
 
     _in_session(ctx, "run", json, config, go, platform, run_in, run_tag=WATCH_TAG if watch else None)
 

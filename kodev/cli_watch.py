@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kodev.config import ServiceConfig
     from kodev.network import Origin
+    from kodev.proxy.spec import ProxySpec
     from kodev.services import ContainerSpec
     from kodev.session import Session
 
@@ -39,6 +40,32 @@ def run_service(session: Session, service: ServiceConfig, remove_on_exit: bool, 
     from kodev.run import run_once
 
     return run_once(session, plan, spec)
+
+
+def proxy_flags(proxy: str | None, upstream: str | None, ready: str | None, watch: bool) -> ProxySpec | None:
+    """`kodev run`'s --proxy, --upstream and --ready, checked as kodev.toml's keys are."""
+    from kodev.errors import ConfigError
+    from kodev.proxy.spec import ProxySpec, parse_address
+
+    if proxy is None:
+        if upstream is not None or ready is not None:
+            raise ConfigError("--upstream and --ready go with --proxy ADDR (where the dev proxy listens).")
+        return None
+    if not watch:
+        raise ConfigError("--proxy needs --watch: the dev proxy is there to carry requests across rebuilds.")
+    if upstream is None:
+        raise ConfigError("--proxy needs --upstream ADDR: where the app itself listens (a bare port means "
+                          "127.0.0.1), e.g. --proxy 8080 --upstream 9000.")
+    listen, target = parse_address(proxy), parse_address(upstream)
+    for flag, text, address in (("--proxy", proxy, listen), ("--upstream", upstream, target)):
+        if address is None:
+            raise ConfigError(f"{flag} {text}: not HOST:PORT or a port (1 to 65535).")
+    assert listen is not None and target is not None
+    if listen == target:
+        raise ConfigError(f"--proxy and --upstream are both {proxy}: the app needs a port of its own.")
+    if ready is not None and not ready.startswith("/"):
+        raise ConfigError(f"--ready {ready}: not a path (it starts with '/', e.g. --ready /healthz).")
+    return ProxySpec(listen, target, ready)
 
 
 def watch_loop(session: Session, paths: Sequence[str], compose_files: Sequence[Path], project_name: str | None,

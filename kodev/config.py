@@ -15,6 +15,7 @@ from typing import Any
 from kodev import koyaml
 from kodev.errors import ConfigError
 from kodev.imageref import valid_repository
+from kodev.proxy.spec import DEFAULT_HOLD_SECONDS, ProxySpec, parse_address
 from kodev.settings import (
     CONFIG_NAME,
     DEFAULT_BASE,
@@ -45,7 +46,8 @@ _TOP_KEYS = {"base": _STR, "repo": _STR, "platform": _STR, "build": "table", "co
 _COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
 _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
                  "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL,
-                 "swap": _BOOL, "delve": _INT}
+                 "swap": _BOOL, "delve": _INT, "proxy": _STR, "upstream": _STR, "ready": _STR,
+                 "proxy_timeout": _INT}
 _WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS, "strip": _BOOL}
 
 
@@ -146,6 +148,34 @@ def _delve_port(reader: _Reader, key: str, table: Mapping[str, Any], earlier: Ma
     return int(port)
 
 
+def _proxy(reader: _Reader, key: str, table: Mapping[str, Any]) -> ProxySpec | None:
+    """`proxy` (where the dev proxy listens) with `upstream` (where the app listens), `ready`, `proxy_timeout`."""
+    if "proxy" not in table:
+        for lonely in ("upstream", "ready", "proxy_timeout"):
+            if lonely in table:
+                raise reader.fail(_join(key, lonely), "only means something with `proxy` (where the dev proxy "
+                                                      "listens, e.g. \"127.0.0.1:8080\"): add it, or remove this")
+        return None
+    if "upstream" not in table:
+        raise reader.fail(_join(key, "upstream"), "missing: with `proxy`, say where the app itself listens "
+                                                  '(e.g. "127.0.0.1:9000"; a bare port means 127.0.0.1)')
+    listen, upstream = parse_address(table["proxy"]), parse_address(table["upstream"])
+    for name, address in (("proxy", listen), ("upstream", upstream)):
+        if address is None:
+            raise reader.fail(_join(key, name), f"{table[name]!r} is not HOST:PORT or a port (1 to 65535)")
+    assert listen is not None and upstream is not None
+    if listen == upstream:
+        raise reader.fail(_join(key, "proxy"), "the proxy and the app cannot both listen on "
+                                               f"{table['proxy']}: give the app another port with `upstream`")
+    ready = table.get("ready")
+    if ready is not None and not ready.startswith("/"):
+        raise reader.fail(_join(key, "ready"), f"{ready!r} is not a path: it starts with '/' (e.g. \"/healthz\")")
+    timeout = table.get("proxy_timeout", DEFAULT_HOLD_SECONDS)
+    if timeout <= 0:
+        raise reader.fail(_join(key, "proxy_timeout"), "expected seconds, more than 0")
+    return ProxySpec(listen, upstream, ready, float(timeout))
+
+
 def parse(text: str, path: Path) -> Config:
     """Parse the text of a kodev.toml found at `path`."""
     reader = _Reader(path)
@@ -183,6 +213,7 @@ def parse(text: str, path: Path) -> Config:
             volumes=tuple(table.get("volumes", ())), user=table.get("user"),
             stop_timeout=table.get("stop_timeout", 10), restart=table.get("restart", True),
             swap=table.get("swap", True), delve=_delve_port(reader, key, table, services),
+            proxy=_proxy(reader, key, table),
         )
 
     watch_table = reader.table(top.get("watch", {}), "watch", _WATCH_KEYS)

@@ -54,6 +54,9 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "service.exited": {"service": _STR, "code": (int,), "last_lines": _LIST},
     "debugger.listening": {"service": _STR, "address": _STR},
     "debugger.restarted": {"service": _STR, "discarded": _LIST, "resumed": (bool,)},
+    "proxy.listening": {"service": _STR, "address": _STR, "upstream": _STR},
+    "proxy.held": {"service": _STR, "count": (int,), "longest_seconds": (int, float)},
+    "proxy.reload": {"service": _STR},
     "daemon.lost": {"endpoint": _STR},
     "daemon.back": {},
     "config.reloaded": {"path": _STR},
@@ -230,6 +233,14 @@ class JsonUI(UI):
         self.emit("debugger.restarted", service=service,
                   discarded=[{"location": d.location, "reason": d.reason} for d in restarted.discarded],
                   resumed=restarted.resumed)
+
+    def proxy_listening(self, service: str, address: str, upstream: str) -> None:
+        self.emit("proxy.listening", service=service, address=address, upstream=upstream)
+
+    def proxy_reloaded(self, service: str, held: int, longest: float) -> None:
+        if held:
+            self.emit("proxy.held", service=service, count=held, longest_seconds=round(longest, 4))
+        self.emit("proxy.reload", service=service)
 
     def daemon_lost(self, endpoint: str) -> None:
         self.emit("daemon.lost", endpoint=endpoint)

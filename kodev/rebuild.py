@@ -100,6 +100,9 @@ class Rebuild:
     on_delivered: Callable[[Delivered], None]
     strip: bool = False
     debug: bool = False  # kodev debug: binaries built for Delve (gobuild.for_debugging)
+    # Told of each compile's end: its error (the compiler's output), or success (the dev proxies' overlay).
+    build_failed: Callable[[str], None] = lambda output: None
+    build_ok: Callable[[], None] = lambda: None
     run_ref: Callable[[CommandPlan], str] = lambda plan: plan.ref  # where a container of its image runs from
     # Asked while a round compiles: have newer saves come? (The loop's Coalescer answers.)
     superseded: Callable[[], bool] = lambda: False
@@ -162,7 +165,9 @@ class Rebuild:
         except CompileError as exc:
             self.ui.error(exc)
             self.ui.warn(f"build failed; {self.what_stays()}. Save a fix to try again.")
+            self.build_failed(exc.output or str(exc))
             return {}, None
+        self.build_ok()
         return {c.import_path: b for c, b in zip(compiling, binaries, strict=True)}, go_seconds
 
     def what_stays(self) -> str:

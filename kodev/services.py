@@ -10,11 +10,12 @@ import ipaddress
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kodev.config import CONTAINER_NAME, ServiceConfig
 from kodev.errors import ConfigError
+from kodev.proxy.spec import ProxySpec
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _ENV_KEY = re.compile(r"^[^=\s]+$")
@@ -53,6 +54,8 @@ class ContainerSpec:
     restart: bool = True  # false: started once, never recreated nor removed by kodev
     swap: bool = True  # watch: swap a new binary in place (kodev's supervisor) instead of recreating
     delve: int | None = None  # kodev debug: Delve's port, as configured (None: kodev picks one)
+    # watch: the dev proxy in front of it; not part of what the container is (a change never recreates it)
+    proxy: ProxySpec | None = field(default=None, compare=False)
 
 
 def parse_port(spec: str, where: str) -> PortBinding:
@@ -166,4 +169,5 @@ def container_spec(service: ServiceConfig, base_dir: Path, where: str, name: str
         restart=service.restart,
         swap=service.swap,
         delve=service.delve,
+        proxy=service.proxy,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from kodev.cache import CacheSettings
 from kodev.epoch import Epochs
 from kodev.gomod import KO_SCHEME
+from kodev.proxy.spec import ProxySpec
 
 CONFIG_NAME = "kodev.toml"
 DEFAULT_BASE = "static"
@@ -62,7 +63,8 @@ class ServiceConfig:
     stop_timeout: int = 10
     restart: bool = True
     swap: bool = True  # watch: binary-only changes are swapped into the running container
-    delve: int | None = None  # kodev debug: the port Delve listens on (default: 2345, then the next free)
+    delve: int | None = None  # kodev debug: the port Delve listens on (default: 2345 and up, in order)
+    proxy: ProxySpec | None = None  # watch: the dev proxy in front of it (kodev/proxy/)
 
 
 @dataclass(frozen=True)

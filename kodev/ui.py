@@ -22,10 +22,10 @@ from rich.text import Text
 from kodev.errors import CompileError, KodevError
 from kodev.report import CommandReport
 from kodev.status import StatusLine, wants_status
+from kodev.ui_news import LoopNews
 
 if TYPE_CHECKING:
     from kodev.affected import FileChange
-    from kodev.debug.rpc import Restarted
     from kodev.deliver import Delivered
     from kodev.gomod import ModuleGraph
 
@@ -89,7 +89,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-class UI:
+class UI(LoopNews):
     """Rich, calm output: one line per stage with its time; errors that say what to do.
 
     `status`: show the live status line (default: when stderr is a terminal). Every write takes one lock
@@ -314,19 +314,6 @@ class UI:
             return
         tail = f" Its last output: {last_lines[-1]!r}." if last_lines else ""
         self.warn(f"{service} exited with code {code}.{tail} The next good build starts it again.")
-
-    def debugger_listening(self, service: str, address: str) -> None:
-        """kodev debug: a new Delve for `service` answers at `address` (a new container: attach again)."""
-        self.note(f"{service}: Delve listens on {address}; attach your debugger there (it stays attached "
-                  "across saves).")
-
-    def debugger_restarted(self, service: str, restarted: Restarted) -> None:
-        """kodev debug: Delve restarted `service` on the new binary; breakpoints it could not set again."""
-        for gone in restarted.discarded:
-            self.warn(f"{service}: breakpoint at {gone.location} is gone from the new code ({gone.reason}).")
-        if not restarted.resumed:
-            self.note(f"{service}: restarted on the new build, stopped at its start: your debugger held it, so "
-                      "it runs when you continue it there.")
 
     def daemon_lost(self, endpoint: str) -> None:
         self._idle()

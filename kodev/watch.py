@@ -24,6 +24,8 @@ from kodev.gomod import MainPackage
 from kodev.graph_state import GraphState
 from kodev.health import DaemonHealth, DaemonLost
 from kodev.ownership import Owner
+from kodev.proxy.runner import Proxies
+from kodev.proxy.spec import ProxySpec
 from kodev.rebuild import Rebuild
 from kodev.reload import ConfigReload, Reloaded, StackReload
 from kodev.session import CommandServices, Session
@@ -51,8 +53,10 @@ class DevLoop:
         containers = Containers(session.daemon.client, Owner.current())
         supervision = (Supervision(session.go, session.daemon.client, containers.owner,
                                    force_copy=session.settings.swap_copy) if swap else None)
+        self.proxies = Proxies(self.ui)
+        self.proxies.apply(_proxy_specs(commands), session.config.describe())
         self.workloads = Workloads(containers, session.daemon, self.ui, self.inbox.put, stack, supervision,
-                                   prefix_logs, debug)
+                                   prefix_logs, debug, self.proxies)
         self.workloads.use(commands)
         self.config_reload = ConfigReload(self.ui, watch_paths)
         self.stack_reload = StackReload(self.ui, stack) if stack is not None else None
@@ -85,7 +89,8 @@ class DevLoop:
     def _rounds(self, session: Session) -> Rebuild:
         return Rebuild(session.builder, session.pruner, session.daemon, self.ui, self.workloads.commands,
                        self.scratch, self.workloads.follow, strip=session.config.watch.strip, run_ref=session.run_ref,
-                       superseded=self.coalescer.supersede, debug=self.debug is not None)
+                       superseded=self.coalescer.supersede, debug=self.debug is not None,
+                       build_failed=self.proxies.build_failed, build_ok=self.proxies.build_ok)
 
     # --- startup ---------------------------------------------------------------------------------
 
@@ -182,6 +187,10 @@ class DevLoop:
     def _apply(self, reloaded: Reloaded) -> None:
         """The new kodev.toml is built while the old workloads serve; each new delivery took over the container
         of its service and its first release replaces it. Services no longer named are stopped."""
+        try:
+            self.proxies.apply(_proxy_specs(reloaded.commands), reloaded.session.config.describe())
+        except KodevError as exc:  # a port taken meanwhile: the rest of the new configuration still applies
+            self.ui.error(exc)
         self.workloads.stop(self.workloads.use(reloaded.commands))
         self.session = reloaded.session
         self.rounds.close()
@@ -227,6 +236,7 @@ class DevLoop:
         self.watcher.stop()
         self.rounds.close()
         cleaned = self.workloads.shutdown()
+        self.proxies.close()
         if self.stack is not None:
             try:
                 done = self.stack.shutdown()
@@ -236,3 +246,8 @@ class DevLoop:
             if done:
                 self.ui.info(done)
         return cleaned
+
+
+def _proxy_specs(commands: list[CommandServices]) -> dict[str, ProxySpec]:
+    """The dev proxies these commands' services want, by service."""
+    return {spec.service: spec.proxy for c in commands for spec in c.specs if spec.proxy is not None}

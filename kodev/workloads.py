@@ -18,10 +18,12 @@ from kodev.deliver import Delivered, Delivery
 from kodev.deliver.choose import deliveries_for
 from kodev.deliver.compose import ComposeDelivery, ComposeStack
 from kodev.deliver.debugged import debug_targets
+from kodev.deliver.proxied import ProxiedDelivery
 from kodev.deliver.supervision import Supervision
 from kodev.errors import KodevError, reworded
 from kodev.events import Message, ServiceExited
 from kodev.logs import LogFollower
+from kodev.proxy.runner import Proxies
 from kodev.rebuild import WatchedCommand
 from kodev.session import CommandServices
 from kodev.ui import SERVICE_COLORS, UI
@@ -37,7 +39,7 @@ class Workloads:
 
     def __init__(self, containers: Containers, daemon: Daemon, ui: UI, post: Callable[[Message], None],
                  stack: ComposeStack | None, supervision: Supervision | None, prefix_logs: bool,
-                 debug: DebugSettings | None = None) -> None:
+                 debug: DebugSettings | None = None, proxies: Proxies | None = None) -> None:
         self.containers = containers
         self.daemon = daemon
         self.ui = ui
@@ -46,6 +48,7 @@ class Workloads:
         self.supervision = supervision
         self.prefix_logs = prefix_logs
         self.debug = debug  # kodev debug: every restarted service runs under Delve
+        self.proxies = proxies  # the dev proxies: their services' deliveries hold requests while delivering
         self.commands: list[WatchedCommand] = []
         self.colors: dict[str, str] = {}
         self.width = 0
@@ -61,10 +64,9 @@ class Workloads:
         previous = {c.import_path: c for c in self.commands}
         left = self.deliveries
         targets = debug_targets([s for c in commands for s in c.specs if s.restart]) if self.debug else None
-        self.commands = [WatchedCommand(c.plan, deliveries_for(c.specs, c.compose, self.containers, self.stack,
-                                                               self.supervision, c.plan.command.app_name,
-                                                               self.debug, targets))
-                         for c in commands]
+        self.commands = [WatchedCommand(c.plan, [self._proxied(d) for d in deliveries_for(
+            c.specs, c.compose, self.containers, self.stack, self.supervision, c.plan.command.app_name, self.debug,
+            targets)]) for c in commands]
         for command in self.commands:
             if command.import_path in previous:
                 command.take_over(previous[command.import_path])
@@ -79,6 +81,10 @@ class Workloads:
         self.width = max((len(n) for n in services), default=0)
         self.ui.align([c.plan.name for c in self.commands])
         return left
+
+    def _proxied(self, delivery: Delivery) -> Delivery:
+        gate = self.proxies.gate(delivery.service) if self.proxies and delivery.service else None
+        return ProxiedDelivery(delivery, gate) if gate is not None else delivery
 
     def prepare(self) -> None:
         for delivery in self.deliveries:

@@ -60,6 +60,8 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
     ui.debugger_listening("api", "127.0.0.1:2345")
     ui.debugger_restarted("api", Restarted((Discarded("/src/main.go:12", "could not find statement"),)))
     ui.debugger_restarted("api", Restarted((), resumed=False))
+    ui.proxy_listening("web", "127.0.0.1:8080", "127.0.0.1:9000")
+    ui.proxy_reloaded("web", 2, 0.1)  # a person sees the page reload: no line
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
     ui.config_reloaded(tmp_path / "kodev.toml")
@@ -74,6 +76,8 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
         "warning: api: breakpoint at /src/main.go:12 is gone from the new code (could not find statement).",
         "api: restarted on the new build, stopped at its start: your debugger held it, so it runs when you "
         "continue it there.",
+        "web: open http://127.0.0.1:8080/ (kodev's dev proxy for the app on 127.0.0.1:9000): requests wait out "
+        "rebuilds, and pages reload when the new code serves.",
         "warning: the Docker daemon at unix:///x.sock is not answering. kodev keeps watching and retries; when it "
         "is back, everything is rebuilt and restarted.",
         "the Docker daemon is back: rebuilding and restarting",
@@ -171,6 +175,9 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     ui.service_exited("api", 3, ["boom"])
     ui.debugger_listening("api", "127.0.0.1:2345")
     ui.debugger_restarted("api", Restarted((Discarded("/src/main.go:12", "could not find statement"),)))
+    ui.proxy_listening("web", "127.0.0.1:8080", "127.0.0.1:9000")
+    ui.proxy_reloaded("web", 3, 0.25)
+    ui.proxy_reloaded("web", 0, 0.0)
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
     ui.config_reloaded(tmp_path / "kodev.toml")
@@ -185,7 +192,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     assert [e["event"] for e in found] == [
         "started", "graph.loaded", "changes", "build.started", "build.finished", "image.published", "delivered",
         "command.result", "command.result", "build.superseded", "watching", "service.log", "service.log",
-        "service.exited", "debugger.listening", "debugger.restarted", "daemon.lost", "daemon.back",
+        "service.exited", "debugger.listening", "debugger.restarted", "proxy.listening", "proxy.held",
+        "proxy.reload", "proxy.reload", "daemon.lost", "daemon.back",
         "config.reloaded", "config.rejected", "error", "message",
         "message", "error", "exit"]
     assert all(e["schema"] == SCHEMA for e in found)
@@ -196,6 +204,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     assert by["debugger.restarted"]["discarded"] == [{"location": "/src/main.go:12",
                                                       "reason": "could not find statement"}]
     assert by["debugger.restarted"]["resumed"] is True
+    assert by["proxy.listening"] == {**by["proxy.listening"], "address": "127.0.0.1:8080", "upstream": "127.0.0.1:9000"}
+    assert (by["proxy.held"]["count"], by["proxy.held"]["longest_seconds"]) == (3, 0.25)
     assert by["delivered"] == {**by["delivered"], "service": "svc-server", "how": "recreated", "seconds": 0.12,
                                "serving_seconds": 0.52}
     assert by["image.published"]["bytes_sent"] == 9_900_000 and by["image.published"]["slim"] is True
