@@ -79,6 +79,19 @@ func main() {
 		}
 	})
 	http.HandleFunc("/ws", echoSocket)
+	started := time.Now()
+	http.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		if time.Since(started) < 400*time.Millisecond { // warming up: the port accepts, the app is not ready
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ready")
+	})
+	http.HandleFunc("/note", func(w http.ResponseWriter, r *http.Request) {
+		note, _ := os.ReadFile(os.Getenv("KO_DATA_PATH") + "/note.txt")
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, "<html><body><p id=note>%s</p></body></html>", note)
+	})
 	if err := http.ListenAndServe(os.Args[1], nil); err != nil {
 		panic(err)
 	}
@@ -195,5 +208,7 @@ def proxied_app(tmp_path: Path, docker_client: Any, version: str = "v0") -> Prox
     (module.path / "go.mod").write_text(f"module {module.module_path}\n\ngo 1.21\n")
     app = ProxiedApp(module, module.name("web"), free_port(), free_port())
     app.set_version(version)
+    (module.path / "kodata").mkdir()
+    (module.path / "kodata" / "note.txt").write_text("first note")
     app.write_config()
     return app
