@@ -147,7 +147,7 @@ class KodevServer(HelloCopy):
             f'args = ["-addr", "127.0.0.1:{self.port}"]\n'
             'network = "host"\n'
             "stop_timeout = 5\n"
-            f"{service_lines}"))
+            f"{service_lines.replace('@PORT@', str(self.port))}"))  # @PORT@: where the server listens
         context.containers.add(self.service)
         self.process: Process | None = None
 

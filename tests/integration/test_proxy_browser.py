@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Request
 
-from tests.integration.browser import chromium, chromium_path
+from bench.browser import chromium, chromium_path
 from tests.integration.conftest import _missing
 from tests.integration.json_events import Events
 from tests.integration.modules import clean_daemon, start_kodev

@@ -1,6 +1,7 @@
-"""Headless Chromium for the dev-proxy tests: Debian's `chromium`, driven by Playwright's Python package,
-which is told where the browser is and never downloads one. The flags keep it off every network but
-127.0.0.1 (no background requests, updates, sync or metrics) and fit a container (no sandbox, no /dev/shm)."""
+"""Headless Chromium for scenario 11 and the dev-proxy tests: Debian's `chromium`, driven by Playwright's
+Python package, which is told where the browser is and never downloads one. The flags keep it off every
+network but 127.0.0.1 (no background requests, updates, sync or metrics) and fit a container (no sandbox,
+no /dev/shm)."""
 
 from __future__ import annotations
 
