@@ -30,3 +30,14 @@ def test_directories_of_a_dead_kodev_are_removed_and_live_ones_kept(tmp_path: Pa
 
 def test_no_directory_yet_is_nothing_to_do(tmp_path: Path) -> None:
     assert remove_stale(tmp_path / "swap") == []
+
+
+def test_a_binary_being_staged_beside_the_directories_is_left_alone(tmp_path: Path) -> None:
+    """place_binary stages `.NAME-PID-NS-APP.partial` in the swap root: another kodev's sweep must neither
+    read a pid out of it nor touch it (it once read the nanoseconds as a pid: an OverflowError in os.kill)."""
+    staged = tmp_path / f".web-{os.getpid()}-{10**15}-server.partial"
+    staged.write_text("binary")
+    huge = tmp_path / f"web-{10**15}-1"
+    huge.mkdir()
+    assert remove_stale(tmp_path) == []
+    assert staged.exists() and huge.exists()

@@ -127,8 +127,10 @@ def remove_stale(root: Path) -> list[Path]:
     """Swap directories of a kodev that is gone (killed outright): named NAME-PID-NS, their PID dead."""
     removed = []
     for directory in root.iterdir() if root.is_dir() else ():
+        if directory.name.startswith(".") or not directory.is_dir():
+            continue  # a binary being staged by place_binary (a kodev at work), not a container's directory
         pid = directory.name.rsplit("-", 2)[-2] if directory.name.count("-") >= 2 else ""
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not pid.isdigit() or int(pid) == os.getpid() or int(pid) > 2**22:  # Linux's pid_max at most
             continue
         try:
             os.kill(int(pid), 0)
