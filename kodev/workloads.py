@@ -18,7 +18,7 @@ from kodev.deliver import Delivered, Delivery
 from kodev.deliver.choose import deliveries_for
 from kodev.deliver.compose import ComposeDelivery, ComposeStack
 from kodev.deliver.debugged import debug_targets
-from kodev.deliver.proxied import ProxiedDelivery
+from kodev.deliver.proxied import ProxiedDelivery, unwrapped
 from kodev.deliver.supervision import Supervision
 from kodev.errors import KodevError, reworded
 from kodev.events import Message, ServiceExited
@@ -71,7 +71,7 @@ class Workloads:
             if command.import_path in previous:
                 command.take_over(previous[command.import_path])
             for delivery in command.deliveries:
-                taken = next((old for old in left if delivery.take_over(old)), None)
+                taken = next((old for old in left if delivery.take_over(unwrapped(old))), None)
                 if taken is not None:
                     left.remove(taken)
         services = [d.service for d in self.deliveries if d.service]

@@ -17,31 +17,36 @@ import zlib
 PREFIX = "/__kodev/"
 EVENTS_PATH = PREFIX + "events"
 WORKER_PATH = PREFIX + "worker.js"
+CLIENT_PATH = PREFIX + "client.js"
 _MARK = "data-kodev-live"  # on the script tag: a page never gets two
 
 # The SharedWorker: one EventSource for every tab of this origin; each tab's port gets every message.
 WORKER_JS = """const ports = new Set();
-let last = null;
+const state = {generation: 0, error: null};  // what a tab connecting now must know
 const source = new EventSource("@EVENTS@");
 for (const kind of ["hello", "reload", "error", "ok"]) {
   source.addEventListener(kind, (e) => {
-    const message = {kind, data: JSON.parse(e.data)};
-    if (kind !== "reload") last = message;
-    for (const port of ports) port.postMessage(message);
+    const data = JSON.parse(e.data);
+    if (data.generation) state.generation = Math.max(state.generation, data.generation);
+    if (kind === "hello") state.error = data.error || null;
+    if (kind === "error") state.error = data.output;
+    if (kind === "ok") state.error = null;
+    for (const port of ports) port.postMessage({kind, data});
   });
 }
 onconnect = (e) => {
   const port = e.ports[0];
   ports.add(port);
-  if (last) port.postMessage(last);
+  port.postMessage({kind: "hello", data: {generation: state.generation, error: state.error}});
   port.start();
 };
 """.replace("@EVENTS@", EVENTS_PATH)
 
-_CLIENT_JS = """(function () {
+CLIENT_JS = """(function () {
   if (window.__kodevLive) return;
   window.__kodevLive = true;
-  const generation = @GENERATION@;
+  const here = document.currentScript && document.currentScript.src;
+  const generation = Number(here ? new URL(here).searchParams.get("generation") : 0) || 0;
   function overlay(output) {
     let box = document.getElementById("__kodev_overlay");
     if (!box) {
@@ -82,19 +87,19 @@ _CLIENT_JS = """(function () {
       source.addEventListener(kind, (e) => handle({kind, data: JSON.parse(e.data)}));
     }
   }
-})();"""
+})();
+""".replace("@WORKER@", WORKER_PATH).replace("@EVENTS@", EVENTS_PATH)
 
 
 def client_script(generation: int) -> str:
-    """The `<script>` element a page gets: the live-reload client for the build `generation` (ASCII only, so
-    that it fits a page in any charset)."""
-    body = (_CLIENT_JS.replace("@GENERATION@", str(generation)).replace("@WORKER@", WORKER_PATH)
-            .replace("@EVENTS@", EVENTS_PATH))
-    return f"<script {_MARK}>{body}</script>"
+    """The `<script>` element a page gets: the live-reload client (CLIENT_JS, served by the proxy: a page's
+    Content-Security-Policy that allows its own origin's scripts allows it), for the build `generation`."""
+    return f'<script src="{CLIENT_PATH}?generation={generation}" {_MARK}=""></script>'
 
 
 def is_html(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
+    """`text/html` (not XHTML: an XML document would not take the script tag as it is written)."""
+    return (content_type or "").split(";")[0].strip().lower() == "text/html"
 
 
 def inject(body: bytes, charset: str | None, generation: int) -> bytes:

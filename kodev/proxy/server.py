@@ -7,16 +7,19 @@ retried, for up to `hold_seconds`, then answered with the proxy's own 503 page. 
 they come (streamed, flushed chunk by chunk: SSE too), byte for byte, except HTML, which gets the
 live-reload script. `Upgrade: websocket` is relayed frame by frame.
 
-A reload is sent only when the new process serves. A swap restarts the app in the same container, so "the
-port accepts" could be the old process still: on `hold` the proxy opens a sentinel connection to the
-upstream, and on `release` it waits for that connection to close (the old process is gone) before it
-waits for the port (and the `ready` path) to answer.
+A reload is sent only when the new process serves (kodev/proxy/readiness.py): the sentinel opened on
+`hold` must see the old process go, then the new one must answer HTTP (or the `ready` path a 2xx). A
+release that never comes (a delivery that failed midway) is ended by a watchdog after `hold_seconds`.
+
+Retries: a request the upstream refused is sent again until the hold timeout; one it dropped after it was
+sent (the app may have acted on it) only when a rebuild explains the drop (the service was held while it
+was out), at most twice — else the proxy answers 502 at once (a handler that panics is not asked 1,500
+times).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +31,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from kodev.proxy import page
+from kodev.proxy.readiness import Sentinel, serves
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -35,8 +39,12 @@ _T = TypeVar("_T")
 _HOP = frozenset(h.lower() for h in ("Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
                                      "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection"))
 _RETRY_SECONDS = 0.02  # between two tries of a refused upstream
-_RETRIED = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-            ConnectionResetError)
+_DROPPED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionResetError)
+_DROPS_RETRIED = 2
+
+
+class Dropped(Exception):
+    """The upstream dropped a request it had been sent, and no rebuild explains it."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class ServiceProxy:
         self._serving = asyncio.Event()
         self._serving.set()
         self._epoch = 0  # which hold a release belongs to
-        self._sentinel: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._sentinel: Sentinel | None = None
         self._generation = int(time.time() * 1000)  # a reconnecting tab older than this reloads
         self._error: str | None = None  # the compile error tabs show, until a build succeeds
         self._streams: set[asyncio.Queue[bytes]] = set()
@@ -107,16 +115,25 @@ class ServiceProxy:
         self._serving.clear()
         self._close_sentinel()
         host, port = self.settings.upstream
-        try:
-            self._sentinel = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-        except (OSError, asyncio.TimeoutError):
-            self._sentinel = None  # nothing serves yet: nothing old to wait for
+        self._sentinel = await Sentinel.open(host, port)  # None: nothing serves yet, nothing old to wait for
+        asyncio.get_running_loop().call_later(self.settings.hold_seconds + 1, self._unstick, self._epoch)
+
+    def _unstick(self, epoch: int) -> None:
+        if epoch == self._epoch and not self._serving.is_set():
+            log.debug("%s: no release came for the last hold; requests go again", self.settings.service)
+            self._serving.set()
 
     async def release(self) -> None:
         """The rebuild was delivered: once the new process serves, held requests go and tabs reload."""
+        assert self._session is not None
         epoch, deadline = self._epoch, time.monotonic() + self.settings.hold_seconds
-        await self._old_gone(deadline)
-        await self._ready(deadline)
+        sentinel, self._sentinel = self._sentinel, None
+        if sentinel is not None:
+            await sentinel.gone(deadline)
+            sentinel.close()
+        host, port = self.settings.upstream
+        while time.monotonic() < deadline and not await serves(host, port, self.settings.ready, self._session):
+            await asyncio.sleep(_RETRY_SECONDS)
         if epoch != self._epoch:
             return  # held again meanwhile: that release says when
         self._serving.set()
@@ -134,39 +151,9 @@ class ServiceProxy:
             self._error = None
             self._broadcast(page.sse("ok", {}))
 
-    # --- readiness -----------------------------------------------------------------------------------------
-
-    async def _old_gone(self, deadline: float) -> None:
-        """Until the process that served before the hold has closed the sentinel connection (it exited)."""
-        sentinel, self._sentinel = self._sentinel, None
-        if sentinel is None:
-            return
-        reader, writer = sentinel
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            while await asyncio.wait_for(reader.read(4096), max(0.0, deadline - time.monotonic())):
-                pass
-        writer.close()
-
-    async def _ready(self, deadline: float) -> None:
-        assert self._session is not None
-        while time.monotonic() < deadline:
-            try:
-                if self.settings.ready is None:
-                    host, port = self.settings.upstream
-                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-                    writer.close()
-                    return
-                async with self._session.get(self.upstream_url + self.settings.ready, allow_redirects=False,
-                                             timeout=aiohttp.ClientTimeout(total=2)) as answer:
-                    if 200 <= answer.status < 300:
-                        return
-            except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
-                pass
-            await asyncio.sleep(_RETRY_SECONDS)
-
     def _close_sentinel(self) -> None:
         if self._sentinel is not None:
-            self._sentinel[1].close()
+            self._sentinel.close()
             self._sentinel = None
 
     # --- requests ------------------------------------------------------------------------------------------
@@ -174,9 +161,9 @@ class ServiceProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == page.EVENTS_PATH:
             return await self._events(request)
-        if request.path == page.WORKER_PATH:
-            return web.Response(text=page.WORKER_JS, content_type="application/javascript",
-                                headers={"Cache-Control": "no-store"})
+        if request.path in (page.WORKER_PATH, page.CLIENT_PATH):
+            return web.Response(text=page.WORKER_JS if request.path == page.WORKER_PATH else page.CLIENT_JS,
+                                content_type="application/javascript", headers={"Cache-Control": "no-store"})
         if request.headers.get("Upgrade", "").lower() == "websocket":
             from kodev.proxy.websocket import relay
 
@@ -186,15 +173,17 @@ class ServiceProxy:
             answer = await self._upstream(lambda: self._send(request, body))
         except TimeoutError as exc:
             return self._failed(str(exc))
+        except Dropped as exc:
+            return self._failed(str(exc), 502, "Bad Gateway")
         async with answer:
             return await self._respond(request, answer)
 
     async def _upstream(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        """`attempt`, once the service is not held, again while the upstream refuses or drops it, until the
-        hold timeout (then TimeoutError)."""
+        """`attempt`, once the service is not held; again while the upstream refuses it, until the hold
+        timeout (then TimeoutError); again when it dropped it during a rebuild, twice at most (else Dropped)."""
         started = time.monotonic()
         deadline = started + self.settings.hold_seconds
-        waited = False
+        waited, drops = False, 0
         while True:
             if not self._serving.is_set():
                 waited = True
@@ -202,13 +191,21 @@ class ServiceProxy:
                     await asyncio.wait_for(self._serving.wait(), max(0.0, deadline - time.monotonic()))
                 except asyncio.TimeoutError:
                     raise TimeoutError(self._timeout_detail()) from None
+            epoch = self._epoch
             try:
                 result = await attempt()
-            except _RETRIED as exc:
+            except aiohttp.ClientConnectorError as exc:  # refused: never reached the app
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"{self._timeout_detail()} ({exc})") from None
                 waited = True
                 await asyncio.sleep(_RETRY_SECONDS)
+                continue
+            except _DROPPED as exc:
+                rebuilt = epoch != self._epoch or not self._serving.is_set()
+                if not rebuilt or drops >= _DROPS_RETRIED or time.monotonic() >= deadline:
+                    raise Dropped(f"{self.settings.service} at {self.upstream_url} closed the connection "
+                                  f"without answering ({exc or type(exc).__name__}); its output says why.") from None
+                drops, waited = drops + 1, True
                 continue
             if waited:
                 self._held.append(time.monotonic() - started)
@@ -219,8 +216,8 @@ class ServiceProxy:
                 f"{self.settings.hold_seconds:g}s. kodev's output says why (a failed build keeps the last "
                 "good one running; a crash shows its last lines).")
 
-    def _failed(self, detail: str) -> web.Response:
-        return web.Response(status=503, body=page.error_page(503, "Service Unavailable", detail, self._generation),
+    def _failed(self, detail: str, status: int = 503, title: str = "Service Unavailable") -> web.Response:
+        return web.Response(status=status, body=page.error_page(status, title, detail, self._generation),
                             content_type="text/html", headers={"Cache-Control": "no-store", "Retry-After": "1"})
 
     async def _send(self, request: web.Request, body: bytes) -> aiohttp.ClientResponse:
@@ -239,19 +236,19 @@ class ServiceProxy:
                                               protocols=protocols, autoping=False, max_msg_size=0)
 
     async def _respond(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:
-        headers = CIMultiDict((k, v) for k, v in answer.headers.items() if k.lower() not in _HOP)
-        bodiless = request.method == "HEAD" or answer.status in (204, 304) or answer.status < 200
-        if page.is_html(answer.headers.get("Content-Type")) and not bodiless:
+        headers = _without_hops(answer.headers)
+        if _gets_script(request, answer):
             raw = await answer.read()
             plain = page.decoded(raw, answer.headers.get("Content-Encoding"))
             if plain is not None:
                 raw = page.inject(plain, answer.charset, self._generation)
-                headers.popall("Content-Encoding", None)
+                for validator in ("Content-Encoding", "ETag", "Last-Modified"):  # not the app's bytes any more
+                    headers.popall(validator, None)
                 headers["Content-Length"] = str(len(raw))
+                headers["Cache-Control"] = "no-store"  # a reload must fetch the new page, never revalidate
             return web.Response(status=answer.status, reason=answer.reason, headers=headers, body=raw)
+        # No Content-Length: aiohttp chunks it for HTTP/1.1 and closes the connection for HTTP/1.0.
         response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=headers)
-        if "Content-Length" not in headers and not bodiless:
-            response.enable_chunked_encoding()
         await response.prepare(request)
         try:
             async for chunk in answer.content.iter_any():  # as it comes: streamed and SSE responses flow
@@ -277,7 +274,13 @@ class ServiceProxy:
         try:
             await response.write(b"retry: 500\n\n" + page.sse("hello", {"generation": self._generation,
                                                                            "error": self._error}))
-            while message := await queue.get():
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), 15)
+                except asyncio.TimeoutError:
+                    message = b": still here\n\n"  # a comment: a tab that went away is noticed
+                if not message:
+                    break
                 await response.write(message)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -290,5 +293,29 @@ class ServiceProxy:
             queue.put_nowait(message)
 
 
+def _without_hops(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """`headers` without the hop-by-hop ones, and those their Connection header names."""
+    named = {h.strip().lower() for v in _all(headers, "Connection") for h in v.split(",")}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP and k.lower() not in named)
+
+
 def _forwarded(headers: Mapping[str, str]) -> CIMultiDict[str]:
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP and k.lower() != "content-length")
+    """A request's headers for the app: as the browser sent them, but for hop-by-hop ones, Expect (aiohttp
+    answered it already) and the length (the body is sent whole)."""
+    kept = _without_hops(headers)
+    for gone in ("Content-Length", "Expect"):
+        kept.popall(gone, None)
+    return kept
+
+
+def _all(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)
+    return list(getall(name, [])) if getall is not None else [headers[name]] if name in headers else []
+
+
+def _gets_script(request: web.Request, answer: aiohttp.ClientResponse) -> bool:
+    """An HTML document a browser navigated to (not a fragment fetched by a script, not a range), with a
+    body: the live-reload script goes in."""
+    destination = request.headers.get("Sec-Fetch-Dest", "document")
+    return (page.is_html(answer.headers.get("Content-Type")) and request.method != "HEAD"
+            and destination in ("document", "iframe") and (answer.status == 200 or answer.status >= 400))

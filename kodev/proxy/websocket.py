@@ -18,12 +18,12 @@ async def relay(request: web.Request, connecting: Awaitable[aiohttp.ClientWebSoc
         upstream = await connecting
     except TimeoutError as exc:
         return failed(str(exc))
-    except aiohttp.WSServerHandshakeError as exc:  # the app refused the upgrade: its answer, as it gave it
-        return web.Response(status=exc.status, text=exc.message)
+    except aiohttp.WSServerHandshakeError as exc:  # the app refused the upgrade: its status and headers
+        return web.Response(status=exc.status, text=exc.message, headers=dict(exc.headers or {}))
     browser = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False,
                                     max_msg_size=0)
-    await browser.prepare(request)
     try:
+        await browser.prepare(request)
         await asyncio.gather(_pump(browser, upstream), _pump(upstream, browser))
     finally:
         await upstream.close()
@@ -46,4 +46,5 @@ async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[
                 await sink.pong(message.data)
             else:
                 break
-    await sink.close()
+    # The side that closed says why (1000 normal, 1001 going away, ...): the other side hears the same.
+    await sink.close(code=source.close_code or aiohttp.WSCloseCode.GOING_AWAY)
