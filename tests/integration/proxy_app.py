@@ -1,5 +1,5 @@
 """The app the dev-proxy tests run behind `kodev watch`: Go's standard library only (offline), one version
-string to edit. It serves an HTML page, plain text, an echo of POST bodies, a fixed JSON document, a
+string to edit, a graceful shutdown on SIGTERM (it says "graceful exit" when it got to finish). It serves an HTML page, plain text, an echo of POST bodies, a fixed JSON document, a
 redirect, a chunked stream, a gzip-compressed page, server-sent events and a WebSocket echo (the handshake
 and frames of RFC 6455 by hand: the standard library has no WebSocket, and a real one would need the module
 proxy)."""
@@ -19,6 +19,7 @@ SOURCE = r'''package main
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
@@ -26,6 +27,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -92,9 +95,23 @@ func main() {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprintf(w, "<html><body><p id=note>%s</p></body></html>", note)
 	})
-	if err := http.ListenAndServe(os.Args[1], nil); err != nil {
+	// A graceful shutdown, as real servers do: SIGTERM (the supervisor's, on a swap) lets answers in flight
+	// finish. An idle keep-alive connection is closed at once; one that never sent a request would hold it.
+	server := &http.Server{Addr: os.Args[1]}
+	go func() {
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM)
+		<-stop
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		server.Shutdown(ctx)
+		fmt.Fprintln(os.Stderr, "graceful exit")
+		os.Exit(0)
+	}()
+	if err := server.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		panic(err)
 	}
+	select {} // the shutdown ends the process
 }
 
 const JSON = "{\"a\": [1, 2.50, \"\u00e9\\u00e9\"],\n  \"b\":{ \"nested\" : true }}\n"

@@ -1,6 +1,7 @@
 """Issue 22: when the dev proxy says the new code serves. With `ready` (here `kodev run -w --ready`), the
 port accepting is not enough: the reload comes once that path answers 2xx (the app answers 503 for its first
-400 ms). A kodata-only change reloads too. Also: the proxy configured by `kodev run`'s flags."""
+400 ms). The old process shuts down gracefully (the proxy's sentinel connection never holds it up). A
+kodata-only change reloads too. Also: the proxy configured by `kodev run`'s flags."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def test_run_watch_with_a_ready_path_reloads_only_once_it_answers(tmp_path: Path
             mark = events.mark()
             app.set_version(version)
             events.wait("proxy.reload", since=mark, timeout=120)
+            # The old process shut down gracefully: the proxy's sentinel did not hold it up until its kill.
+            events.wait("service.log", since=mark, match=lambda e: e["line"] == "graceful exit")
             # Said only once the ready path answered: the new process, past its warm-up.
             assert _status(app.app_port, "/ready") == (200, b"ready")
             assert _status(app.app_port, "/text") == (200, version.encode())
