@@ -1,8 +1,9 @@
 """The app the dev-proxy tests run behind `kodev watch`: Go's standard library only (offline), one version
-string to edit, a graceful shutdown on SIGTERM (it says "graceful exit" when it got to finish). It serves an HTML page, plain text, an echo of POST bodies, a fixed JSON document, a
-redirect, a chunked stream, a gzip-compressed page, server-sent events and a WebSocket echo (the handshake
-and frames of RFC 6455 by hand: the standard library has no WebSocket, and a real one would need the module
-proxy)."""
+string to edit, a graceful shutdown on SIGTERM (it says "graceful exit" when it got to finish). It serves
+an HTML page, plain text, an echo of POST bodies, a fixed JSON document, a redirect, a chunked stream, a
+gzip-compressed page, server-sent events, a ready path, a kodata file and a WebSocket echo (the handshake
+and frames of RFC 6455 by hand: the standard library has no WebSocket, and a real one would need the
+module proxy)."""
 
 from __future__ import annotations
 
