@@ -114,41 +114,33 @@ class DelveClient:
     def _answered_meanwhile(self) -> None:
         """Take in what Delve answered while kodev was not asking (without waiting): each a late answer."""
         while select.select([self._socket], [], [], 0)[0]:
-            try:
-                chunk = self._socket.recv(65536)
-            except OSError as exc:
-                raise DelveRPCError(f"lost the connection to Delve: {exc}") from None
-            if not chunk:
-                raise DelveRPCError("Delve closed the connection")
-            self._buffer += self._utf8.decode(chunk)
-        while True:
-            text = self._buffer.lstrip()
-            try:
-                value, end = self._decoder.raw_decode(text)
-            except ValueError:
-                return  # nothing whole left
-            self._buffer = text[end:]
-            if isinstance(value, dict):
-                self._skipped(value)
+            self._receive()
+        while (value := self._whole()) is not None:
+            self._skipped(value)
 
     def _read(self) -> dict[str, Any]:
-        while True:
-            text = self._buffer.lstrip()
-            if text:
-                try:
-                    value, end = self._decoder.raw_decode(text)
-                except ValueError:
-                    pass  # incomplete: read more
-                else:
-                    self._buffer = text[end:]
-                    return value if isinstance(value, dict) else {}
-            try:
-                chunk = self._socket.recv(65536)
-            except OSError as exc:
-                raise DelveRPCError(f"lost the connection to Delve: {exc}") from None
-            if not chunk:
-                raise DelveRPCError("Delve closed the connection")
-            self._buffer = text + self._utf8.decode(chunk)
+        while (value := self._whole()) is None:
+            self._receive()
+        return value
+
+    def _whole(self) -> dict[str, Any] | None:
+        """The next whole answer in the buffer, taken out of it; None if none is whole yet."""
+        text = self._buffer.lstrip()
+        try:
+            value, end = self._decoder.raw_decode(text)
+        except ValueError:
+            return None  # incomplete (or empty): read more
+        self._buffer = text[end:]
+        return value if isinstance(value, dict) else {}
+
+    def _receive(self) -> None:
+        try:
+            chunk = self._socket.recv(65536)
+        except OSError as exc:
+            raise DelveRPCError(f"lost the connection to Delve: {exc}") from None
+        if not chunk:
+            raise DelveRPCError("Delve closed the connection")
+        self._buffer += self._utf8.decode(chunk)
 
     # --- what kodev asks -------------------------------------------------------------------------------
 

@@ -113,6 +113,25 @@ def start_kodev(module: Module, args: list[str], env: dict[str, str] | None = No
     return proc
 
 
+@contextlib.contextmanager
+def kodev_running(module: Module, args: list[str], env: dict[str, str] | None = None
+                  ) -> Iterator[tuple[KodevProcess, Events]]:
+    """kodev ARGS on `module`, with its events; on the way out: no fatal error if the body passed, kodev's
+    output printed if it failed, kodev stopped (exit 0 asserted) and the module's containers and images gone."""
+    proc = start_kodev(module, args, env)
+    events = Events(proc)
+    try:
+        yield proc, events
+        assert not events.fatal(), proc.output()
+    except BaseException:
+        print(proc.output())
+        raise
+    finally:
+        code = proc.stop()
+        clean_daemon(module)
+    assert code == 0, proc.output()
+
+
 def server_service(name: str, port: int, stop_timeout: int = 3, command: str = "./cmd/server",
                    user: str | None = None) -> str:
     return f'''

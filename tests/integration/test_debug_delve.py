@@ -36,8 +36,7 @@ from kodev.debug.rpc import DelveClient, DelveRPCError
 from kodev.gotool import find_go
 from kodev.platform import from_daemon
 from tests.conftest import GOPROXY_OUTSIDE
-from tests.integration.json_events import Events
-from tests.integration.modules import Module, clean_daemon, start_kodev
+from tests.integration.modules import Module, kodev_running
 from tests.integration.process import free_port, wait_until
 
 pytestmark = pytest.mark.module_proxy
@@ -195,71 +194,64 @@ def test_the_session_survives_saves_and_a_compile_error(tmp_path: Path, dlv: Pat
     module, source, delve_port, app_port = _debugged_module(tmp_path, docker_client)
     first = source.read_text()
     env = {"KODEV_DLV": str(dlv), **({"KODEV_SWAP_COPY": "1"} if mode == "copy-wait" else {})}
-    proc = start_kodev(module, ["debug", "--json", *(["--wait"] if mode == "copy-wait" else [])], env)
-    events = Events(proc)
-    url = f"http://127.0.0.1:{app_port}/"
-    ide: DelveClient | None = None
-    try:
-        listening = events.wait("debugger.listening", timeout=120)
-        assert listening["service"] == module.name("dbg")
-        assert listening["address"] == f"127.0.0.1:{delve_port}"
-        ide = DelveClient.connect(listening["address"])
-        if mode == "copy-wait":
-            assert not _accepts(app_port), "--wait: the process must wait for the debugger's continue"
-        else:  # kodev has let it run; a save before any debugger acts is restarted and runs on by itself
+    args = ["debug", "--json", *(["--wait"] if mode == "copy-wait" else [])]
+    with kodev_running(module, args, env) as (_proc, events):
+        url = f"http://127.0.0.1:{app_port}/"
+        ide: DelveClient | None = None
+        try:
+            listening = events.wait("debugger.listening", timeout=120)
+            assert listening["service"] == module.name("dbg")
+            assert listening["address"] == f"127.0.0.1:{delve_port}"
+            ide = DelveClient.connect(listening["address"])
+            if mode == "copy-wait":
+                assert not _accepts(app_port), "--wait: the process must wait for the debugger's continue"
+            else:  # kodev has let it run; a save before any debugger acts is restarted and runs on by itself
+                _listening(app_port)
+                mark = events.mark()
+                source.write_text(SOURCE % ("early", HELPER))
+                early = events.wait("debugger.restarted", since=mark)
+                assert (early["discarded"], early["resumed"]) == ([], True), early
+                wait_until(lambda: _body(url) == "early", 60, "the restarted process did not serve the new build")
+                ide.call("Command", {"name": "halt"})  # an IDE halts it to set breakpoints, then continues it
+            line, gone_line = _line(first, "// BREAK"), _line(first, "// GONE")
+            kept = ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": line}})["Breakpoint"]
+            ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": gone_line}})
+            ide.send("Command", {"name": "continue"})
             _listening(app_port)
-            mark = events.mark()
-            source.write_text(SOURCE % ("early", HELPER))
-            early = events.wait("debugger.restarted", since=mark)
-            assert (early["discarded"], early["resumed"]) == ([], True), early
-            wait_until(lambda: _body(url) == "early", 60, "the restarted process did not serve the new build")
-            ide.call("Command", {"name": "halt"})  # an IDE halts it to set breakpoints, then continues it
-        line, gone_line = _line(first, "// BREAK"), _line(first, "// GONE")
-        kept = ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": line}})["Breakpoint"]
-        ide.call("CreateBreakpoint", {"Breakpoint": {"file": str(source), "line": gone_line}})
-        ide.send("Command", {"name": "continue"})
-        _listening(app_port)
-        _stops_with(ide, url, line, "early" if mode == "mount" else "first")
+            _stops_with(ide, url, line, "early" if mode == "mount" else "first")
 
-        # A save: the helper and its line go, the greeting changes; the same connection keeps debugging.
-        mark = events.mark()
-        second = SOURCE % ("second", "")
-        assert _line(second, "// BREAK") == line
-        source.write_text(second)
-        restarted = events.wait("debugger.restarted", since=mark)
-        assert restarted["discarded"] == [{"location": f"{source}:{gone_line}", "reason": restarted["discarded"][0][
-            "reason"]}], restarted
-        assert "could not find" in restarted["discarded"][0]["reason"]
-        assert [e["how"] for e in events.all("delivered", since=mark)] == ["swapped"]
-        # The IDE held the process: it saw kodev's halt end its continue; the new process waits for the IDE.
-        assert restarted["resumed"] is False, restarted
-        assert ide.call("State", {"NonBlocking": True})["State"]["Running"] is False
-        assert not _accepts(app_port), "the restarted process must wait for the debugger that held it"
-        ide.send("Command", {"name": "continue"})
-        _listening(app_port)
-        _stops_with(ide, url, line, "second")
-        ide.call("Command", {"name": "halt"})  # Delve answers about breakpoints only while stopped, as IDEs know
-        listed = ide.call("ListBreakpoints", {"All": False})["Breakpoints"]
-        assert [(b["id"], b["file"], b["line"]) for b in listed if b["id"] > 0] == [(kept["id"], str(source), line)]
-        ide.send("Command", {"name": "continue"})
-
-        if mode == "mount":  # a compile error: the debugged process and the session stay as they were
+            # A save: the helper and its line go, the greeting changes; the same connection keeps debugging.
             mark = events.mark()
-            source.write_text(second.replace("fmt.Fprintln(w, greeting)", "fmt.Fprintln(w, greeting"))
-            events.wait("build.failed", since=mark)
+            second = SOURCE % ("second", "")
+            assert _line(second, "// BREAK") == line
+            source.write_text(second)
+            restarted = events.wait("debugger.restarted", since=mark)
+            assert restarted["discarded"] == [{"location": f"{source}:{gone_line}", "reason": restarted["discarded"][0][
+                "reason"]}], restarted
+            assert "could not find" in restarted["discarded"][0]["reason"]
+            assert [e["how"] for e in events.all("delivered", since=mark)] == ["swapped"]
+            # The IDE held the process: it saw kodev's halt end its continue; the new process waits for the IDE.
+            assert restarted["resumed"] is False, restarted
+            assert ide.call("State", {"NonBlocking": True})["State"]["Running"] is False
+            assert not _accepts(app_port), "the restarted process must wait for the debugger that held it"
+            ide.send("Command", {"name": "continue"})
+            _listening(app_port)
             _stops_with(ide, url, line, "second")
-            assert not events.all("debugger.restarted", since=mark) and not events.all("delivered", since=mark)
-        assert not events.fatal()
-    except BaseException:
-        print(proc.output())
-        raise
-    finally:
-        if ide is not None:
-            with contextlib.suppress(DelveRPCError):
-                ide.close()
-        code = proc.stop()
-        clean_daemon(module)
-    assert code == 0, proc.output()
+            ide.call("Command", {"name": "halt"})  # Delve answers about breakpoints only while stopped, as IDEs know
+            listed = ide.call("ListBreakpoints", {"All": False})["Breakpoints"]
+            assert [(b["id"], b["file"], b["line"]) for b in listed if b["id"] > 0] == [(kept["id"], str(source), line)]
+            ide.send("Command", {"name": "continue"})
+
+            if mode == "mount":  # a compile error: the debugged process and the session stay as they were
+                mark = events.mark()
+                source.write_text(second.replace("fmt.Fprintln(w, greeting)", "fmt.Fprintln(w, greeting"))
+                events.wait("build.failed", since=mark)
+                _stops_with(ide, url, line, "second")
+                assert not events.all("debugger.restarted", since=mark) and not events.all("delivered", since=mark)
+        finally:
+            if ide is not None:
+                with contextlib.suppress(DelveRPCError):
+                    ide.close()
 
 
 def test_delves_own_terminal_client_keeps_its_session_across_a_save(tmp_path: Path, dlv: Path,
@@ -268,58 +260,52 @@ def test_delves_own_terminal_client_keeps_its_session_across_a_save(tmp_path: Pa
     a save; continue, print again — one terminal session, never reconnected."""
     module, source, _, app_port = _debugged_module(tmp_path, docker_client)
     line = _line(source.read_text(), "// BREAK")
-    proc = start_kodev(module, ["debug", "--json", "--wait"], {"KODEV_DLV": str(dlv)})
-    events = Events(proc)
-    url = f"http://127.0.0.1:{app_port}/"
-    terminal: pexpect.spawn[str] | None = None
-    try:
-        listening = events.wait("debugger.listening", timeout=120)
-        terminal = pexpect.spawn(str(dlv), ["connect", listening["address"]], encoding="utf-8", timeout=60,
-                                 dimensions=(50, 160), env={**os.environ, "TERM": "dumb"})
-        terminal.expect(r"\(dlv\) ")
-        terminal.sendline(f"break {source}:{line}")
-        terminal.expect(r"Breakpoint 1 set at .*main\.go:\d+")
-        terminal.sendline("continue")
-        _listening(app_port)
-        answers: list[str] = []
-        request = _get(url, answers)
-        terminal.expect(rf"main\.go:{line} \(hits goroutine")
-        terminal.expect(r"\(dlv\) ")
-        terminal.sendline("print greeting")
-        terminal.expect(r'"first"')
-        terminal.sendline("continue")
-        request.join(30)
-        assert answers == ["first"]
+    with kodev_running(module, ["debug", "--json", "--wait"], {"KODEV_DLV": str(dlv)}) as (_proc, events):
+        url = f"http://127.0.0.1:{app_port}/"
+        terminal: pexpect.spawn[str] | None = None
+        try:
+            listening = events.wait("debugger.listening", timeout=120)
+            terminal = pexpect.spawn(str(dlv), ["connect", listening["address"]], encoding="utf-8", timeout=60,
+                                     dimensions=(50, 160), env={**os.environ, "TERM": "dumb"})
+            terminal.expect(r"\(dlv\) ")
+            terminal.sendline(f"break {source}:{line}")
+            terminal.expect(r"Breakpoint 1 set at .*main\.go:\d+")
+            terminal.sendline("continue")
+            _listening(app_port)
+            answers: list[str] = []
+            request = _get(url, answers)
+            terminal.expect(rf"main\.go:{line} \(hits goroutine")
+            terminal.expect(r"\(dlv\) ")
+            terminal.sendline("print greeting")
+            terminal.expect(r'"first"')
+            terminal.sendline("continue")
+            request.join(30)
+            assert answers == ["first"]
 
-        mark = events.mark()
-        source.write_text(SOURCE % ("second", ""))
-        restarted = events.wait("debugger.restarted", since=mark)
-        assert restarted["resumed"] is False, restarted  # the terminal's continue held it
-        terminal.expect(r"\(dlv\) ")  # kodev's halt answered the terminal's continue
-        terminal.sendline("continue")
-        _listening(app_port)
-        request = _get(url, answers)
-        terminal.expect(rf"main\.go:{line} \(hits goroutine")
-        terminal.expect(r"\(dlv\) ")
-        terminal.sendline("print greeting")
-        terminal.expect(r'"second"')
-        terminal.sendline("breakpoints")
-        terminal.expect(rf"Breakpoint 1 .*main\.go:{line}")
-        terminal.sendline("continue")
-        request.join(30)
-        assert answers == ["first", "second"]
-        assert not events.fatal()
-    except BaseException:
-        print(proc.output())
-        if terminal is not None:
-            print("--- dlv connect\n", terminal.before)
-        raise
-    finally:
-        if terminal is not None:
-            terminal.close(force=True)
-        code = proc.stop()
-        clean_daemon(module)
-    assert code == 0, proc.output()
+            mark = events.mark()
+            source.write_text(SOURCE % ("second", ""))
+            restarted = events.wait("debugger.restarted", since=mark)
+            assert restarted["resumed"] is False, restarted  # the terminal's continue held it
+            terminal.expect(r"\(dlv\) ")  # kodev's halt answered the terminal's continue
+            terminal.sendline("continue")
+            _listening(app_port)
+            request = _get(url, answers)
+            terminal.expect(rf"main\.go:{line} \(hits goroutine")
+            terminal.expect(r"\(dlv\) ")
+            terminal.sendline("print greeting")
+            terminal.expect(r'"second"')
+            terminal.sendline("breakpoints")
+            terminal.expect(rf"Breakpoint 1 .*main\.go:{line}")
+            terminal.sendline("continue")
+            request.join(30)
+            assert answers == ["first", "second"]
+        except BaseException:
+            if terminal is not None:
+                print("--- dlv connect\n", terminal.before)
+            raise
+        finally:
+            if terminal is not None:
+                terminal.close(force=True)
 
 
 def test_kodata_goes_in_place_and_a_config_change_recreates_under_a_new_delve(tmp_path: Path, dlv: Path,
@@ -328,9 +314,7 @@ def test_kodata_goes_in_place_and_a_config_change_recreates_under_a_new_delve(tm
     swap cannot carry (here an env change in kodev.toml) recreates the container: its Delve goes with it, a
     new one listens at the same address (announced again) and the app runs on the new settings."""
     module, source, delve_port, app_port = _debugged_module(tmp_path, docker_client)
-    proc = start_kodev(module, ["debug", "--json"], {"KODEV_DLV": str(dlv)})
-    events = Events(proc)
-    try:
+    with kodev_running(module, ["debug", "--json"], {"KODEV_DLV": str(dlv)}) as (_proc, events):
         first = events.wait("debugger.listening", timeout=120)
         _listening(app_port)
         note_url = f"http://127.0.0.1:{app_port}/note"
@@ -362,11 +346,3 @@ def test_kodata_goes_in_place_and_a_config_change_recreates_under_a_new_delve(tm
         finally:
             ide.close()
         _listening(app_port)  # kodev let the new process run: no debugger had touched it
-        assert not events.fatal()
-    except BaseException:
-        print(proc.output())
-        raise
-    finally:
-        code = proc.stop()
-        clean_daemon(module)
-    assert code == 0, proc.output()

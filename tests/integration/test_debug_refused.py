@@ -15,8 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.integration.json_events import Events
-from tests.integration.modules import Module, clean_daemon, start_kodev
+from tests.integration.modules import Module, kodev_running
 from tests.integration.process import free_port
 
 REFUSED = "could not launch process: fork/exec /kodev/-bin: operation not permitted"
@@ -59,9 +58,7 @@ command = "."
 network = "host"
 delve = {free_port()}
 ''')
-    proc = start_kodev(module, ["debug", "--json"], {"KODEV_DLV": str(fake)})
-    events = Events(proc)
-    try:
+    with kodev_running(module, ["debug", "--json"], {"KODEV_DLV": str(fake)}) as (_proc, events):
         warning = events.wait("message", match=lambda e: "ptrace" in e["text"], timeout=120)
         assert warning["level"] == "warning"
         assert REFUSED in warning["text"] and module.name("dbg") in warning["text"], warning
@@ -69,11 +66,3 @@ delve = {free_port()}
         exited = events.wait("service.exited")
         assert exited["code"] == 1 and any(REFUSED in line for line in exited["last_lines"]), exited
         events.wait("watching")
-        assert not events.fatal()
-    except BaseException:
-        print(proc.output())
-        raise
-    finally:
-        code = proc.stop()
-        clean_daemon(module)
-    assert code == 0, proc.output()

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, Request
 from bench.browser import chromium, chromium_path
 from tests.integration.conftest import _missing
 from tests.integration.json_events import Events
-from tests.integration.modules import clean_daemon, start_kodev
+from tests.integration.modules import kodev_running
 from tests.integration.process import KodevProcess
 from tests.integration.proxy_app import ProxiedApp, proxied_app
 
@@ -35,20 +35,10 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def watched(tmp_path: Path, docker_client: Any) -> Iterator[tuple[ProxiedApp, KodevProcess, Events]]:
     app = proxied_app(tmp_path, docker_client)
-    proc = start_kodev(app.module, ["watch", "--json"])
-    events = Events(proc)
-    try:
+    with kodev_running(app.module, ["watch", "--json"]) as (proc, events):
         events.wait("proxy.listening", timeout=120)
         events.wait("watching", timeout=120)
         yield app, proc, events
-        assert not events.fatal()
-    except BaseException:
-        print(proc.output())
-        raise
-    finally:
-        code = proc.stop()
-        clean_daemon(app.module)
-    assert code == 0, proc.output()
 
 
 def _direct(app: ProxiedApp) -> str:
@@ -109,9 +99,7 @@ def test_a_proxy_error_page_keeps_listening_and_reloads(browser: Browser, tmp_pa
     app = proxied_app(tmp_path, docker_client)
     app.set_version("v0", broken=True)
     app.write_config("proxy_timeout = 1\n")
-    proc = start_kodev(app.module, ["watch", "--json"])
-    events = Events(proc)
-    try:
+    with kodev_running(app.module, ["watch", "--json"]) as (_proc, events):
         events.wait("build.failed", timeout=120)
         page = browser.new_page()
         answer = page.goto(app.proxy_url("/"))
@@ -121,11 +109,3 @@ def test_a_proxy_error_page_keeps_listening_and_reloads(browser: Browser, tmp_pa
         page.wait_for_function("document.getElementById('v') && document.getElementById('v').textContent === 'v1'",
                                timeout=60_000)
         page.close()
-        assert not events.fatal()
-    except BaseException:
-        print(proc.output())
-        raise
-    finally:
-        code = proc.stop()
-        clean_daemon(app.module)
-    assert code == 0, proc.output()

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from tests.integration.json_events import Events
-from tests.integration.modules import clean_daemon, start_kodev
+from tests.integration.modules import kodev_running
 from tests.integration.process import KodevProcess, wait_until
 from tests.integration.proxy_app import ProxiedApp, proxied_app
 
@@ -26,22 +26,12 @@ from tests.integration.proxy_app import ProxiedApp, proxied_app
 @pytest.fixture
 def watched(tmp_path: Path, docker_client: Any) -> Iterator[tuple[ProxiedApp, KodevProcess, Events]]:
     app = proxied_app(tmp_path, docker_client)
-    proc = start_kodev(app.module, ["watch", "--json"])
-    events = Events(proc)
-    try:
+    with kodev_running(app.module, ["watch", "--json"]) as (proc, events):
         listening = events.wait("proxy.listening", timeout=120)
         assert listening == {**listening, "service": app.service, "address": f"127.0.0.1:{app.proxy_port}",
                              "upstream": f"127.0.0.1:{app.app_port}"}
         events.wait("watching", timeout=120)
         yield app, proc, events
-        assert not events.fatal()
-    except BaseException:
-        print(proc.output())
-        raise
-    finally:
-        code = proc.stop()
-        clean_daemon(app.module)
-    assert code == 0, proc.output()
 
 
 def _get(port: int, path: str, method: str = "GET", body: bytes | None = None,
