@@ -19,24 +19,30 @@ from kodev import __version__
 from kodev.cli_guard import finish, guarded, make_ui
 from kodev.cli_options import (
     AFTER_SEPARATOR,
+    BareOption,
+    BaseImportPathsOption,
     Command,
     ConfigOption,
     EnvFileOption,
     EnvOption,
     GoOption,
+    InsecureOption,
     JsonOption,
     ListOption,
     NameOption,
     NetworkOption,
     PathOption,
     PlatformOption,
+    PreserveImportPathsOption,
     ProjectNameOption,
     PublishOption,
+    PushOption,
     RmOption,
     SeparatedCommand,
     StopTimeoutOption,
     Str,
     SwapOption,
+    TagsOption,
     UserOption,
     VolumeOption,
     WatchOption,
@@ -44,6 +50,7 @@ from kodev.cli_options import (
 )
 
 if TYPE_CHECKING:
+    from kodev.publish.registry import PushSettings
     from kodev.session import Session
     from kodev.settings import EnvSettings
     from kodev.ui import UI
@@ -117,25 +124,28 @@ def _config(ctx: typer.Context, own: Path | None) -> Path | None:
 @contextmanager
 def _session(ctx: typer.Context, config: Path | None, go: str | None, platform: str | None,
              ui: UI | None = None, pull: bool = False, tarball: Path | None = None,
-             run_tag: str | None = None) -> Iterator[Session]:
+             run_tag: str | None = None, push: PushSettings | None = None) -> Iterator[Session]:
     """The session of a command, from its --config, --go and --platform."""
     from kodev.session import Session
 
     with Session.open(_config(ctx, config), go, platform, ui=ui, pull=pull, tarball=tarball,
-                      settings=_settings(ctx), run_tag=run_tag) as session:
+                      settings=_settings(ctx), run_tag=run_tag, push=push) as session:
         yield session
 
 
 def _in_session(ctx: typer.Context, command: str, json: bool, config: Path | None, go: str | None,
                 platform: str | None, body: Callable[[Session], int | None], pull: bool = False,
-                tarball: Path | None = None, run_tag: str | None = None) -> NoReturn:
+                tarball: Path | None = None, run_tag: str | None = None,
+                push: Callable[[], PushSettings | None] = lambda: None) -> NoReturn:
     """Run `body` in the command's session, with its output (text, or events with --json), and exit with the
-    code it returns; errors are said as `guarded` says them."""
+    code it returns; errors are said as `guarded` says them. `push`: where --push sends images (checked
+    inside, so that a bad flag is said as any error is)."""
     debug = _settings(ctx).debug
     ui = make_ui(command, json, debug)
 
     def start() -> int | None:
-        with _session(ctx, config, go, platform, ui, pull=pull, tarball=tarball, run_tag=run_tag) as session:
+        with _session(ctx, config, go, platform, ui, pull=pull, tarball=tarball, run_tag=run_tag,
+                      push=push()) as session:
             return body(session)
 
     finish(ui, start, debug)
@@ -155,15 +165,26 @@ def build(
     tarball: Annotated[PathOption, typer.Option(
         "--tarball", metavar="FILE", show_default=False,
         help="Also write the images into FILE, a `docker save` archive (`docker load -i FILE` elsewhere).")] = None,
+    push: PushOption = None,
+    bare: BareOption = False,
+    base_import_paths: BaseImportPathsOption = False,
+    preserve_import_paths: PreserveImportPathsOption = False,
+    tags: TagsOption = None,
+    insecure: InsecureOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Build each command into an image, load it into the Docker daemon, print its reference."""
+    """Build each command into an image, load it into the Docker daemon (or push it), print its reference."""
 
     def build_each(session: Session) -> None:
         for built in session.build_paths(paths):
-            session.ui.result(built.plan.ref)
+            session.ui.result(built.published.ref if push else built.plan.ref)
 
-    _in_session(ctx, "build", json, config, go, platform, build_each, pull=pull, tarball=tarball)
+    def pushing() -> PushSettings | None:
+        from kodev.cli_watch import push_flags
+
+        return push_flags(push, bare, base_import_paths, preserve_import_paths, tags or [], insecure or [])
+
+    _in_session(ctx, "build", json, config, go, platform, build_each, pull=pull, tarball=tarball, push=pushing)
 
 
 @app.command(cls=Command)

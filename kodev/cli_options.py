@@ -102,3 +102,20 @@ SwapOption = Annotated[Optional[bool], typer.Option(  # noqa: UP045
 ProjectNameOption = Annotated[Str, typer.Option(
     "--project-name", "-p", metavar="NAME", show_default=False,
     help="Compose project name (default: Compose's, from the directory name).")]
+
+# `kodev build --push`: a registry, and image names as ko makes them.
+PushOption = Annotated[Str, typer.Option(
+    "--push", metavar="REPO", show_default=False,
+    help="Push to this registry repository instead of loading into the daemon (ko's KO_DOCKER_REPO, e.g. "
+         "127.0.0.1:5000/team); prints REPO/NAME@sha256:... per command.")]
+BareOption = Annotated[bool, typer.Option("--bare", help="With --push: the image is REPO itself (ko's --bare).")]
+BaseImportPathsOption = Annotated[bool, typer.Option(
+    "--base-import-paths", "-B", help="With --push: REPO/<last element of the import path> (ko's -B).")]
+PreserveImportPathsOption = Annotated[bool, typer.Option(
+    "--preserve-import-paths", "-P", help="With --push: REPO/<the whole import path> (ko's -P).")]
+TagsOption = Annotated[ListOption, typer.Option(
+    "--tags", "-t", metavar="TAG[,TAG]", show_default=False,
+    help="With --push: tags to push (repeatable or comma-separated; default: latest).")]
+InsecureOption = Annotated[ListOption, typer.Option(
+    "--insecure-registry", metavar="HOST[:PORT]", show_default=False,
+    help="With --push: reach this registry over plain HTTP (loopback registries always are).")]

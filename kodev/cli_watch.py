@@ -5,6 +5,7 @@ a command needs them (a `kodev --help` imports none)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from kodev.config import ServiceConfig
     from kodev.network import Origin
     from kodev.proxy.spec import ProxySpec
+    from kodev.publish.registry import PushSettings
     from kodev.services import ContainerSpec
     from kodev.session import Session
 
@@ -66,6 +68,34 @@ def proxy_flags(proxy: str | None, upstream: str | None, ready: str | None, watc
     if ready is not None and not ready.startswith("/"):
         raise ConfigError(f"--ready {ready}: not a path (it starts with '/', e.g. --ready /healthz).")
     return ProxySpec(listen, target, ready)
+
+
+def push_flags(repo: str | None, bare: bool, base: bool, preserve: bool, tags: Sequence[str],
+               insecure: Sequence[str]) -> PushSettings | None:
+    """`kodev build --push REPO` and its naming and tag flags, checked; None without --push."""
+    from kodev.errors import ConfigError
+    from kodev.publish.registry import PushSettings
+
+    namings = [name for name, chosen in (("bare", bare), ("base", base), ("preserve", preserve)) if chosen]
+    if repo is None:
+        if namings or tags or insecure:
+            raise ConfigError("--bare, --base-import-paths, --preserve-import-paths, --tags and "
+                              "--insecure-registry go with --push REPO (the registry to push to).")
+        return None
+    if len(namings) > 1:
+        raise ConfigError("--bare, --base-import-paths and --preserve-import-paths each name images another "
+                          "way: give one of them.")
+    repository = repo.strip().rstrip("/")
+    if "/" not in repository and "." not in repository and ":" not in repository:
+        raise ConfigError(f"--push {repo}: not a registry repository (HOST[:PORT]/PATH, e.g. "
+                          "127.0.0.1:5000/team).")
+    if repository != repository.lower() or " " in repository:
+        raise ConfigError(f"--push {repo}: a repository is lowercase, without spaces.")
+    wanted = tuple(t.strip() for item in tags for t in item.split(",") if t.strip()) or ("latest",)
+    bad = [t for t in wanted if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", t)]
+    if bad:
+        raise ConfigError(f"--tags: {', '.join(bad)} cannot be a tag (letters, digits, '_', '.', '-'; 128 at most).")
+    return PushSettings(repository, namings[0] if namings else "md5", wanted, tuple(insecure))
 
 
 def watch_loop(session: Session, paths: Sequence[str], compose_files: Sequence[Path], project_name: str | None,

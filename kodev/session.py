@@ -31,6 +31,7 @@ from kodev.ui import UI
 
 if TYPE_CHECKING:
     from kodev.compose.project import ComposeProject
+    from kodev.publish.registry import PushSettings
     from kodev.services import ContainerSpec
 
 
@@ -72,11 +73,13 @@ class Session:
     @contextmanager
     def open(cls, config_path: Path | None, go_override: str | None, platform_flag: str | None,
              ui: UI | None = None, pull: bool = False, tarball: Path | None = None,
-             settings: EnvSettings | None = None, run_tag: str | None = None) -> Iterator[Session]:
+             settings: EnvSettings | None = None, run_tag: str | None = None,
+             push: PushSettings | None = None) -> Iterator[Session]:
         """Read the config, find Go, connect to the daemon. With `tarball`, images also go into that
         archive (written when the session closes). `settings`: kodev's environment variables as the CLI
         read them (default: read now). `run_tag` (the watch loop's): images are also tagged so, and the
-        containers run from that tag (`Session.run_ref`)."""
+        containers run from that tag (`Session.run_ref`). With `push`, images go to that registry instead
+        of the daemon (which still serves base images)."""
         settings = settings or EnvSettings.from_env(os.environ)
         ui = ui or UI(debug=settings.debug)
         cwd = Path.cwd()
@@ -89,12 +92,10 @@ class Session:
         try:
             target = chosen or daemon.platform()
             go = dataclasses.replace(go, env={**go.env, **target.go_env()})
-            into_daemon = DaemonPublisher(daemon, run_tag)
-            publisher = PruningPublisher(
-                MultiPublisher(into_daemon, TarballPublisher(tarball)) if tarball else into_daemon, daemon)
+            publisher, pruner = _destinations(daemon, run_tag, tarball, push)
             builder = _builder(config, go, daemon, target, publisher, ui, pull, settings)
             session = cls(cwd=cwd, ui=ui, config=config, go=go, daemon=daemon, platform=target,
-                          publisher=publisher, builder=builder, pull=pull, pruner=publisher, settings=settings,
+                          publisher=publisher, builder=builder, pull=pull, pruner=pruner, settings=settings,
                           run_tag=run_tag)
             yield session
             publisher.close()  # deferred work: the archive written, replaced images removed
@@ -216,6 +217,20 @@ def _chosen_platform(config: Config, flag: str | None) -> Platform | None:
     if config.platform:
         return platforms.parse(config.platform, f"{config.describe()}: platform")
     return None
+
+
+def _destinations(daemon: Daemon, run_tag: str | None, tarball: Path | None, push: PushSettings | None
+                  ) -> tuple[Publisher, ImagePruner]:
+    """Where images go: the daemon (pruning what it replaced), or a registry; and a tarball besides."""
+    archive = [TarballPublisher(tarball)] if tarball else []
+    if push is not None:
+        from kodev.publish.registry import RegistryPublisher
+
+        registry = RegistryPublisher(push)
+        return (MultiPublisher(registry, *archive) if archive else registry), NoPruning()
+    into_daemon = DaemonPublisher(daemon, run_tag)
+    pruning = PruningPublisher(MultiPublisher(into_daemon, *archive) if archive else into_daemon, daemon)
+    return pruning, pruning
 
 
 def _builder(config: Config, go: GoTool, daemon: Daemon, target: Platform, publisher: Publisher, ui: UI,

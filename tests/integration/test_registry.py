@@ -1,0 +1,167 @@
+"""Issue 23, first part: `kodev build --push` to a real registry — Debian's `docker-registry` (distribution),
+started here on a 127.0.0.1 port, open and with htpasswd auth (logged in through a docker config file).
+
+A push of a command; the daemon pulls the pushed digest and runs it; the same sources give the same digest;
+a binary-only change sends only the binary layer (the byte count says so, and the registry's manifests
+agree); auth refused and an unreachable registry are clear errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+
+from tests.integration.conftest import _missing, run_kodev
+from tests.integration.process import free_port, wait_until
+
+REGISTRY = "/usr/bin/docker-registry"
+
+
+class Registry:
+    def __init__(self, root: Path, htpasswd: Path | None = None) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        auth = f"auth:\n  htpasswd:\n    realm: kodev-test\n    path: {htpasswd}\n" if htpasswd else ""
+        config = root / "config.yml"
+        config.write_text(f"version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
+                          f"    rootdirectory: {root}/data\nhttp:\n  addr: {self.host}\n{auth}")
+        self.log = root / "registry.log"
+        self.process = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=open(self.log, "wb"),  # noqa: SIM115
+                                        stderr=subprocess.STDOUT)
+        wait_until(self._answers, 30, lambda: f"docker-registry did not start: {self.log.read_text()[-2000:]}")
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2).close()
+            return True
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401  # up, and asking for credentials
+        except OSError:
+            return False
+
+    def manifest(self, name: str, reference: str, auth: str = "") -> dict[str, Any]:
+        request = urllib.request.Request(f"http://{self.host}/v2/{name}/manifests/{reference}", headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json", **({"Authorization": auth} if auth else {})})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return dict(json.loads(answer.read()))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    if shutil.which(REGISTRY) is None:
+        _missing("docker-registry (Debian's package)")
+    started = Registry(tmp_path_factory.mktemp("registry"))
+    yield started
+    started.stop()
+
+
+def _push(hello: Path, repo: str, *paths: str, env: dict[str, str] | None = None
+          ) -> tuple[list[str], list[dict[str, Any]]]:
+    done = run_kodev(["build", "--json", "--push", repo, *paths], hello, env)
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [e["ref"] for e in events if e["event"] == "image.published"], events
+
+
+def _split(ref: str) -> tuple[str, str, str]:
+    """HOST, NAME and DIGEST of HOST/NAME@DIGEST."""
+    where, digest = ref.split("@")
+    host, name = where.split("/", 1)
+    return host, name, digest
+
+
+def test_a_push_the_daemon_pulls_and_runs_and_the_same_sources_push_the_same_digest(
+        hello: Path, registry: Registry, docker_client: Any) -> None:
+    refs, events = _push(hello, f"{registry.host}/team", "./cmd/hello")
+    [ref] = refs
+    host, name, digest = _split(ref)
+    assert host == registry.host and name.startswith("team/hello-") and digest.startswith("sha256:")
+    manifest = registry.manifest(name, digest)
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert registry.manifest(name, "latest") == manifest
+    first = next(e for e in events if e["event"] == "image.published")
+    assert first["bytes_sent"] == sum(layer["size"] for layer in manifest["layers"]) + manifest["config"]["size"]
+
+    docker_client.api.pull(ref)
+    try:
+        output = docker_client.containers.run(ref, ["from-the-registry"], remove=True, network_mode="host")
+        assert b"from-the-registry" in output, output
+    finally:
+        docker_client.api.remove_image(ref, force=True)
+
+    again, events = _push(hello, f"{registry.host}/team", "./cmd/hello")
+    assert again == refs, "the same sources give the same digest"
+    assert next(e for e in events if e["event"] == "image.published")["bytes_sent"] == 0
+
+
+def test_a_binary_only_change_sends_only_the_binary_layer(hello: Path, registry: Registry) -> None:
+    [before], _ = _push(hello, f"{registry.host}/only", "./cmd/hello")
+    greeting = hello / "internal" / "greeting" / "greeting.go"
+    greeting.write_text(greeting.read_text().replace('"Hello, "', '"Howdy, "'))
+    [after], events = _push(hello, f"{registry.host}/only", "./cmd/hello")
+    _, name, old_digest = _split(before)
+    _, same_name, new_digest = _split(after)
+    assert same_name == name and new_digest != old_digest
+    old, new = registry.manifest(name, old_digest), registry.manifest(name, new_digest)
+    assert [layer["digest"] for layer in new["layers"][:-1]] == [layer["digest"] for layer in old["layers"][:-1]]
+    assert new["layers"][-1]["digest"] != old["layers"][-1]["digest"]
+    sent = next(e for e in events if e["event"] == "image.published")["bytes_sent"]
+    assert sent == new["layers"][-1]["size"] + new["config"]["size"], "only the binary layer and the config went"
+
+
+def test_auth_through_the_docker_config_and_a_refusal_that_says_what_to_do(
+        hello: Path, tmp_path: Path) -> None:
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("dev:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    root = tmp_path / "auth-registry"
+    root.mkdir()
+    guarded = Registry(root, htpasswd)
+    try:
+        home = tmp_path / "docker-config"
+        home.mkdir()
+        refused = run_kodev(["build", "--json", "--push", f"{guarded.host}/team", "./cmd/hello"], hello,
+                            {"DOCKER_CONFIG": str(home)})
+        error = next(json.loads(line) for line in refused.stdout.splitlines() if '"event": "error"' in line)
+        assert refused.returncode == 1 and error["kind"] == "RegistryError", refused.stdout
+        assert "refused kodev's credentials" in error["message"] and f"docker login {guarded.host}" in error["message"]
+
+        token = base64.b64encode(b"dev:s3cret").decode()
+        (home / "config.json").write_text(json.dumps({"auths": {guarded.host: {"auth": token}}}))
+        [ref], _ = _push(hello, f"{guarded.host}/team", "./cmd/hello", env={"DOCKER_CONFIG": str(home)})
+        _, name, digest = _split(ref)
+        assert guarded.manifest(name, digest, auth=f"Basic {token}")["schemaVersion"] == 2
+    finally:
+        guarded.stop()
+
+
+def test_an_unreachable_registry_is_a_clear_error(hello: Path) -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    done = run_kodev(["build", "--json", "--push", f"{nobody}/team", "./cmd/hello"], hello)
+    error = next(json.loads(line) for line in done.stdout.splitlines() if '"event": "error"' in line)
+    assert done.returncode == 1 and error["kind"] == "RegistryError"
+    assert error["message"].startswith(f"cannot reach the registry at {nobody} (") and "\n" not in error["message"]
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--push", "team"], "not a registry repository"),
+    (["--bare"], "go with --push REPO"),
+    (["--push", "127.0.0.1:1/x", "--bare", "-B"], "give one of them"),
+    (["--push", "127.0.0.1:1/x", "--tags", "bad tag"], "cannot be a tag"),
+])
+def test_bad_push_flags_are_clear_errors(hello: Path, flags: list[str], says: str) -> None:
+    done = run_kodev(["build", "--json", *flags, "./cmd/hello"], hello)
+    error = next(json.loads(line) for line in done.stdout.splitlines() if '"event": "error"' in line)
+    assert done.returncode == 1 and error["kind"] == "ConfigError" and says in error["message"], error
