@@ -7,6 +7,7 @@ kodev/cli_options.py; how a command's output starts and ends (errors, exit codes
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -309,20 +310,36 @@ def resolve_command(
     ctx: typer.Context,
     file: Annotated[list[Path], typer.Option(
         "--file", "-f", metavar="FILE", show_default=False,
-        help="Compose file (repeatable, merged in order as Compose merges them).")],
+        help="Kubernetes YAML (a file, or a directory of them) whose ko:// references to resolve; or Compose "
+             "files (repeatable, merged in order as Compose merges them).")],
     project_name: ProjectNameOption = None,
+    push: PushOption = None,
+    bare: BareOption = False,
+    base_import_paths: BaseImportPathsOption = False,
+    preserve_import_paths: PreserveImportPathsOption = False,
+    tags: TagsOption = None,
+    insecure: InsecureOption = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
 ) -> None:
-    """Build the ko:// services of a compose project; print the project with their image references."""
-    from kodev.compose import find_compose
-    from kodev.compose_build import resolve
+    """Build every ko:// reference of Kubernetes YAML, push it, print the YAML with digest references (as
+    `ko resolve`); or build a compose project's ko:// services and print the project."""
+    from kodev.cli_watch import is_compose, push_flags, resolve_manifests
 
     def run() -> None:
-        cli = find_compose()
-        with _session(ctx, config, go, platform) as session:
-            session.ui.result(resolve(session, cli, file, project_name).rstrip("\n"))
+        if is_compose(file):
+            from kodev.compose import find_compose
+            from kodev.compose_build import resolve
+
+            cli = find_compose()
+            with _session(ctx, config, go, platform) as session:
+                session.ui.result(resolve(session, cli, file, project_name).rstrip("\n"))
+            return
+        pushing = push_flags(push or os.environ.get("KO_DOCKER_REPO") or None, bare, base_import_paths,
+                             preserve_import_paths, tags or [], insecure or [], needed=True)
+        with _session(ctx, config, go, platform, push=pushing) as session:
+            session.ui.result(resolve_manifests(session, file))
 
     guarded(run, _settings(ctx).debug)
 

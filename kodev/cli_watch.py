@@ -71,12 +71,15 @@ def proxy_flags(proxy: str | None, upstream: str | None, ready: str | None, watc
 
 
 def push_flags(repo: str | None, bare: bool, base: bool, preserve: bool, tags: Sequence[str],
-               insecure: Sequence[str]) -> PushSettings | None:
-    """`kodev build --push REPO` and its naming and tag flags, checked; None without --push."""
+               insecure: Sequence[str], needed: bool = False) -> PushSettings | None:
+    """`--push REPO` and its naming and tag flags, checked; None without --push (an error if `needed`)."""
     from kodev.errors import ConfigError
     from kodev.publish.registry import PushSettings
 
     namings = [name for name, chosen in (("bare", bare), ("base", base), ("preserve", preserve)) if chosen]
+    if repo is None and needed:
+        raise ConfigError("kodev resolve pushes the images it builds, and no registry is named: give --push REPO "
+                          "(e.g. 127.0.0.1:5000/team) or set KO_DOCKER_REPO, as for ko.")
     if repo is None:
         if namings or tags or insecure:
             raise ConfigError("--bare, --base-import-paths, --preserve-import-paths, --tags and "
@@ -96,6 +99,36 @@ def push_flags(repo: str | None, bare: bool, base: bool, preserve: bool, tags: S
     if bad:
         raise ConfigError(f"--tags: {', '.join(bad)} cannot be a tag (letters, digits, '_', '.', '-'; 128 at most).")
     return PushSettings(repository, namings[0] if namings else "md5", wanted, tuple(insecure))
+
+
+def is_compose(files: Sequence[Path]) -> bool:
+    """Whether `kodev resolve -f` was given a compose project (else Kubernetes YAML): every file is one whose
+    top level has `services` and no document has a `kind`."""
+    import yaml
+
+    for path in files:
+        if not path.is_file():
+            return False
+        try:
+            documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        except (yaml.YAMLError, UnicodeDecodeError):
+            return False  # the manifests' reader says what is wrong, with the line
+        if len(documents) != 1 or not isinstance(documents[0], dict) or "kind" in documents[0] or (
+                "services" not in documents[0]):
+            return False
+    return True
+
+
+def resolve_manifests(session: Session, files: Sequence[Path]) -> str:
+    """`kodev resolve -f k8s/`: build and push every ko:// reference; the YAML with digest references."""
+    from kodev import manifests
+
+    read = manifests.collect(files)
+    where = manifests.origins(read)
+    plans = session.plan(list(where), where)  # an error names the FILE:LINE of the reference at fault
+    refs = {plan.command.import_path: built.published.ref for plan, built in zip(plans, session.build(plans),
+                                                                                strict=True)}
+    return "---\n".join(manifests.resolved(m, refs) for m in read).rstrip("\n")
 
 
 def watch_loop(session: Session, paths: Sequence[str], compose_files: Sequence[Path], project_name: str | None,

@@ -1,0 +1,87 @@
+"""Issue 23: `kodev resolve -f` on Kubernetes YAML, as `ko resolve`: every ko:// reference built, pushed to a
+real registry (Debian's docker-registry on 127.0.0.1) and replaced by its digest reference; everything else
+in the files comes out byte for byte. Bad YAML, an unknown import path and a library package are errors
+naming the file and line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.integration.conftest import run_kodev
+from tests.integration.test_registry import Registry, registry  # noqa: F401 - the module's registry fixture
+
+MANIFESTS = """# the app: two images, built by kodev
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: server   # keep this comment
+spec:
+  template:
+    spec:
+      containers:
+      - name: server
+        image: "ko://example.com/hello/cmd/server"
+        args: ["-addr", "0.0.0.0:8080"]
+      - name: hello
+        image: ko://example.com/hello/cmd/hello
+---
+# not an image: left alone
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes
+data:
+  note: "example.com/hello/cmd/hello is mentioned, not referenced"
+  # image: ko://example.com/hello/cmd/nothing (a comment)
+"""
+
+
+def _error(done: object) -> dict[str, object]:
+    lines = getattr(done, "stdout", "").splitlines()
+    return next(json.loads(line) for line in lines if '"event": "error"' in line)
+
+
+def test_the_output_is_the_input_but_for_the_two_image_fields(hello: Path, registry: Registry) -> None:  # noqa: F811
+    k8s = hello / "k8s"
+    k8s.mkdir()
+    (k8s / "app.yaml").write_text(MANIFESTS)
+    done = run_kodev(["resolve", "-f", "k8s", "--push", f"{registry.host}/k8s"], hello)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    server, hello_ref = re.findall(rf"{re.escape(registry.host)}/k8s/[a-z-]+-[0-9a-f]{{32}}@sha256:[0-9a-f]{{64}}",
+                                   out)
+    assert "server-" in server and "hello-" in hello_ref
+    expected = MANIFESTS.replace('"ko://example.com/hello/cmd/server"', f'"{server}"').replace(
+        "ko://example.com/hello/cmd/hello\n", f"{hello_ref}\n")
+    assert out == expected.rstrip("\n") + "\n"
+    for ref in (server, hello_ref):
+        name, digest = ref.split("/", 1)[1].split("@")
+        assert registry.manifest(name, digest)["schemaVersion"] == 2, "each digest exists in the registry"
+
+    again = run_kodev(["resolve", "-f", str(k8s / "app.yaml")], hello, {"KO_DOCKER_REPO": f"{registry.host}/k8s"})
+    assert again.stdout == out, "KO_DOCKER_REPO names the registry too, and the same sources give the same digests"
+
+
+def test_bad_yaml_is_an_error_naming_the_file_and_line(hello: Path) -> None:
+    bad = hello / "bad.yaml"
+    bad.write_text("kind: Pod\nspec:\n  image: [ko://example.com/hello/cmd/server\n  x: 1\n")
+    done = run_kodev(["resolve", "--push", "127.0.0.1:1/x", "-f", "bad.yaml"], hello)
+    assert done.returncode == 1
+    assert re.search(r"^error: bad\.yaml:4: not valid YAML \(", done.stderr), done.stderr  # as the user named it
+
+
+def test_an_unknown_import_path_and_a_library_package_are_named_with_their_line(hello: Path) -> None:
+    for reference, line in (("ko://example.com/hello/cmd/nothing", 3), ("ko://example.com/hello/internal/greeting", 3)):
+        (hello / "pod.yaml").write_text(f"kind: Pod\nspec:\n  image: {reference}\n")
+        done = run_kodev(["resolve", "--push", "127.0.0.1:1/x", "-f", "pod.yaml"], hello)
+        assert done.returncode == 1, done.stdout
+        assert f"pod.yaml:{line}" in done.stderr and reference.removeprefix("ko://") in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_without_a_registry_resolve_says_how_to_name_one(hello: Path) -> None:
+    (hello / "pod.yaml").write_text("kind: Pod\nspec:\n  image: ko://example.com/hello/cmd/hello\n")
+    done = run_kodev(["resolve", "-f", "pod.yaml"], hello, {"KO_DOCKER_REPO": ""})
+    assert done.returncode == 1 and "--push REPO" in done.stderr and "KO_DOCKER_REPO" in done.stderr, done.stderr
