@@ -36,14 +36,17 @@ from kodev.cli_options import (
     PlatformOption,
     PreserveImportPathsOption,
     ProjectNameOption,
+    ProxyOption,
     PublishOption,
     PushOption,
+    ReadyOption,
     RmOption,
     SeparatedCommand,
     StopTimeoutOption,
     Str,
     SwapOption,
     TagsOption,
+    UpstreamOption,
     UserOption,
     VolumeOption,
     WatchOption,
@@ -206,15 +209,9 @@ def run(
     rm: RmOption = True,
     watch: WatchOption = False,
     swap: SwapOption = None,
-    proxy: Annotated[Str, typer.Option(
-        "--proxy", metavar="ADDR", show_default=False,
-        help="With --watch: a dev proxy listens here (HOST:PORT or a port): requests wait out rebuilds, pages "
-             "reload when the new code serves.")] = None,
-    upstream: Annotated[Str, typer.Option(
-        "--upstream", metavar="ADDR", show_default=False, help="Where the app itself listens (with --proxy).")] = None,
-    ready: Annotated[Str, typer.Option(
-        "--ready", metavar="PATH", show_default=False,
-        help="With --proxy: the app serves once this path answers 2xx (default: once its port accepts).")] = None,
+    proxy: ProxyOption = None,
+    upstream: UpstreamOption = None,
+    ready: ReadyOption = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
@@ -255,12 +252,15 @@ def watch_command(
         "--down", help="On Ctrl-C take the compose project down (containers removed, volumes kept) instead of "
                        "stopping it.")] = False,
     swap: SwapOption = None,
+    push: PushOption = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
     json: JsonOption = False,
 ) -> None:
     """Watch the module; rebuild only what a change affects and recreate the containers running it."""
+    from kodev.cli_watch import push_flags
+
     swapping = _swapping(swap, _settings(ctx))
 
     def watch_in(session: Session) -> int:
@@ -268,7 +268,8 @@ def watch_command(
 
         return watch_loop(session, paths or [], compose_files or [], project_name, take_down, swapping)
 
-    _in_session(ctx, "watch", json, config, go, platform, watch_in, run_tag=WATCH_TAG)
+    _in_session(ctx, "watch", json, config, go, platform, watch_in, run_tag=WATCH_TAG,
+                push=lambda: push_flags(push, False, False, False, [], []))
 
 
 @app.command("debug", cls=SeparatedCommand)

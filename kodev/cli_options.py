@@ -98,6 +98,17 @@ SwapOption = Annotated[Optional[bool], typer.Option(  # noqa: UP045
     help="While watching, swap a new binary into the running container when only the binary changed (kodev's "
          "supervisor restarts the app); --no-swap recreates it every time. Default: on, unless KODEV_SWAP=0.")]
 
+# `kodev run -w`: the dev proxy (kodev.toml's `proxy`, `upstream`, `ready`).
+ProxyOption = Annotated[Str, typer.Option(
+    "--proxy", metavar="ADDR", show_default=False,
+    help="With --watch: a dev proxy listens here (HOST:PORT or a port): requests wait out rebuilds, pages "
+         "reload when the new code serves.")]
+UpstreamOption = Annotated[Str, typer.Option(
+    "--upstream", metavar="ADDR", show_default=False, help="Where the app itself listens (with --proxy).")]
+ReadyOption = Annotated[Str, typer.Option(
+    "--ready", metavar="PATH", show_default=False,
+    help="With --proxy: the app serves once this path answers 2xx (default: once its port accepts).")]
+
 # `kodev watch -f` and `kodev resolve`: the compose project.
 ProjectNameOption = Annotated[Str, typer.Option(
     "--project-name", "-p", metavar="NAME", show_default=False,

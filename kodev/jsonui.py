@@ -45,7 +45,7 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "build.failed": {"commands": _LIST, "seconds": _NUM, "packages": (int,), "message": _STR, "output": _STR},
     "build.superseded": {"commands": _LIST},
     "image.published": {"command": _STR, "ref": _STR, "image_id": _STR, "bytes_sent": (int,), "slim": (bool,),
-                        "seconds": _NUM},
+                        "seconds": _NUM, "pushed": _LIST},
     "delivered": {"command": _STR, "service": _STR, "how": _STR, "seconds": _NUM, "serving_seconds": _NUM},
     "command.result": {"command": _STR, "outcome": _STR, "total_seconds": _NUM, "go_seconds": _OPT_NUM,
                        "image_seconds": _NUM, "load_seconds": _OPT_NUM, "bytes_sent": _OPT_INT, "ref": _OPT_STR,
@@ -206,7 +206,9 @@ class JsonUI(UI):
         published = report.published
         if published is not None:
             self.emit("image.published", command=report.name, ref=published.ref, image_id=published.image_id,
-                      bytes_sent=published.bytes_sent, slim=published.slim, seconds=_seconds(published.seconds))
+                      bytes_sent=published.bytes_sent, slim=published.slim, seconds=_seconds(published.seconds),
+                      pushed=[{"ref": p.ref, "bytes_sent": p.bytes_sent, "seconds": _seconds(p.seconds)}
+                              for p in published.elsewhere if p.destination == "registry"])
         workloads = [d for d in report.delivered if d.service]  # an image-only command delivers to nobody
         for delivered in workloads:
             if any(delivered is said for said in self._served):

@@ -92,7 +92,7 @@ class Session:
         try:
             target = chosen or daemon.platform()
             go = dataclasses.replace(go, env={**go.env, **target.go_env()})
-            publisher, pruner = _destinations(daemon, run_tag, tarball, push)
+            publisher, pruner = _destinations(daemon, run_tag, tarball, push, ui)
             builder = _builder(config, go, daemon, target, publisher, ui, pull, settings)
             session = cls(cwd=cwd, ui=ui, config=config, go=go, daemon=daemon, platform=target,
                           publisher=publisher, builder=builder, pull=pull, pruner=pruner, settings=settings,
@@ -219,17 +219,22 @@ def _chosen_platform(config: Config, flag: str | None) -> Platform | None:
     return None
 
 
-def _destinations(daemon: Daemon, run_tag: str | None, tarball: Path | None, push: PushSettings | None
-                  ) -> tuple[Publisher, ImagePruner]:
-    """Where images go: the daemon (pruning what it replaced), or a registry; and a tarball besides."""
-    archive = [TarballPublisher(tarball)] if tarball else []
+def _destinations(daemon: Daemon, run_tag: str | None, tarball: Path | None, push: PushSettings | None,
+                  ui: UI) -> tuple[Publisher, ImagePruner]:
+    """Where images go: the daemon (pruning what it replaced), or a registry; and a tarball besides. A watch
+    (`run_tag`) with `push` sends to both, the daemon first: a registry that fails is said, and the
+    containers still get the build."""
+    others: list[Publisher] = [TarballPublisher(tarball)] if tarball else []
     if push is not None:
         from kodev.publish.registry import RegistryPublisher
 
         registry = RegistryPublisher(push)
-        return (MultiPublisher(registry, *archive) if archive else registry), NoPruning()
+        if run_tag is None:
+            return (MultiPublisher(registry, *others) if others else registry), NoPruning()
+        others.append(registry)
     into_daemon = DaemonPublisher(daemon, run_tag)
-    pruning = PruningPublisher(MultiPublisher(into_daemon, *archive) if archive else into_daemon, daemon)
+    pruning = PruningPublisher(MultiPublisher(into_daemon, *others, on_failure=ui.error if push else None)
+                               if others else into_daemon, daemon)
     return pruning, pruning
 
 

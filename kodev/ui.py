@@ -178,6 +178,10 @@ class UI(LoopNews):
             parts += delivery
         verb = "built in" if report.outcome == "built" else "rebuilt in"
         self.stage(report.name, verb, report.total, f"({', '.join(parts)})" + (f" · {sent}" if sent else ""))
+        for pushed in report.published.elsewhere if report.published else ():
+            if pushed.destination == "registry":
+                self.stage(report.name, "pushed", pushed.seconds,
+                           f"{pushed.ref} ({human_bytes(pushed.bytes_sent)} sent)")
 
     def info(self, message: str) -> None:
         with self._writing():

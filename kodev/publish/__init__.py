@@ -26,6 +26,8 @@ class Published:
     seconds: float
     slim: bool = False  # only what the destination lacked was sent
     replaced: tuple[str, ...] = ()
+    elsewhere: tuple[Published, ...] = ()  # the same image sent to other destinations too (a registry)
+    destination: str = "daemon"  # "daemon", "tarball" or "registry"
 
 
 class Publisher(Protocol):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
 from kodev.errors import KodevError
 from kodev.image.assemble import Image
@@ -19,14 +20,27 @@ class DestinationsFailed(KodevError):
 
 
 class MultiPublisher:
-    """Publishes to each destination in turn; the first one's result is the answer (the others follow it)."""
+    """Publishes to each destination in turn; the first one's result is the answer, the others' ride along
+    in its `elsewhere`. With `on_failure`, a failure of another destination is told to it and the first's
+    result still stands (a watch keeps serving from the daemon while a registry is down)."""
 
-    def __init__(self, first: Publisher, *others: Publisher) -> None:
+    def __init__(self, first: Publisher, *others: Publisher,
+                 on_failure: Callable[[KodevError], None] | None = None) -> None:
         self.destinations = (first, *others)
+        self.on_failure = on_failure
 
     def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
-        results = [destination.publish(image, ref, hints) for destination in self.destinations]
-        return results[0]
+        first, *others = self.destinations
+        result = first.publish(image, ref, hints)
+        also: list[Published] = []
+        for destination in others:
+            try:
+                also.append(destination.publish(image, ref, hints))
+            except KodevError as exc:
+                if self.on_failure is None:
+                    raise
+                self.on_failure(exc)
+        return dataclasses.replace(result, elsewhere=(*result.elsewhere, *also)) if also else result
 
     def close(self) -> None:
         """Close every destination, even after one failed. One failure is raised as it is, several as one

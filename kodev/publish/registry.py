@@ -96,7 +96,7 @@ class RegistryPublisher:
                                     f"not the manifest kodev sent ({digest}): a proxy in between rewrote it?")
         total = sum(b.size for b in blobs) + len(image.config_json)
         return Published(f"{repository}@{digest}", config_digest, sent, time.monotonic() - started,
-                         slim=sent < total)
+                         slim=sent < total, destination="registry")
 
     def _ensure(self, name: str, digest: str, size: int, content: Any) -> int:
         """Make the registry have blob `digest` under `name`; the bytes that had to be sent."""

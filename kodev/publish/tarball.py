@@ -29,7 +29,7 @@ class TarballPublisher:
     def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
         self._images.append((image, [ref]))
         image_id = "sha256:" + hashlib.sha256(image.config_json).hexdigest()
-        return Published(f"{self.path}#{ref}", image_id, 0, 0.0)
+        return Published(f"{self.path}#{ref}", image_id, 0, 0.0, destination="tarball")
 
     def close(self) -> None:
         if not self._images:

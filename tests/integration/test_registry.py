@@ -165,3 +165,67 @@ def test_bad_push_flags_are_clear_errors(hello: Path, flags: list[str], says: st
     done = run_kodev(["build", "--json", *flags, "./cmd/hello"], hello)
     error = next(json.loads(line) for line in done.stdout.splitlines() if '"event": "error"' in line)
     assert done.returncode == 1 and error["kind"] == "ConfigError" and says in error["message"], error
+
+
+def _three_commands(root: Path, repo: str) -> Path:
+    """cmd/a and cmd/b import internal/shared; cmd/c does not. Image-only commands (nothing runs)."""
+    module = root / "three"
+    (module / "internal" / "shared").mkdir(parents=True)
+    (module / "go.mod").write_text("module example.com/three\n\ngo 1.21\n")
+    (module / "internal" / "shared" / "shared.go").write_text(
+        'package shared\n\nfunc Word() string { return "one" }\n')
+    for name, body in (("a", 'println(shared.Word(), "a")'), ("b", 'println(shared.Word(), "b")'),
+                       ("c", 'println("c")')):
+        (module / "cmd" / name).mkdir(parents=True)
+        imports = 'import "example.com/three/internal/shared"\n\n' if "shared" in body else ""
+        (module / "cmd" / name / "main.go").write_text(f"package main\n\n{imports}func main() {{ {body} }}\n")
+    (module / "kodev.toml").write_text(f'repo = "{repo}"\n\n[commands."./cmd/a"]\n[commands."./cmd/b"]\n'
+                                       '[commands."./cmd/c"]\n')
+    return module
+
+
+def test_watch_push_pushes_only_the_images_a_shared_package_edit_affects(
+        tmp_path: Path, registry: Registry, docker_client: Any) -> None:
+    from tests.integration.modules import Module, kodev_running
+
+    uid = tmp_path.name[-8:].replace("_", "x").lower()
+    module = Module(_three_commands(tmp_path, f"kodev.test/{uid}"), uid, docker_client)
+    with kodev_running(module, ["watch", "--json", "--push", f"{registry.host}/watch"]) as (_proc, events):
+        events.wait("watching", timeout=180)
+        first = {e["command"]: e["pushed"] for e in events.all("image.published")}
+        assert sorted(first) == ["a", "b", "c"] and all(len(p) == 1 for p in first.values()), first
+        mark = events.mark()
+        shared = module.path / "internal" / "shared" / "shared.go"
+        shared.write_text(shared.read_text().replace('"one"', '"two"'))
+        events.wait("command.result", since=mark, count=2, timeout=120)
+        pushed = {e["command"]: e["pushed"][0] for e in events.all("image.published", since=mark)}
+        assert sorted(pushed) == ["a", "b"], "cmd/c does not import the package: not rebuilt, not pushed"
+        for command, entry in pushed.items():
+            _, name, digest = _split(entry["ref"])
+            manifest = registry.manifest(name, digest)
+            assert entry["ref"] != first[command][0]["ref"]
+            assert entry["bytes_sent"] == manifest["layers"][-1]["size"] + manifest["config"]["size"], \
+                "only the new binary layer (and the config) went"
+        # The first push of b sent no base layer either: a's push had them, mounted across repositories.
+        _, b_name, b_digest = _split(first["b"][0]["ref"])
+        b_manifest = registry.manifest(b_name, b_digest)
+        assert first["b"][0]["bytes_sent"] == b_manifest["layers"][-1]["size"] + b_manifest["config"]["size"]
+
+
+def test_with_the_registry_down_a_watch_still_serves_from_the_daemon(mod: Any) -> None:
+    """kodev watch --push to a registry nobody runs: each push is a clear, non-fatal error, and the service
+    gets every build all the same."""
+    from tests.integration.modules import kodev_running, server_service, set_greeting
+    from tests.integration.process import wait_for_page
+
+    port = free_port()
+    (mod.path / "kodev.toml").write_text(f'repo = "{mod.repo}"\n' + server_service(mod.name("srv"), port))
+    nobody = f"127.0.0.1:{free_port()}"
+    with kodev_running(mod, ["watch", "--json", "--push", f"{nobody}/team"]) as (_proc, events):
+        events.wait("watching", timeout=180)
+        refused = events.errors(lambda e: e["kind"] == "RegistryError")
+        assert refused and not any(e["fatal"] for e in refused), refused
+        assert refused[0]["message"].startswith(f"cannot reach the registry at {nobody} (")
+        wait_for_page(f"http://127.0.0.1:{port}/", "Hello", 60)
+        set_greeting(mod, "Howdy")
+        wait_for_page(f"http://127.0.0.1:{port}/", "Howdy", 60)
