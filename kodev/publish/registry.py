@@ -150,7 +150,7 @@ class _Client:
                 start = self._call("POST", f"{name}/blobs/uploads/", name, ok=(202,), push=True)
                 self._call("PUT", start.headers["Location"], name, ok=(201,), push=True, params={"digest": digest},
                            data=opened, headers={"Content-Type": "application/octet-stream",
-                                                 "Content-Length": str(size)})
+                                                 "Content-Length": str(size)}, dropped_raises=True)
                 return
             except requests.RequestException as exc:
                 problem = exc
@@ -161,12 +161,20 @@ class _Client:
                             f"times ({problem}). Check the registry's disk and logs, then run again.")
 
     def put_manifest(self, name: str, reference: str, body: bytes, media_type: str) -> str:
-        answer = self._call("PUT", f"{name}/manifests/{reference}", name, ok=(201, 200), push=True, data=body,
-                            headers={"Content-Type": media_type})
+        answer = self._call("PUT", f"{name}/manifests/{reference}", name, ok=(201, 200, 400, 415), push=True,
+                            data=body, headers={"Content-Type": media_type})
+        if answer.status_code in (400, 415):
+            errors = _errors(answer)
+            raise RegistryError(f"the registry at {self.host} rejected the image manifest for {name}:{reference} "
+                                f"({errors}): kodev pushes OCI manifests ({media_type}), which a registry too old "
+                                "or configured to refuse them does not take. Use a registry that serves the OCI "
+                                "distribution spec (distribution 2.7 or later, most hosted ones).")
         return str(answer.headers.get("Docker-Content-Digest", ""))
 
     def _call(self, method: str, path: str, name: str, ok: Sequence[int], push: bool = False,
-              extra_scope: str = "", **kwargs: Any) -> requests.Response:
+              extra_scope: str = "", dropped_raises: bool = False, **kwargs: Any) -> requests.Response:
+        """One request, authorized as the registry asks. A connection that fails is a RegistryError, but
+        with `dropped_raises` (an upload, tried again by its caller) requests' own error."""
         url = path if path.startswith("http") else (path if path.startswith("/") else self.base + path)
         if url.startswith("/"):
             url = self.base.split("/v2/")[0] + url
@@ -178,6 +186,8 @@ class _Client:
             try:
                 answer = self.http.request(method, url, headers=headers, timeout=_TIMEOUT, **kwargs)
             except requests.ConnectionError as exc:
+                if dropped_raises:
+                    raise
                 raise RegistryError(f"cannot reach the registry at {self.host} ({_reason(exc)}). Is it running, "
                                     "and is the repository right (KO_DOCKER_REPO or --push)?") from None
             if answer.status_code == 401 and attempt == 0 and self._authorize(answer, scope):
@@ -226,6 +236,15 @@ class _Client:
                 "Password")
             self._credentials = (str(user), str(secret)) if user and secret else None
         return self._credentials if isinstance(self._credentials, tuple) else None
+
+
+def _errors(answer: requests.Response) -> str:
+    """The registry's own words: the `errors` of a distribution error body, else its status."""
+    try:
+        found = [f"{e.get('code')}: {e.get('message')}" for e in answer.json().get("errors", [])]
+    except ValueError:
+        found = []
+    return "; ".join(found) or f"HTTP {answer.status_code}"
 
 
 def _reason(exc: Exception) -> str:

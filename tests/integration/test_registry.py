@@ -229,3 +229,39 @@ def test_with_the_registry_down_a_watch_still_serves_from_the_daemon(mod: Any) -
         wait_for_page(f"http://127.0.0.1:{port}/", "Hello", 60)
         set_greeting(mod, "Howdy")
         wait_for_page(f"http://127.0.0.1:{port}/", "Howdy", 60)
+
+
+def test_an_upload_cut_midway_is_tried_again_then_a_clear_error(hello: Path, registry: Registry) -> None:
+    """Through a FAKE relay that cuts blob uploads midway (tests/integration/registry_faults.py)."""
+    from tests.integration.registry_faults import FaultyRelay
+
+    once = FaultyRelay(registry.port, cut_uploads=1)
+    try:
+        [ref], _ = _push(hello, f"{once.host}/cut", "./cmd/hello")
+        assert once.cut == 1 and "@sha256:" in ref, "one cut, tried again, pushed"
+    finally:
+        once.close()
+    always = FaultyRelay(registry.port, cut_uploads=100)
+    try:
+        greeting = hello / "internal" / "greeting" / "greeting.go"
+        greeting.write_text(greeting.read_text().replace('"Hello, "', '"Cut, "'))  # a blob the registry lacks
+        done = run_kodev(["build", "--json", "--push", f"{always.host}/cut", "./cmd/hello"], hello)
+        error = next(json.loads(line) for line in done.stdout.splitlines() if '"event": "error"' in line)
+        assert done.returncode == 1 and error["kind"] == "RegistryError" and always.cut == 3, (error, always.cut)
+        assert "failed 3 times" in error["message"] and "\n" not in error["message"]
+    finally:
+        always.close()
+
+
+def test_a_registry_that_refuses_oci_manifests_is_a_clear_error(hello: Path, registry: Registry) -> None:
+    """Through a FAKE relay that answers manifest PUTs with distribution's MANIFEST_INVALID."""
+    from tests.integration.registry_faults import FaultyRelay
+
+    relay = FaultyRelay(registry.port, refuse_manifests=True)
+    try:
+        done = run_kodev(["build", "--json", "--push", f"{relay.host}/oci", "./cmd/hello"], hello)
+        error = next(json.loads(line) for line in done.stdout.splitlines() if '"event": "error"' in line)
+        assert done.returncode == 1 and error["kind"] == "RegistryError", error
+        assert "rejected the image manifest" in error["message"] and "MANIFEST_INVALID" in error["message"]
+    finally:
+        relay.close()
