@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import urllib.request
@@ -143,6 +144,19 @@ def test_auth_through_the_docker_config_and_a_refusal_that_says_what_to_do(
         [ref], _ = _push(hello, f"{guarded.host}/team", "./cmd/hello", env={"DOCKER_CONFIG": str(home)})
         _, name, digest = _split(ref)
         assert guarded.manifest(name, digest, auth=f"Basic {token}")["schemaVersion"] == 2
+
+        # A credential helper, as `docker login` with credHelpers leaves it: the helper protocol (`get`, the
+        # server on stdin, JSON on stdout), spoken by a helper of this test's own.
+        helpers = tmp_path / "helpers"
+        helpers.mkdir()
+        helper = helpers / "docker-credential-kodevtest"
+        helper.write_text('#!/bin/sh\nread server\n[ "$1" = get ] || exit 1\n'
+                          'printf \'{"ServerURL":"%s","Username":"dev","Secret":"s3cret"}\' "$server"\n')
+        helper.chmod(0o755)
+        (home / "config.json").write_text(json.dumps({"credHelpers": {guarded.host: "kodevtest"}}))
+        path = f"{helpers}:{os.environ['PATH']}"
+        [ref], _ = _push(hello, f"{guarded.host}/helped", "./cmd/hello", env={"DOCKER_CONFIG": str(home), "PATH": path})
+        assert "/helped/hello-" in ref
     finally:
         guarded.stop()
 
