@@ -253,13 +253,17 @@ def watch_command(
                        "stopping it.")] = False,
     swap: SwapOption = None,
     push: PushOption = None,
+    out: Annotated[PathOption, typer.Option(
+        "--out", metavar="DIR", show_default=False,
+        help="With -f on Kubernetes YAML and --push: write the resolved manifests of each round's images here."
+    )] = None,
     config: ConfigOption = None,
     go: GoOption = None,
     platform: PlatformOption = None,
     json: JsonOption = False,
 ) -> None:
     """Watch the module; rebuild only what a change affects and recreate the containers running it."""
-    from kodev.cli_watch import push_flags
+    from kodev.cli_watch import watch_push
 
     swapping = _swapping(swap, _settings(ctx))
 
@@ -269,7 +273,7 @@ def watch_command(
         return watch_loop(session, paths or [], compose_files or [], project_name, take_down, swapping)
 
     _in_session(ctx, "watch", json, config, go, platform, watch_in, run_tag=WATCH_TAG,
-                push=lambda: push_flags(push, False, False, False, [], []))
+                push=lambda: watch_push(push, compose_files or [], out))
 
 
 @app.command("debug", cls=SeparatedCommand)

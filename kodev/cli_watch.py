@@ -101,6 +101,27 @@ def push_flags(repo: str | None, bare: bool, base: bool, preserve: bool, tags: S
     return PushSettings(repository, namings[0] if namings else "md5", wanted, tuple(insecure))
 
 
+def watch_push(repo: str | None, files: Sequence[Path], out: Path | None) -> PushSettings | None:
+    """`kodev watch --push REPO`, and with -f on Kubernetes YAML, `--out DIR`: where resolved manifests go."""
+    import dataclasses
+
+    from kodev import manifests
+    from kodev.errors import ConfigError
+
+    pushing = push_flags(repo, False, False, False, [], [])
+    kubernetes = bool(files) and not is_compose(files)
+    if not kubernetes:
+        if out is not None:
+            raise ConfigError("--out DIR goes with -f on Kubernetes YAML and --push REPO: it is where the "
+                              "resolved manifests of each round's images are written.")
+        return pushing
+    if pushing is None or out is None:
+        raise ConfigError("kodev watch -f on Kubernetes YAML pushes the images its ko:// references name and "
+                          "writes the resolved manifests: give --push REPO and --out DIR.")
+    root = files[0] if files[0].is_dir() else files[0].parent
+    return dataclasses.replace(pushing, manifests=tuple(manifests.collect(files)), manifests_root=root, out=out)
+
+
 def is_compose(files: Sequence[Path]) -> bool:
     """Whether `kodev resolve -f` was given a compose project (else Kubernetes YAML): every file is one whose
     top level has `services` and no document has a `kind`."""
@@ -138,6 +159,13 @@ def watch_loop(session: Session, paths: Sequence[str], compose_files: Sequence[P
     from kodev.watch import DevLoop
 
     files = list(compose_files) or ([session.config.root / f for f in session.config.compose] if not paths else [])
+    if files and not is_compose(files):  # Kubernetes YAML: its ko:// images, pushed, the manifests resolved
+        from kodev import manifests
+        from kodev.session import CommandServices
+
+        where = manifests.origins(manifests.collect(files))
+        targets = [CommandServices(plan) for plan in session.plan(list(where), where)]
+        return DevLoop(session, targets, prefix_logs=True, swap=swap).run()
     if files:
         return watch_compose(session, files, project_name, take_down, swap)
     targets = session.watch_targets(paths)

@@ -228,7 +228,11 @@ def _destinations(daemon: Daemon, run_tag: str | None, tarball: Path | None, pus
     if push is not None:
         from kodev.publish.registry import RegistryPublisher
 
-        registry = RegistryPublisher(push)
+        registry: Publisher = RegistryPublisher(push)
+        if push.out is not None and push.manifests_root is not None:
+            from kodev.publish.manifest_out import ManifestOutput
+
+            registry = ManifestOutput(registry, push.manifests, push.manifests_root, push.out)
         if run_tag is None:
             return (MultiPublisher(registry, *others) if others else registry), NoPruning()
         others.append(registry)

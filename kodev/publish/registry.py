@@ -20,12 +20,14 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from kodev.errors import KodevError
 from kodev.image.assemble import COMMAND_LABEL, Image
+from kodev.manifests import Manifest
 from kodev.publish import Published
 from kodev.publish.blobs import CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, compressed
 
@@ -46,6 +48,10 @@ class PushSettings:
     naming: str = "md5"
     tags: tuple[str, ...] = ("latest",)
     insecure: tuple[str, ...] = ()  # registries reached over plain HTTP besides loopback ones
+    # kodev watch -f k8s/ --out DIR: the manifests to resolve into `out` as pushes come (their -f root)
+    manifests: tuple[Manifest, ...] = ()
+    manifests_root: Path | None = None
+    out: Path | None = None
 
     @property
     def host(self) -> str:

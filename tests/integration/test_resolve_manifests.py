@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from tests.integration.conftest import run_kodev
+from tests.integration.process import wait_until
 from tests.integration.test_registry import Registry, registry  # noqa: F401 - the module's registry fixture
 
 MANIFESTS = """# the app: two images, built by kodev
@@ -85,3 +87,34 @@ def test_without_a_registry_resolve_says_how_to_name_one(hello: Path) -> None:
     (hello / "pod.yaml").write_text("kind: Pod\nspec:\n  image: ko://example.com/hello/cmd/hello\n")
     done = run_kodev(["resolve", "-f", "pod.yaml"], hello, {"KO_DOCKER_REPO": ""})
     assert done.returncode == 1 and "--push REPO" in done.stderr and "KO_DOCKER_REPO" in done.stderr, done.stderr
+
+
+def test_watch_rewrites_only_the_manifests_of_the_images_a_save_changed(
+        mod: Any, registry: Registry) -> None:  # noqa: F811
+    """kodev watch -f k8s/ --push REPO --out DIR: the first round resolves every manifest into DIR; a save that
+    changes only cmd/server's binary rewrites server.yaml and leaves hello.yaml as it was."""
+    from tests.integration.modules import kodev_running
+
+    k8s = mod.path / "k8s"
+    (k8s / "web").mkdir(parents=True)
+    (k8s / "web" / "server.yaml").write_text(f"kind: Pod\nspec:\n  image: ko://{mod.module_path}/cmd/server  # web\n")
+    (k8s / "hello.yaml").write_text(f"kind: Job\nspec:\n  image: 'ko://{mod.module_path}/cmd/hello'\n")
+    out = mod.path / "out"
+    args = ["watch", "--json", "-f", "k8s", "--push", f"{registry.host}/w", "--out", str(out)]
+    with kodev_running(mod, args) as (_proc, events):
+        events.wait("watching", timeout=180)
+        server, hello = (out / "web" / "server.yaml"), (out / "hello.yaml")
+        first_server, first_hello = server.read_text(), hello.read_text()
+        assert re.fullmatch(rf"kind: Pod\nspec:\n  image: {re.escape(registry.host)}/w/server-[0-9a-f]{{32}}"
+                            r"@sha256:[0-9a-f]{64}  # web\n", first_server), first_server
+        assert re.fullmatch(rf"kind: Job\nspec:\n  image: '{re.escape(registry.host)}/w/hello-[0-9a-f]{{32}}"
+                            r"@sha256:[0-9a-f]{64}'\n", first_hello), first_hello
+        hello_written = hello.stat().st_mtime_ns
+        mark = events.mark()
+        main = mod.path / "cmd" / "server" / "main.go"
+        main.write_text(main.read_text().replace("func main() {", "func main() {\n\t_ = 1", 1))
+        events.wait("command.result", since=mark, match=lambda e: e["command"] == "server", timeout=120)
+        wait_until(lambda: server.read_text() != first_server, 30, "server.yaml was not rewritten")
+        assert hello.read_text() == first_hello and hello.stat().st_mtime_ns == hello_written, "hello.yaml untouched"
+        pushed = [e["command"] for e in events.all("image.published", since=mark)]
+        assert pushed == ["server"], pushed
