@@ -90,7 +90,6 @@ def main_options(
 
     `config` is read back by each command from its parent context (`_config`), not kept in a global."""
     import dataclasses
-    import os
 
     from kodev.settings import EnvSettings
 
@@ -104,7 +103,6 @@ def main_options(
 
 def _settings(ctx: typer.Context) -> EnvSettings:
     """What `main_options` read (it runs before every command)."""
-    import os
 
     from kodev.settings import EnvSettings
 
@@ -273,7 +271,7 @@ def watch_command(
         return watch_loop(session, paths or [], compose_files or [], project_name, take_down, swapping)
 
     _in_session(ctx, "watch", json, config, go, platform, watch_in, run_tag=WATCH_TAG,
-                push=lambda: watch_push(push, compose_files or [], out))
+                push=lambda: watch_push(push, compose_files or [], out, _config(ctx, config)))
 
 
 @app.command("debug", cls=SeparatedCommand)
@@ -330,7 +328,7 @@ def resolve_command(
 ) -> None:
     """Build every ko:// reference of Kubernetes YAML, push it, print the YAML with digest references (as
     `ko resolve`); or build a compose project's ko:// services and print the project."""
-    from kodev.cli_watch import is_compose, push_flags, resolve_manifests
+    from kodev.cli_watch import default_repo, is_compose, push_flags, resolve_manifests
 
     def run() -> None:
         if is_compose(file):
@@ -341,7 +339,7 @@ def resolve_command(
             with _session(ctx, config, go, platform) as session:
                 session.ui.result(resolve(session, cli, file, project_name).rstrip("\n"))
             return
-        pushing = push_flags(push or os.environ.get("KO_DOCKER_REPO") or None, bare, base_import_paths,
+        pushing = push_flags(push or default_repo(_config(ctx, config)), bare, base_import_paths,
                              preserve_import_paths, tags or [], insecure or [], needed=True)
         with _session(ctx, config, go, platform, push=pushing) as session:
             session.ui.result(resolve_manifests(session, file))

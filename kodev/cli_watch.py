@@ -101,15 +101,27 @@ def push_flags(repo: str | None, bare: bool, base: bool, preserve: bool, tags: S
     return PushSettings(repository, namings[0] if namings else "md5", wanted, tuple(insecure))
 
 
-def watch_push(repo: str | None, files: Sequence[Path], out: Path | None) -> PushSettings | None:
+def default_repo(config_path: Path | None) -> str | None:
+    """Where `kodev resolve` and `kodev watch -f k8s/` push without --push: KO_DOCKER_REPO (as ko reads it),
+    else kodev.toml's `[publish] repo`. (`kodev build` and `kodev watch` push only when told: their default
+    is the local daemon, and a KO_DOCKER_REPO left in a shell must not make every build a remote push.)"""
+    import os
+
+    from kodev import config as config_stage
+
+    return os.environ.get("KO_DOCKER_REPO") or config_stage.load(config_path, Path.cwd()).publish_repo or None
+
+
+def watch_push(repo: str | None, files: Sequence[Path], out: Path | None, config_path: Path | None
+               ) -> PushSettings | None:
     """`kodev watch --push REPO`, and with -f on Kubernetes YAML, `--out DIR`: where resolved manifests go."""
     import dataclasses
 
     from kodev import manifests
     from kodev.errors import ConfigError
 
-    pushing = push_flags(repo, False, False, False, [], [])
     kubernetes = bool(files) and not is_compose(files)
+    pushing = push_flags(repo or (default_repo(config_path) if kubernetes else None), False, False, False, [], [])
     if not kubernetes:
         if out is not None:
             raise ConfigError("--out DIR goes with -f on Kubernetes YAML and --push REPO: it is where the "

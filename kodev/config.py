@@ -42,7 +42,7 @@ _STR, _STRS, _BOOL, _INT, _ENV = "a string", "a list of strings", "true or false
 
 _BUILD_KEYS = {"env": _ENV, "flags": _STRS, "ldflags": _STRS}
 _TOP_KEYS = {"base": _STR, "repo": _STR, "platform": _STR, "build": "table", "commands": "table",
-             "services": "table", "watch": "table", "compose": _STRS}
+             "services": "table", "watch": "table", "compose": _STRS, "publish": "table"}
 _COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
 _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
                  "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL,
@@ -176,6 +176,16 @@ def _proxy(reader: _Reader, key: str, table: Mapping[str, Any]) -> ProxySpec | N
     return ProxySpec(listen, upstream, ready, float(timeout))
 
 
+def _publish_repo(reader: _Reader, table: Any) -> str | None:
+    """`[publish] repo = "HOST[:PORT]/PATH"`: where `kodev resolve` (and `kodev watch -f k8s/`) push without
+    --push or KO_DOCKER_REPO."""
+    repo = reader.table(table, "publish", {"repo": _STR}).get("repo")
+    if repo is not None and ("/" not in repo or repo != repo.lower() or " " in repo):
+        raise reader.fail("publish.repo", f"{repo!r} is not a registry repository (lowercase HOST[:PORT]/PATH, "
+                                          "e.g. \"127.0.0.1:5000/team\")")
+    return repo
+
+
 def parse(text: str, path: Path) -> Config:
     """Parse the text of a kodev.toml found at `path`."""
     reader = _Reader(path)
@@ -229,7 +239,8 @@ def parse(text: str, path: Path) -> Config:
         raise reader.fail("repo", f"'{repo}' is not a valid repository name")
     return Config(root=path.parent, path=path, base=top.get("base", DEFAULT_BASE), repo=repo,
                   platform=top.get("platform"), build=build, commands=commands, services=services,
-                  watch=watch, compose=tuple(top.get("compose", ())))
+                  watch=watch, compose=tuple(top.get("compose", ())),
+                  publish_repo=_publish_repo(reader, top.get("publish", {})))
 
 
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # Docker's rule for container names

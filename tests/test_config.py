@@ -483,3 +483,11 @@ def test_compose_files_are_a_list_of_strings(tmp_path: Path) -> None:
     assert parse('compose = ["compose.yaml", "dev.yaml"]\n', path).compose == ("compose.yaml", "dev.yaml")
     with pytest.raises(ConfigError, match="compose"):
         parse('compose = "compose.yaml"\n', path)
+
+
+def test_publish_repo_is_read_and_checked(cfg_path: Path) -> None:
+    assert parse('[publish]\nrepo = "127.0.0.1:5000/team"\n', cfg_path).publish_repo == "127.0.0.1:5000/team"
+    assert parse("", cfg_path).publish_repo is None
+    message = parse_error('[publish]\nrepo = "Team"\n', cfg_path)
+    assert "key 'publish.repo'" in message and "not a registry repository" in message
+    assert "key 'publish.tags'" in parse_error('[publish]\ntags = ["x"]\n', cfg_path)

@@ -118,3 +118,13 @@ def test_watch_rewrites_only_the_manifests_of_the_images_a_save_changed(
         assert hello.read_text() == first_hello and hello.stat().st_mtime_ns == hello_written, "hello.yaml untouched"
         pushed = [e["command"] for e in events.all("image.published", since=mark)]
         assert pushed == ["server"], pushed
+
+
+def test_kodev_toml_publish_repo_names_the_registry_after_ko_docker_repo(hello: Path, registry: Registry) -> None:  # noqa: F811
+    (hello / "pod.yaml").write_text("kind: Pod\nspec:\n  image: ko://example.com/hello/cmd/hello\n")
+    config = hello / "kodev.toml"
+    config.write_text(config.read_text() + f'\n[publish]\nrepo = "{registry.host}/fromtoml"\n')
+    done = run_kodev(["resolve", "-f", "pod.yaml"], hello, {"KO_DOCKER_REPO": ""})
+    assert done.returncode == 0 and f"image: {registry.host}/fromtoml/hello-" in done.stdout, done.stderr
+    done = run_kodev(["resolve", "-f", "pod.yaml"], hello, {"KO_DOCKER_REPO": f"{registry.host}/fromenv"})
+    assert done.returncode == 0 and f"image: {registry.host}/fromenv/hello-" in done.stdout, done.stderr
