@@ -17,41 +17,9 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 import typer
 
 from kodev import __version__
+from kodev import cli_options as opt
 from kodev.cli_guard import finish, guarded, make_ui
-from kodev.cli_options import (
-    AFTER_SEPARATOR,
-    BareOption,
-    BaseImportPathsOption,
-    Command,
-    ConfigOption,
-    EnvFileOption,
-    EnvOption,
-    GoOption,
-    InsecureOption,
-    JsonOption,
-    ListOption,
-    NameOption,
-    NetworkOption,
-    PathOption,
-    PlatformOption,
-    PreserveImportPathsOption,
-    ProjectNameOption,
-    ProxyOption,
-    PublishOption,
-    PushOption,
-    ReadyOption,
-    RmOption,
-    SeparatedCommand,
-    StopTimeoutOption,
-    Str,
-    SwapOption,
-    TagsOption,
-    UpstreamOption,
-    UserOption,
-    VolumeOption,
-    WatchOption,
-    after_separator,
-)
+from kodev.cli_options import AFTER_SEPARATOR, Command, SeparatedCommand, Str, after_separator
 
 if TYPE_CHECKING:
     from kodev.publish.registry import PushSettings
@@ -82,7 +50,7 @@ def main_options(
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show debug messages and tracebacks of unexpected errors "
                                                           "(also KODEV_DEBUG=1).")] = False,
-    config: Annotated[PathOption, typer.Option(
+    config: Annotated[opt.PathOption, typer.Option(
         "--config", "-c", metavar="FILE", show_default=False,
         help="kodev.toml to use, for any command (`kodev -c FILE watch`); a command's own --config wins.")] = None,
 ) -> None:
@@ -159,32 +127,34 @@ def build(
     paths: Annotated[list[str], typer.Argument(
         metavar="PATH...", help="Commands to build: ./cmd/server, example.com/m/cmd/server or ko://example.com/m/cmd/server.",
         show_default=False)],
-    config: ConfigOption = None,
-    go: GoOption = None,
-    platform: PlatformOption = None,
-    pull: Annotated[bool, typer.Option("--pull", help="Pull tagged base images again, even if the daemon has them.")
-                    ] = False,
-    tarball: Annotated[PathOption, typer.Option(
-        "--tarball", metavar="FILE", show_default=False,
-        help="Also write the images into FILE, a `docker save` archive (`docker load -i FILE` elsewhere).")] = None,
-    push: PushOption = None,
-    bare: BareOption = False,
-    base_import_paths: BaseImportPathsOption = False,
-    preserve_import_paths: PreserveImportPathsOption = False,
-    tags: TagsOption = None,
-    insecure: InsecureOption = None,
-    json: JsonOption = False,
+    config: opt.ConfigOption = None,
+    go: opt.GoOption = None,
+    platform: opt.PlatformOption = None,
+    pull: opt.PullOption = False,
+    tarball: opt.TarballOption = None,
+    push: opt.PushOption = None,
+    bare: opt.BareOption = False,
+    base_import_paths: opt.BaseImportPathsOption = False,
+    preserve_import_paths: opt.PreserveImportPathsOption = False,
+    tags: opt.TagsOption = None,
+    insecure: opt.InsecureOption = None,
+    local: opt.LocalOption = False,
+    json: opt.JsonOption = False,
 ) -> None:
     """Build each command into an image, load it into the Docker daemon (or push it), print its reference."""
+    pushed: list[PushSettings] = []
 
     def build_each(session: Session) -> None:
         for built in session.build_paths(paths):
-            session.ui.result(built.published.ref if push else built.plan.ref)
+            session.ui.result(built.published.ref if pushed else built.plan.ref)
 
     def pushing() -> PushSettings | None:
-        from kodev.cli_watch import push_flags
+        from kodev.cli_watch import build_repo, push_flags
 
-        return push_flags(push, bare, base_import_paths, preserve_import_paths, tags or [], insecure or [])
+        repo = push or (None if local else build_repo(_config(ctx, config)))
+        settings = push_flags(repo, bare, base_import_paths, preserve_import_paths, tags or [], insecure or [])
+        pushed.extend([settings] if settings else [])
+        return settings
 
     _in_session(ctx, "build", json, config, go, platform, build_each, pull=pull, tarball=tarball, push=pushing)
 
@@ -194,26 +164,26 @@ def run(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(metavar="PATH", show_default=False,
                                         help="The command to run: ./cmd/server or its import path.")],
-    args: Annotated[ListOption, typer.Argument(metavar="[-- ARGS...]", show_default=False,
+    args: Annotated[opt.ListOption, typer.Argument(metavar="[-- ARGS...]", show_default=False,
                                                help="Arguments for the command.")] = None,
-    name: NameOption = None,
-    env: EnvOption = None,
-    env_file: EnvFileOption = None,
-    publish: PublishOption = None,
-    network: NetworkOption = None,
-    volume: VolumeOption = None,
-    user: UserOption = None,
-    stop_timeout: StopTimeoutOption = 10,
-    rm: RmOption = True,
-    watch: WatchOption = False,
-    swap: SwapOption = None,
-    proxy: ProxyOption = None,
-    upstream: UpstreamOption = None,
-    ready: ReadyOption = None,
-    config: ConfigOption = None,
-    go: GoOption = None,
-    platform: PlatformOption = None,
-    json: JsonOption = False,
+    name: opt.NameOption = None,
+    env: opt.EnvOption = None,
+    env_file: opt.EnvFileOption = None,
+    publish: opt.PublishOption = None,
+    network: opt.NetworkOption = None,
+    volume: opt.VolumeOption = None,
+    user: opt.UserOption = None,
+    stop_timeout: opt.StopTimeoutOption = 10,
+    rm: opt.RmOption = True,
+    watch: opt.WatchOption = False,
+    swap: opt.SwapOption = None,
+    proxy: opt.ProxyOption = None,
+    upstream: opt.UpstreamOption = None,
+    ready: opt.ReadyOption = None,
+    config: opt.ConfigOption = None,
+    go: opt.GoOption = None,
+    platform: opt.PlatformOption = None,
+    json: opt.JsonOption = False,
 ) -> None:
     """Build a command, run it in a container in the foreground; with --watch, keep it up to date."""
     from kodev.config import ServiceConfig
@@ -238,27 +208,24 @@ def run(
 @app.command("watch", cls=Command)
 def watch_command(
     ctx: typer.Context,
-    paths: Annotated[ListOption, typer.Argument(
+    paths: Annotated[opt.ListOption, typer.Argument(
         metavar="[PATH...]", show_default=False,
         help="Commands to watch (default: the services and commands in kodev.toml).")] = None,
     compose_files: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
         "--file", "-f", metavar="FILE", show_default=False,
         help="A compose file (repeatable): run the project through Compose, keeping its ko:// services fresh.")
     ] = None,
-    project_name: ProjectNameOption = None,
+    project_name: opt.ProjectNameOption = None,
     take_down: Annotated[bool, typer.Option(
         "--down", help="On Ctrl-C take the compose project down (containers removed, volumes kept) instead of "
                        "stopping it.")] = False,
-    swap: SwapOption = None,
-    push: PushOption = None,
-    out: Annotated[PathOption, typer.Option(
-        "--out", metavar="DIR", show_default=False,
-        help="With -f on Kubernetes YAML and --push: write the resolved manifests of each round's images here."
-    )] = None,
-    config: ConfigOption = None,
-    go: GoOption = None,
-    platform: PlatformOption = None,
-    json: JsonOption = False,
+    swap: opt.SwapOption = None,
+    push: opt.PushOption = None,
+    out: opt.OutOption = None,
+    config: opt.ConfigOption = None,
+    go: opt.GoOption = None,
+    platform: opt.PlatformOption = None,
+    json: opt.JsonOption = False,
 ) -> None:
     """Watch the module; rebuild only what a change affects and recreate the containers running it."""
     from kodev.cli_watch import watch_push
@@ -277,7 +244,7 @@ def watch_command(
 @app.command("debug", cls=SeparatedCommand)
 def debug_command(
     ctx: typer.Context,
-    paths: Annotated[ListOption, typer.Argument(
+    paths: Annotated[opt.ListOption, typer.Argument(
         metavar="[PATH...] [-- ARGS...]", show_default=False,
         help="Commands to debug (default: the services and commands in kodev.toml); ARGS after -- go to the "
              "commands named here.")] = None,
@@ -287,10 +254,10 @@ def debug_command(
              "go, once per Go version.")] = None,
     wait: Annotated[bool, typer.Option(
         "--wait", help="Each new process waits at its start until a debugger continues it.")] = False,
-    config: ConfigOption = None,
-    go: GoOption = None,
-    platform: PlatformOption = None,
-    json: JsonOption = False,
+    config: opt.ConfigOption = None,
+    go: opt.GoOption = None,
+    platform: opt.PlatformOption = None,
+    json: opt.JsonOption = False,
 ) -> None:
     """Watch like `kodev watch`, every service under Delve: your debugger stays attached across saves."""
     args = ctx.meta.get(AFTER_SEPARATOR, ())
@@ -315,16 +282,16 @@ def resolve_command(
         "--file", "-f", metavar="FILE", show_default=False,
         help="Kubernetes YAML (a file, or a directory of them) whose ko:// references to resolve; or Compose "
              "files (repeatable, merged in order as Compose merges them).")],
-    project_name: ProjectNameOption = None,
-    push: PushOption = None,
-    bare: BareOption = False,
-    base_import_paths: BaseImportPathsOption = False,
-    preserve_import_paths: PreserveImportPathsOption = False,
-    tags: TagsOption = None,
-    insecure: InsecureOption = None,
-    config: ConfigOption = None,
-    go: GoOption = None,
-    platform: PlatformOption = None,
+    project_name: opt.ProjectNameOption = None,
+    push: opt.PushOption = None,
+    bare: opt.BareOption = False,
+    base_import_paths: opt.BaseImportPathsOption = False,
+    preserve_import_paths: opt.PreserveImportPathsOption = False,
+    tags: opt.TagsOption = None,
+    insecure: opt.InsecureOption = None,
+    config: opt.ConfigOption = None,
+    go: opt.GoOption = None,
+    platform: opt.PlatformOption = None,
 ) -> None:
     """Build every ko:// reference of Kubernetes YAML, push it, print the YAML with digest references (as
     `ko resolve`); or build a compose project's ko:// services and print the project."""

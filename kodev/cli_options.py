@@ -130,3 +130,16 @@ TagsOption = Annotated[ListOption, typer.Option(
 InsecureOption = Annotated[ListOption, typer.Option(
     "--insecure-registry", metavar="HOST[:PORT]", show_default=False,
     help="With --push: reach this registry over plain HTTP (loopback registries always are).")]
+LocalOption = Annotated[bool, typer.Option(
+    "--local", "-L", help="Load into the daemon even when KO_DOCKER_REPO or [publish] repo names a registry "
+                          "(ko's -L).")]
+OutOption = Annotated[PathOption, typer.Option(
+    "--out", metavar="DIR", show_default=False,
+    help="With -f on Kubernetes YAML and --push: write the resolved manifests of each round's images here.")]
+
+# `kodev build`: where else the images go, and the bases.
+PullOption = Annotated[bool, typer.Option("--pull", help="Pull tagged base images again, even if the daemon has "
+                                                         "them.")]
+TarballOption = Annotated[PathOption, typer.Option(
+    "--tarball", metavar="FILE", show_default=False,
+    help="Also write the images into FILE, a `docker save` archive (`docker load -i FILE` elsewhere).")]

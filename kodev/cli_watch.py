@@ -102,14 +102,24 @@ def push_flags(repo: str | None, bare: bool, base: bool, preserve: bool, tags: S
 
 
 def default_repo(config_path: Path | None) -> str | None:
-    """Where `kodev resolve` and `kodev watch -f k8s/` push without --push: KO_DOCKER_REPO (as ko reads it),
-    else kodev.toml's `[publish] repo`. (`kodev build` and `kodev watch` push only when told: their default
-    is the local daemon, and a KO_DOCKER_REPO left in a shell must not make every build a remote push.)"""
+    """Where `kodev resolve`, `kodev build` and `kodev watch -f k8s/` push without --push: KO_DOCKER_REPO (as
+    ko reads it), else kodev.toml's `[publish] repo`. (`kodev watch` of services pushes only with --push:
+    the dev loop is the local daemon's.)"""
     import os
 
     from kodev import config as config_stage
 
     return os.environ.get("KO_DOCKER_REPO") or config_stage.load(config_path, Path.cwd()).publish_repo or None
+
+
+def build_repo(config_path: Path | None) -> str | None:
+    """Where `kodev build` pushes without --push, as `ko build` does: KO_DOCKER_REPO (`ko.local`: the daemon),
+    else kodev.toml's `[publish] repo`; None: the daemon, kodev's default."""
+    import os
+
+    if os.environ.get("KO_DOCKER_REPO") == "ko.local":
+        return None
+    return default_repo(config_path)
 
 
 def watch_push(repo: str | None, files: Sequence[Path], out: Path | None, config_path: Path | None

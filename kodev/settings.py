@@ -92,7 +92,7 @@ class Config:
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     watch: WatchSettings = WatchSettings()
     compose: tuple[str, ...] = ()  # compose files `kodev watch` runs (relative to `root`), as with -f
-    publish_repo: str | None = None  # [publish] repo: the registry `kodev resolve` pushes to (with no --push)
+    publish_repo: str | None = None  # [publish] repo: where build and resolve push with no --push
     warnings: tuple[str, ...] = ()  # things the file says that kodev ignores (e.g. unsupported .ko.yaml keys)
 
     def describe(self) -> str:

@@ -279,3 +279,13 @@ def test_a_registry_that_refuses_oci_manifests_is_a_clear_error(hello: Path, reg
         assert "rejected the image manifest" in error["message"] and "MANIFEST_INVALID" in error["message"]
     finally:
         relay.close()
+
+
+def test_kodev_build_reads_ko_docker_repo_as_ko_does(hello: Path, registry: Registry) -> None:
+    """KO_DOCKER_REPO names where `kodev build` pushes; `ko.local` and --local (ko's -L) mean the daemon."""
+    repo = f"{registry.host}/env"
+    pushed = run_kodev(["build", "./cmd/hello"], hello, {"KO_DOCKER_REPO": repo})
+    assert pushed.returncode == 0 and pushed.stdout.startswith(f"{repo}/hello-") and "@sha256:" in pushed.stdout
+    for env, flags in (({"KO_DOCKER_REPO": repo}, ["--local"]), ({"KO_DOCKER_REPO": "ko.local"}, [])):
+        local = run_kodev(["build", *flags, "./cmd/hello"], hello, env)
+        assert local.returncode == 0 and "@sha256:" not in local.stdout and local.stdout.strip().endswith(":latest")
