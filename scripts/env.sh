@@ -6,7 +6,8 @@
 #    a private dockerd started here (installed with apt-get when missing) on its own socket, in a session of
 #    its own so that a Ctrl-C in this terminal never reaches it; scripts/try, scripts/test and your shells
 #    all share it;
-#  - Debian's chromium, for the dev proxy's browser tests (installed with apt-get when missing, as root).
+#  - Debian's chromium and docker-registry, for the browser and registry tests (installed with apt-get when
+#    missing, as root).
 # The set-up runs in strict mode in a bash process of its own; this file then applies what it found to the
 # shell sourcing it and restores that shell's options, so an interactive shell is left as it was (no
 # lingering `set -e`). It ends by printing the one line that gives another terminal the same environment
@@ -117,25 +118,27 @@ PY
     printf 'docker_host=%q\n' "${DOCKER_HOST:-}"
   }
 
-  # Chromium for the dev proxy's browser tests (Playwright drives it; it never downloads a browser of its own).
-  setup_chromium() {
-    if command -v chromium >/dev/null 2>&1; then
+  # Debian packages the tests run for real: chromium (the dev proxy's browser tests; Playwright drives it and
+  # never downloads a browser of its own) and docker-registry (the registry tests start it on 127.0.0.1).
+  setup_test_package() {  # COMMAND PACKAGE WHAT
+    if command -v "$1" >/dev/null 2>&1; then
       return 0
     fi
     if [ "$(id -u)" != 0 ]; then
-      say "no chromium on PATH (the dev-proxy browser tests need Debian's chromium package)"
+      say "no $1 on PATH ($3 need Debian's $2 package)"
       return 0
     fi
-    say "installing chromium with apt-get (for the dev-proxy browser tests)"
-    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
-      say "apt-get could not install chromium: the browser tests will say so"
+    say "installing $2 with apt-get (for $3)"
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; } ||
+      say "apt-get could not install $2: $3 will say so"
   }
 
   export GOTOOLCHAIN=local  # never download another toolchain
   setup_venv
   setup_go
   setup_docker
-  setup_chromium
+  setup_test_package chromium chromium "the dev-proxy browser tests"
+  setup_test_package docker-registry docker-registry "the registry tests"
   exit 0
 fi
 
