@@ -28,10 +28,10 @@ REGISTRY = "/usr/bin/docker-registry"
 
 
 class Registry:
-    def __init__(self, root: Path, htpasswd: Path | None = None) -> None:
+    def __init__(self, root: Path, htpasswd: Path | None = None, auth: str = "") -> None:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        auth = f"auth:\n  htpasswd:\n    realm: kodev-test\n    path: {htpasswd}\n" if htpasswd else ""
+        auth = f"auth:\n  htpasswd:\n    realm: kodev-test\n    path: {htpasswd}\n" if htpasswd else auth
         config = root / "config.yml"
         config.write_text(f"version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
                           f"    rootdirectory: {root}/data\nhttp:\n  addr: {self.host}\n{auth}")
@@ -289,3 +289,29 @@ def test_kodev_build_reads_ko_docker_repo_as_ko_does(hello: Path, registry: Regi
     for env, flags in (({"KO_DOCKER_REPO": repo}, ["--local"]), ({"KO_DOCKER_REPO": "ko.local"}, [])):
         local = run_kodev(["build", *flags, "./cmd/hello"], hello, env)
         assert local.returncode == 0 and "@sha256:" not in local.stdout and local.stdout.strip().endswith(":latest")
+
+
+def test_bearer_token_auth_as_hosted_registries_ask_it(hello: Path, tmp_path: Path) -> None:
+    """The registry answers 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…`; kodev asks the realm
+    for a token with the docker config's credentials and pushes with it (tests/integration/token_auth.py)."""
+    from tests.integration.token_auth import TokenServer
+
+    tokens = TokenServer(tmp_path, "dev", "s3cret")
+    root = tmp_path / "token-registry"
+    root.mkdir()
+    guarded = Registry(root, auth=tokens.registry_auth())
+    try:
+        home = tmp_path / "docker-config"
+        home.mkdir()
+        (home / "config.json").write_text(json.dumps({"auths": {guarded.host: {
+            "auth": base64.b64encode(b"dev:s3cret").decode()}}}))
+        [ref], _ = _push(hello, f"{guarded.host}/tok", "./cmd/hello", env={"DOCKER_CONFIG": str(home)})
+        assert "@sha256:" in ref and tokens.issued >= 1
+        (home / "config.json").write_text(json.dumps({"auths": {guarded.host: {
+            "auth": base64.b64encode(b"dev:wrong").decode()}}}))
+        refused = run_kodev(["build", "--json", "--push", f"{guarded.host}/tok", "./cmd/hello"], hello,
+                            {"DOCKER_CONFIG": str(home)})
+        assert refused.returncode == 1 and "refused kodev's credentials" in refused.stdout
+    finally:
+        guarded.stop()
+        tokens.close()
