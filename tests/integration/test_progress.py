@@ -198,6 +198,11 @@ def test_watch_json_sequence_for_a_rebuild_and_a_compile_error(hello: Path, repo
         wait_for_page(f"http://127.0.0.1:{port}/", "<!-- json -->", timeout=60)
         rebuild = [e for e in watch.events()[before:] if e["event"] not in ("service.log", "message",
                                                                             "build.progress")]
+        # One write can reach the watcher as two events (the truncate, then the bytes) far enough apart on a
+        # loaded machine: the first round is then superseded by the second, as kodev documents. Only the
+        # round that delivered is checked.
+        while [e["event"] for e in rebuild[:3]] == ["changes", "build.started", "build.superseded"]:
+            rebuild = rebuild[3:]
         names = [e["event"] for e in rebuild]
         if delivery == "swap":
             # The binary is swapped in before the image is loaded: `delivered` comes first, as it serves.
