@@ -6,8 +6,8 @@
 #    a private dockerd started here (installed with apt-get when missing) on its own socket, in a session of
 #    its own so that a Ctrl-C in this terminal never reaches it; scripts/try, scripts/test and your shells
 #    all share it;
-#  - Debian's chromium and docker-registry, for the browser and registry tests (installed with apt-get when
-#    missing, as root).
+#  - for scripts/test (KODEV_TEST_PACKAGES=1): Debian's chromium and docker-registry, for the browser and
+#    registry tests (installed with apt-get when missing, as root).
 # The set-up runs in strict mode in a bash process of its own; this file then applies what it found to the
 # shell sourcing it and restores that shell's options, so an interactive shell is left as it was (no
 # lingering `set -e`). It ends by printing the one line that gives another terminal the same environment
@@ -137,8 +137,10 @@ PY
   setup_venv
   setup_go
   setup_docker
-  setup_test_package chromium chromium "the dev-proxy browser tests"
-  setup_test_package docker-registry docker-registry "the registry tests"
+  if [ "${KODEV_TEST_PACKAGES:-}" = 1 ]; then  # scripts/test (and so CI) wants them; scripts/try does not
+    setup_test_package chromium chromium "the dev-proxy browser tests"
+    setup_test_package docker-registry docker-registry "the registry tests"
+  fi
   exit 0
 fi
 
