@@ -246,19 +246,32 @@ class Containers:
         return Ended(int(state.get("ExitCode", 0)), _epoch_seconds(str(state.get("FinishedAt", ""))))
 
     def cleanup(self, timeouts: Mapping[str, int]) -> list[str]:
-        """Stop and remove every container of this session, except kept ones; in parallel. Their names."""
+        """Stop and remove every container of this session, except kept ones; in parallel. Their names.
+
+        Twice: a create that was in flight when kodev was told to stop (the signal cut kodev's wait for the
+        answer, not the daemon's work) lands after the first listing; the second, after the first removals
+        (seconds: stop timeouts), finds it."""
+        removed: list[dict[str, Any]] = []
+        for _ in range(2):
+            doomed = [c for c in self._session_containers() if (c.get("Labels") or {}).get(KEEP_LABEL) != "true"
+                      and c["Id"] not in {r["Id"] for r in removed}]
+            if not doomed:
+                break
+
+            def remove(container: dict[str, Any]) -> None:
+                self.remove(container["Id"], timeouts.get((container.get("Labels") or {}).get(SERVICE_LABEL, ""),
+                                                          10))
+
+            with ThreadPoolExecutor(max_workers=max(1, len(doomed))) as pool:
+                list(pool.map(remove, doomed))
+            removed += doomed
+        return [container_name(c) for c in removed]
+
+    def _session_containers(self) -> list[dict[str, Any]]:
         try:
-            found = self._listed(f"{SESSION_LABEL}={self.owner.session}")
+            return self._listed(f"{SESSION_LABEL}={self.owner.session}")
         except Exception as exc:
             from kodev.daemon import reason
 
             raise DaemonError(f"cannot list kodev's containers to clean up: the Docker daemon is not answering "
                               f"({reason(exc)})") from None
-        doomed = [c for c in found if (c.get("Labels") or {}).get(KEEP_LABEL) != "true"]
-
-        def remove(container: dict[str, Any]) -> None:
-            self.remove(container["Id"], timeouts.get((container.get("Labels") or {}).get(SERVICE_LABEL, ""), 10))
-
-        with ThreadPoolExecutor(max_workers=max(1, len(doomed))) as pool:
-            list(pool.map(remove, doomed))
-        return [container_name(c) for c in doomed]
