@@ -23,7 +23,7 @@ from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.image.layers import Layer
 from kodev.publish.daemon import DaemonPublisher, detect_store
 from kodev.publish.multi import MultiPublisher
-from kodev.publish.pruning import PruningPublisher
+from kodev.publish.pruning import PruningPublisher, hold_ref
 from kodev.publish.tarball import TarballPublisher
 from tests.fakes import RecordingPublisher, image_of
 
@@ -64,6 +64,10 @@ def test_multi_stops_at_a_destination_that_fails() -> None:
 class _Api:
     def __init__(self) -> None:
         self.removed: list[str] = []
+        self.tagged: list[str] = []
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        self.tagged.append(f"{repository}:{tag}")
 
     def remove_image(self, image_id: str, noprune: bool = False) -> None:
         self.removed.append(image_id)
@@ -78,6 +82,8 @@ class _Daemon:
         self.api = _Api()
 
     def inspect(self, ref: str) -> dict[str, Any] | None:
+        if ref in self.api.removed or hold_ref(ref) in self.api.removed:
+            return None  # its hold tag was its last name: the daemon deleted it
         return {"Id": ref, "Config": {"Labels": {COMMAND_LABEL: "example.com/m/cmd/hello"}}}
 
     def facts(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -93,8 +99,10 @@ def test_pruning_defers_removal_until_prune() -> None:
     pruning.publish(image_of("base", "v3"), REF)
     pruning.publish(image_of("base", "v3"), REF)  # nothing replaced
     assert daemon.api.removed == []  # the old containers may still use them
+    # Each held by kodev's own tag, and removed by that tag, never by ID (another tag keeps the image).
+    assert daemon.api.tagged == [hold_ref("sha256:first"), hold_ref("sha256:second")]
     assert pruning.prune() == ["sha256:first", "sha256:second"]
-    assert daemon.api.removed == ["sha256:first", "sha256:second"]
+    assert daemon.api.removed == [hold_ref("sha256:first"), hold_ref("sha256:second")]
     assert pruning.prune() == []  # each only once
 
 
@@ -105,7 +113,7 @@ def test_pruning_close_prunes_then_closes_the_inner_publisher() -> None:
     pruning.publish(image_of("base"), REF)
     assert not inner.closed
     pruning.close()
-    assert daemon.api.removed == ["sha256:old"] and inner.closed
+    assert daemon.api.removed == [hold_ref("sha256:old")] and inner.closed
 
 
 # --- TarballPublisher ---------------------------------------------------------------------------------

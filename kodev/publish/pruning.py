@@ -2,6 +2,11 @@
 
 A replaced image is still in use while the old container runs, so removal is deferred to `prune`, which
 the watch loop calls after the new containers took over and `kodev build` calls on close.
+
+Until then kodev holds each replaced image by a tag of its own (`HOLD_REPO:<id>`), and prunes by removing
+that tag, never by ID: the daemon deletes the image only if no other tag and no container uses it, in one
+step. (Removing by ID after checking for tags raced with another kodev loading the byte-identical image
+under its own name in between: that kodev's tag went too.)
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ from kodev.image.assemble import COMMAND_LABEL, Image
 from kodev.publish import ImageStore, Published, Publisher
 
 log = logging.getLogger(__name__)
+HOLD_REPO = "kodev.replaced/image"  # a repository nobody pushes to: kodev's hold on images it replaced
+
+
+def hold_ref(image_id: str) -> str:
+    return f"{HOLD_REPO}:{image_id.removeprefix('sha256:')[:64]}"
 
 
 class PruningPublisher:
@@ -27,8 +37,23 @@ class PruningPublisher:
 
     def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
         published = self.inner.publish(image, ref, hints)
-        self._replaced.extend(i for i in published.replaced if i not in self._replaced)
+        for image_id in published.replaced:
+            if image_id not in self._replaced and self._hold(image_id):
+                self._replaced.append(image_id)
         return published
+
+    def _hold(self, image_id: str) -> bool:
+        """Tag a replaced kodev image with kodev's hold tag; False for one that is not kodev's, or gone."""
+        try:
+            found = self.daemon.inspect(image_id)
+            if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
+                return False
+            repository, tag = hold_ref(image_id).rsplit(":", 1)
+            self.daemon.api.tag(image_id, repository, tag)
+        except (OSError, DaemonError) as exc:  # gone meanwhile, or the daemon is: nothing to prune later
+            log.debug("not holding image %s: %s", image_id[:19], exc)
+            return False
+        return True
 
     def prune(self) -> list[str]:
         """Remove the replaced kodev images nothing uses any more; the IDs removed. One a container still
@@ -39,29 +64,20 @@ class PruningPublisher:
         return removed
 
     def forget(self, image_id: str) -> bool:
-        """Remove an image kodev made, unless a container or another tag uses it.
-
-        Only images with kodev's command label are touched, and never forcibly: the daemon refuses while
-        anything still uses the image, and that refusal is the answer.
-        """
+        """Drop kodev's hold on a replaced image: the daemon deletes it unless another tag or a container
+        uses it (a container still running on it refuses: tried again on the next prune)."""
         try:
-            found = self.daemon.inspect(image_id)
-        except (OSError, DaemonError) as exc:  # the daemon went away: pruning is deferred work, try later
-            log.debug("kept image %s: %s", image_id[:19], exc)
-            self._in_use.add(image_id)
-            return False
-        if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
-            return False
-        if found.get("RepoTags"):  # someone tagged it (docker tag): removing it by ID would untag and delete it
-            log.debug("kept image %s: tagged %s", image_id[:19], ", ".join(found["RepoTags"]))
-            return False
-        try:
-            self.daemon.api.remove_image(image_id, noprune=False)
+            self.daemon.api.remove_image(hold_ref(image_id), noprune=False)
         except OSError as exc:  # refused (a container uses it: APIError is an OSError), or the daemon went away
+            if "No such image" in str(getattr(exc, "explanation", None) or exc):
+                return False  # someone removed it (docker rmi, a prune): nothing left to do
             log.debug("kept image %s: %s", image_id[:19], getattr(exc, "explanation", None) or exc)
             self._in_use.add(image_id)
             return False
-        return True
+        try:  # removed, or only untagged: another tag (docker tag, or another kodev's name) keeps it
+            return self.daemon.inspect(image_id) is None
+        except (OSError, DaemonError):
+            return False
 
     def close(self) -> None:
         try:
