@@ -26,6 +26,7 @@ from kodev.health import DaemonHealth, DaemonLost
 from kodev.ownership import Owner
 from kodev.proxy.runner import Proxies
 from kodev.proxy.spec import ProxySpec
+from kodev.publish.pruning import sweep_holds
 from kodev.rebuild import Rebuild
 from kodev.reload import ConfigReload, Reloaded, StackReload
 from kodev.session import CommandServices, Session
@@ -98,6 +99,7 @@ class DevLoop:
         reaped = self.workloads.containers.reap_orphans()
         if reaped:
             self.ui.info(f"removed containers left by a kodev that is gone: {', '.join(reaped)}")
+        sweep_holds(self.session.daemon)  # replaced images a killed kodev held for pruning
         self.workloads.prepare()
         failure = self.graph.load(self.session.go, self._main_packages())
         if failure is not None:

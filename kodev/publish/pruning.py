@@ -12,6 +12,7 @@ under its own name in between: that kodev's tag went too.)
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 from kodev.errors import DaemonError
@@ -22,8 +23,43 @@ log = logging.getLogger(__name__)
 HOLD_REPO = "kodev.replaced/image"  # a repository nobody pushes to: kodev's hold on images it replaced
 
 
-def hold_ref(image_id: str) -> str:
-    return f"{HOLD_REPO}:{image_id.removeprefix('sha256:')[:64]}"
+def hold_ref(image_id: str, pid: int | None = None) -> str:
+    """kodev's hold tag on a replaced image: the holding kodev's pid, then the image ID (a sweep by a later
+    kodev removes the holds of one that was killed before it pruned)."""
+    return f"{HOLD_REPO}:{os.getpid() if pid is None else pid}-{image_id.removeprefix('sha256:')[:64]}"
+
+
+def sweep_holds(daemon: ImageStore) -> list[str]:
+    """Remove the hold tags of kodevs that are gone (killed outright before they pruned): their images go too
+    unless another name or a container uses them. The tags removed."""
+    removed = []
+    try:
+        tags = [t for image in daemon.api.images(name=HOLD_REPO) for t in image.get("RepoTags") or []]
+    except OSError as exc:
+        log.debug("cannot list kodev's held images: %s", exc)
+        return []
+    for tag in tags:
+        pid = tag.rsplit(":", 1)[-1].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            daemon.api.remove_image(tag, noprune=False)
+            removed.append(tag)
+        except OSError as exc:  # a container still uses it, or it went meanwhile
+            log.debug("kept %s: %s", tag, getattr(exc, "explanation", None) or exc)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid > 2**22:  # beyond Linux's pid_max: no process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class PruningPublisher:

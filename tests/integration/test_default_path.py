@@ -263,6 +263,8 @@ def swap_root() -> Path:
 
 
 def test_after_sigkill_the_next_kodev_leaves_no_container_probe_or_swap_directory(mod: Module) -> None:
+    from kodev.publish.pruning import HOLD_REPO, hold_ref
+
     cache = swap_root()
     with watching(mod) as s:
         killed = s.proc.process.pid
@@ -277,11 +279,19 @@ def test_after_sigkill_the_next_kodev_leaves_no_container_probe_or_swap_director
     dead = Owner(Owner.current().host, killed, "0", "dead")
     mod.client.api.create_container(f"{mod.repo}/server:latest", labels=probe_labels(dead), name=mod.name("probe"))
     set_greeting(mod, "Hello")
+    # And a replaced image it still held for pruning (a container used it when it was killed).
+    image_id = mod.client.api.inspect_image(f"{mod.repo}/server:latest")["Id"]
+    repository, tag = hold_ref(image_id, pid=killed).rsplit(":", 1)
+    mod.client.api.tag(image_id, repository, tag)
     with watching(mod) as s:
         assert [d for d in cache.iterdir() if f"-{killed}-" in d.name] == []
         names = [c["Names"][0] for c in mod.client.api.containers(all=True, filters={"name": mod.uid})]
         assert f"/{mod.name('probe')}" not in names, names
         assert len(s.containers()) == 1
+        left = [t for image in mod.client.api.images(name=HOLD_REPO) for t in image.get("RepoTags") or []
+                if t.startswith(f"{HOLD_REPO}:{killed}-")]
+        assert left == [], "the killed kodev's hold tags (its replaced images) are swept"
+        assert mod.client.api.inspect_image(image_id)["Id"] == image_id, "an image another tag names stays"
         s.stop()
 
 
