@@ -98,10 +98,10 @@ def test_pruning_defers_removal_until_prune() -> None:
     inner.replaced[REF] = "sha256:second"
     pruning.publish(image_of("base", "v3"), REF)
     pruning.publish(image_of("base", "v3"), REF)  # nothing replaced
-    assert daemon.api.removed == []  # the old containers may still use them
+    assert daemon.api.removed == [] and daemon.api.tagged == []  # the old containers may still use them
+    assert pruning.prune() == ["sha256:first", "sha256:second"]
     # Each held by kodev's own tag, and removed by that tag, never by ID (another tag keeps the image).
     assert daemon.api.tagged == [hold_ref("sha256:first"), hold_ref("sha256:second")]
-    assert pruning.prune() == ["sha256:first", "sha256:second"]
     assert daemon.api.removed == [hold_ref("sha256:first"), hold_ref("sha256:second")]
     assert pruning.prune() == []  # each only once
 

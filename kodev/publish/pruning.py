@@ -3,10 +3,12 @@
 A replaced image is still in use while the old container runs, so removal is deferred to `prune`, which
 the watch loop calls after the new containers took over and `kodev build` calls on close.
 
-Until then kodev holds each replaced image by a tag of its own (`HOLD_REPO:<id>`), and prunes by removing
-that tag, never by ID: the daemon deletes the image only if no other tag and no container uses it, in one
-step. (Removing by ID after checking for tags raced with another kodev loading the byte-identical image
-under its own name in between: that kodev's tag went too.)
+To prune, kodev tags a replaced image with a tag of its own (`HOLD_REPO:<pid>-<id>`) and removes that tag,
+never the image by ID: the daemon deletes the image only if no other tag and no container uses it, in one
+step. A tag left by a prune a container refused is removed by the next; a killed kodev's, by the next
+watch's sweep. The tagging is prune's work, after delivery: nothing is added to the path to serving.
+(Removing by ID after checking for tags raced with another kodev loading the byte-identical image under
+its own name in between: that kodev's tag went too.)
 """
 
 from __future__ import annotations
@@ -73,23 +75,8 @@ class PruningPublisher:
 
     def publish(self, image: Image, ref: str, hints: Sequence[str] = ()) -> Published:
         published = self.inner.publish(image, ref, hints)
-        for image_id in published.replaced:
-            if image_id not in self._replaced and self._hold(image_id):
-                self._replaced.append(image_id)
+        self._replaced.extend(i for i in published.replaced if i not in self._replaced)
         return published
-
-    def _hold(self, image_id: str) -> bool:
-        """Tag a replaced kodev image with kodev's hold tag; False for one that is not kodev's, or gone."""
-        try:
-            found = self.daemon.inspect(image_id)
-            if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
-                return False
-            repository, tag = hold_ref(image_id).rsplit(":", 1)
-            self.daemon.api.tag(image_id, repository, tag)
-        except (OSError, DaemonError) as exc:  # gone meanwhile, or the daemon is: nothing to prune later
-            log.debug("not holding image %s: %s", image_id[:19], exc)
-            return False
-        return True
 
     def prune(self) -> list[str]:
         """Remove the replaced kodev images nothing uses any more; the IDs removed. One a container still
@@ -100,11 +87,17 @@ class PruningPublisher:
         return removed
 
     def forget(self, image_id: str) -> bool:
-        """Drop kodev's hold on a replaced image: the daemon deletes it unless another tag or a container
-        uses it (a container still running on it refuses: tried again on the next prune)."""
+        """Remove a replaced kodev image unless another tag or a container uses it (a container still running
+        on it refuses: tried again on the next prune). Only images with kodev's command label are touched:
+        held by kodev's own tag, then that tag removed, never the image by ID."""
         try:
+            found = self.daemon.inspect(image_id)
+            if found is None or COMMAND_LABEL not in ((found.get("Config") or {}).get("Labels") or {}):
+                return False
+            repository, tag = hold_ref(image_id).rsplit(":", 1)
+            self.daemon.api.tag(image_id, repository, tag)
             self.daemon.api.remove_image(hold_ref(image_id), noprune=False)
-        except OSError as exc:  # refused (a container uses it: APIError is an OSError), or the daemon went away
+        except (OSError, DaemonError) as exc:  # refused (a container uses it: APIError is an OSError), or gone
             if "No such image" in str(getattr(exc, "explanation", None) or exc):
                 return False  # someone removed it (docker rmi, a prune): nothing left to do
             log.debug("kept image %s: %s", image_id[:19], getattr(exc, "explanation", None) or exc)
