@@ -32,6 +32,9 @@ def test_run_watch_with_a_ready_path_reloads_only_once_it_answers(tmp_path: Path
         listening = events.wait("proxy.listening", timeout=120)
         assert listening["address"] == f"127.0.0.1:{app.proxy_port}"
         events.wait("watching", timeout=120)
+        # The first start's reload comes once /ready answers, which can be after `watching`: waited for here,
+        # so that each save below is matched with its own reload.
+        events.wait("proxy.reload", timeout=120)
         assert _status(app.proxy_port, "/text") == (200, b"v0")
         for version in ("v1", "v2"):
             mark = events.mark()
