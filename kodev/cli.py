@@ -210,7 +210,17 @@ def watch_command(
     ctx: typer.Context,
     paths: Annotated[opt.ListOption, typer.Argument(
         metavar="[PATH...]", show_default=False,
-        help="Commands to watch (default: the services and commands in kodev.toml).")] = None,
+        help="Commands to watch (default: the services and commands in kodev.toml); with -k, the Kubernetes "
+             "manifests to apply (files or directories; default: kodev.toml's [kubernetes] manifests).")] = None,
+    kubernetes: Annotated[bool, typer.Option(
+        "--kubernetes", "-k", help="Apply the manifests' objects to a cluster and roll out each one whose ko:// "
+                                   "images a save changed (images pushed with --push).")] = False,
+    context: Annotated[Str, typer.Option(
+        "--context", metavar="NAME", show_default=False, help="With -k: the kubeconfig context (default: current).")
+    ] = None,
+    namespace: Annotated[Str, typer.Option(
+        "--namespace", "-n", metavar="NAME", show_default=False,
+        help="With -k: the namespace of objects that name none (default: the context's, else default).")] = None,
     compose_files: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
         "--file", "-f", metavar="FILE", show_default=False,
         help="A compose file (repeatable): run the project through Compose, keeping its ko:// services fresh.")
@@ -218,7 +228,7 @@ def watch_command(
     project_name: opt.ProjectNameOption = None,
     take_down: Annotated[bool, typer.Option(
         "--down", help="On Ctrl-C take the compose project down (containers removed, volumes kept) instead of "
-                       "stopping it.")] = False,
+                       "stopping it; with -k, delete the objects kodev applied (default: left running).")] = False,
     swap: opt.SwapOption = None,
     push: opt.PushOption = None,
     out: opt.OutOption = None,
@@ -231,6 +241,12 @@ def watch_command(
     from kodev.cli_watch import watch_push
 
     swapping = _swapping(swap, _settings(ctx))
+    if kubernetes:
+        from kodev.cli_kube import KubeFlags, kube_push, watch_kube
+
+        flags = KubeFlags(context, namespace, take_down)
+        _in_session(ctx, "watch", json, config, go, platform, lambda s: watch_kube(s, paths or [], flags, swapping),
+                    push=lambda: kube_push(push, _config(ctx, config)))
 
     def watch_in(session: Session) -> int:
         from kodev.cli_watch import watch_loop

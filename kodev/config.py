@@ -20,9 +20,11 @@ from kodev.settings import (
     CONFIG_NAME,
     DEFAULT_BASE,
     DEFAULT_REPO,
+    DEFAULT_ROLLOUT_TIMEOUT,
     BuildSettings,
     CommandConfig,
     Config,
+    KubernetesConfig,
     ServiceConfig,
     WatchSettings,
     find,
@@ -42,12 +44,14 @@ _STR, _STRS, _BOOL, _INT, _ENV = "a string", "a list of strings", "true or false
 
 _BUILD_KEYS = {"env": _ENV, "flags": _STRS, "ldflags": _STRS}
 _TOP_KEYS = {"base": _STR, "repo": _STR, "platform": _STR, "build": "table", "commands": "table",
-             "services": "table", "watch": "table", "compose": _STRS, "publish": "table"}
+             "services": "table", "watch": "table", "compose": _STRS, "publish": "table",
+             "kubernetes": "table"}
 _COMMAND_KEYS = {"base": _STR, "image": _STR, **_BUILD_KEYS}
 _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, "ports": _STRS,
                  "network": _STR, "volumes": _STRS, "user": _STR, "stop_timeout": _INT, "restart": _BOOL,
                  "swap": _BOOL, "delve": _INT, "proxy": _STR, "upstream": _STR, "ready": _STR,
                  "proxy_timeout": _INT}
+_KUBERNETES_KEYS = {"manifests": _STRS, "context": _STR, "namespace": _STR, "rollout_timeout": _INT}
 _WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS, "strip": _BOOL}
 
 
@@ -240,7 +244,17 @@ def parse(text: str, path: Path) -> Config:
     return Config(root=path.parent, path=path, base=top.get("base", DEFAULT_BASE), repo=repo,
                   platform=top.get("platform"), build=build, commands=commands, services=services,
                   watch=watch, compose=tuple(top.get("compose", ())),
-                  publish_repo=_publish_repo(reader, top.get("publish", {})))
+                  publish_repo=_publish_repo(reader, top.get("publish", {})),
+                  kubernetes=_kubernetes(reader, top.get("kubernetes", {})))
+
+
+def _kubernetes(reader: _Reader, value: Any) -> KubernetesConfig:
+    """`[kubernetes]`: the manifests `kodev watch -k` applies (with no -k PATH), the context and namespace."""
+    table = reader.table(value, "kubernetes", _KUBERNETES_KEYS)
+    timeout = table.get("rollout_timeout", DEFAULT_ROLLOUT_TIMEOUT)
+    if timeout == 0:
+        raise reader.fail("kubernetes.rollout_timeout", "expected seconds, more than 0")
+    return KubernetesConfig(tuple(table.get("manifests", ())), table.get("context"), table.get("namespace"), timeout)
 
 
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # Docker's rule for container names

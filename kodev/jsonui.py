@@ -59,6 +59,8 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "proxy.reload": {"service": _STR},
     "daemon.lost": {"endpoint": _STR},
     "daemon.back": {},
+    "kube.applied": {"context": _STR, "namespace": _STR, "objects": _LIST, "seconds": _NUM},
+    "kube.rolled_out": {"objects": _LIST, "seconds": _NUM},
     "config.reloaded": {"path": _STR},
     "config.rejected": {"path": _STR, "message": _STR},
     "message": {"level": _STR, "text": _STR},
@@ -249,6 +251,13 @@ class JsonUI(UI):
 
     def daemon_back(self) -> None:
         self.emit("daemon.back")
+
+    def kube_applied(self, context: str, namespace: str, objects: Sequence[str], seconds: float) -> None:
+        self.emit("kube.applied", context=context, namespace=namespace, objects=list(objects),
+                  seconds=_seconds(seconds))
+
+    def kube_rolled_out(self, objects: Sequence[str], seconds: float) -> None:
+        self.emit("kube.rolled_out", objects=list(objects), seconds=_seconds(seconds))
 
     def config_reloaded(self, path: Path) -> None:
         self.emit("config.reloaded", path=str(path))

@@ -12,9 +12,10 @@ from kodev.publish import Published
 
 Outcome = Literal["built", "rebuilt", "unchanged", "image"]
 # How a build reached a workload: 'started' (it was down), 'recreated' (a new container), 'swapped' (the binary
-# replaced in place), 'kept' (nothing was needed), 'deferred' (a compose service: the project comes up whole
+# replaced in place), 'kept' (nothing was needed), 'rolled-out' (a Kubernetes object applied with the new
+# digest, its new pods Ready), 'deferred' (a compose service or Kubernetes object: the project comes up whole
 # once every kodev image exists). README's `delivered` event lists exactly these.
-DeliveryHow = Literal["started", "recreated", "swapped", "kept", "deferred"]
+DeliveryHow = Literal["started", "recreated", "swapped", "kept", "rolled-out", "deferred"]
 
 
 @dataclass(frozen=True)

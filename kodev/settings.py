@@ -78,6 +78,19 @@ class WatchSettings:
     ignore: tuple[str, ...] = ()
 
 
+DEFAULT_ROLLOUT_TIMEOUT = 180  # seconds a rollout of kodev watch -k may take before it is said to have failed
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """kodev.toml's `[kubernetes]`: what `kodev watch -k` applies and where (flags override each)."""
+
+    manifests: tuple[str, ...] = ()  # files or directories, relative to the config's directory
+    context: str | None = None  # the kubeconfig context (default: its current one)
+    namespace: str | None = None  # default: the context's, else `default`
+    rollout_timeout: int = DEFAULT_ROLLOUT_TIMEOUT
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything kodev.toml says. `root` is the directory relative paths in it are resolved against."""
@@ -93,6 +106,7 @@ class Config:
     watch: WatchSettings = WatchSettings()
     compose: tuple[str, ...] = ()  # compose files `kodev watch` runs (relative to `root`), as with -f
     publish_repo: str | None = None  # [publish] repo: where build and resolve push with no --push
+    kubernetes: KubernetesConfig = KubernetesConfig()
     warnings: tuple[str, ...] = ()  # things the file says that kodev ignores (e.g. unsupported .ko.yaml keys)
 
     def describe(self) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from kodev.gomod import ModuleGraph
 
 # How a delivery is named in a report line: the word the user knows from docker.
-_DELIVERY_WORDS = {"recreated": "restart", "started": "restart", "swapped": "swap"}
+_DELIVERY_WORDS = {"recreated": "restart", "started": "restart", "swapped": "swap", "rolled-out": "rollout"}
 
 # Per-service log prefix colors, in the order docker compose cycles through them.
 SERVICE_COLORS = ("cyan", "yellow", "green", "magenta", "blue", "bright_cyan", "bright_yellow",
@@ -173,7 +173,8 @@ class UI(LoopNews):
         if swapped:  # served after the swap; the image was loaded after that, off the path to serving
             parts += delivery
         if report.published is not None:
-            parts.append(f"load {report.published.seconds:.2f}s" + (" after" if swapped else ""))
+            verb = "push" if report.published.destination == "registry" else "load"  # (kodev watch -k pushes only)
+            parts.append(f"{verb} {report.published.seconds:.2f}s" + (" after" if swapped else ""))
         if not swapped:
             parts += delivery
         verb = "built in" if report.outcome == "built" else "rebuilt in"
@@ -326,6 +327,12 @@ class UI(LoopNews):
 
     def daemon_back(self) -> None:
         self.note("the Docker daemon is back: rebuilding and restarting")
+
+    def kube_applied(self, context: str, namespace: str, objects: Sequence[str], seconds: float) -> None:
+        self.stage("kubernetes", "applied", seconds, f"{len(objects)} objects to {context} (namespace {namespace})")
+
+    def kube_rolled_out(self, objects: Sequence[str], seconds: float) -> None:
+        self.stage("kubernetes", "rolled out", seconds, ", ".join(objects) + " ready")
 
     def config_reloaded(self, path: Path) -> None:
         self.note(f"{path} changed: applying it (services are recreated)")

@@ -23,6 +23,8 @@ from kodev.events import FileWatcher, Message, ServiceExited, WatchFailed, norma
 from kodev.gomod import MainPackage
 from kodev.graph_state import GraphState
 from kodev.health import DaemonHealth, DaemonLost
+from kodev.kube.reload import ManifestReload
+from kodev.kube.stack import KubeStack
 from kodev.ownership import Owner
 from kodev.proxy.runner import Proxies
 from kodev.proxy.spec import ProxySpec
@@ -43,8 +45,9 @@ class DevLoop:
 
     def __init__(self, session: Session, commands: list[CommandServices], prefix_logs: bool,
                  watch_paths: list[str] | None = None, stack: ComposeStack | None = None, swap: bool = True,
-                 debug: DebugSettings | None = None) -> None:
-        """`debug` (kodev debug): every service runs under Delve, on binaries built for it (swapping is on)."""
+                 debug: DebugSettings | None = None, kube: KubeStack | None = None) -> None:
+        """`debug` (kodev debug): every service runs under Delve, on binaries built for it (swapping is on).
+        `kube` (kodev watch -k): the objects to apply to a cluster, each rolled out when its images change."""
         self.session = session
         self.debug = debug
         swap = swap or debug is not None
@@ -56,11 +59,13 @@ class DevLoop:
                                    force_copy=session.settings.swap_copy) if swap else None)
         self.proxies = Proxies(self.ui)
         self.proxies.apply(_proxy_specs(commands), session.config.describe())
+        self.kube = kube
         self.workloads = Workloads(containers, session.daemon, self.ui, self.inbox.put, stack, supervision,
-                                   prefix_logs, debug, self.proxies)
+                                   prefix_logs, debug, self.proxies, kube)
         self.workloads.use(commands)
         self.config_reload = ConfigReload(self.ui, watch_paths)
         self.stack_reload = StackReload(self.ui, stack) if stack is not None else None
+        self.kube_reload = ManifestReload(self.ui, kube) if kube is not None else None
         module_cache = session.go.module_cache(session.config.root)  # never news, even inside the module
         self.watcher = FileWatcher(self.inbox, session.config.watch, session.config.root,
                                    (module_cache,) if module_cache is not None else ())
@@ -116,7 +121,8 @@ class DevLoop:
     def _watch(self) -> None:
         """(Re)start the watcher when the directories to watch changed (kodev.toml and compose files too)."""
         self.watcher.follow(self.graph.good.roots, [self.session.config.path,
-                                                    *(self.stack.project.files if self.stack else ())])
+                                                    *(self.stack.project.files if self.stack else ()),
+                                                    *(self.kube.sources if self.kube else ())])
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -166,6 +172,8 @@ class DevLoop:
             return
         if self.stack_reload is not None and (running := self.stack_reload.check(self.session, raw)) is not None:
             self.workloads.adopt_compose(running)
+        if self.kube_reload is not None:
+            self.kube_reload.check([Path(p) for _, p in raw])
         changes = list(normalize(raw, self.graph.good))
         commands = self.workloads.commands
         decision = decide(changes, self.graph.good, {c.import_path: c.sources for c in commands})
@@ -239,6 +247,14 @@ class DevLoop:
         self.rounds.close()
         cleaned = self.workloads.shutdown()
         self.proxies.close()
+        if self.kube is not None:
+            try:
+                done = self.kube.shutdown()
+            except KodevError as exc:
+                self.ui.error(exc)
+                return False
+            if done:
+                self.ui.info(done)
         if self.stack is not None:
             try:
                 done = self.stack.shutdown()

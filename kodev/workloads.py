@@ -22,6 +22,8 @@ from kodev.deliver.proxied import ProxiedDelivery, unwrapped
 from kodev.deliver.supervision import Supervision
 from kodev.errors import KodevError, reworded
 from kodev.events import Message, ServiceExited
+from kodev.kube.rollout import RolloutError
+from kodev.kube.stack import KubeStack
 from kodev.logs import LogFollower
 from kodev.proxy.runner import Proxies
 from kodev.rebuild import WatchedCommand
@@ -39,7 +41,8 @@ class Workloads:
 
     def __init__(self, containers: Containers, daemon: Daemon, ui: UI, post: Callable[[Message], None],
                  stack: ComposeStack | None, supervision: Supervision | None, prefix_logs: bool,
-                 debug: DebugSettings | None = None, proxies: Proxies | None = None) -> None:
+                 debug: DebugSettings | None = None, proxies: Proxies | None = None,
+                 kube: KubeStack | None = None) -> None:
         self.containers = containers
         self.daemon = daemon
         self.ui = ui
@@ -49,6 +52,7 @@ class Workloads:
         self.prefix_logs = prefix_logs
         self.debug = debug  # kodev debug: every restarted service runs under Delve
         self.proxies = proxies  # the dev proxies: their services' deliveries hold requests while delivering
+        self.kube = kube  # kodev watch -k: the objects applied to a cluster
         self.commands: list[WatchedCommand] = []
         self.colors: dict[str, str] = {}
         self.width = 0
@@ -66,7 +70,7 @@ class Workloads:
         targets = debug_targets([s for c in commands for s in c.specs if s.restart]) if self.debug else None
         self.commands = [WatchedCommand(c.plan, [self._proxied(d) for d in deliveries_for(
             c.specs, c.compose, self.containers, self.stack, self.supervision, c.plan.command.app_name, self.debug,
-            targets)]) for c in commands]
+            targets, self.kube, c.plan.command.import_path)]) for c in commands]
         for command in self.commands:
             if command.import_path in previous:
                 command.take_over(previous[command.import_path])
@@ -156,7 +160,13 @@ class Workloads:
                 self.follow(Delivered(service, "started", 0.0, container_id))
 
     def start_stack(self) -> None:
-        """Bring the compose project up as a whole (when there is one) and adopt its containers."""
+        """Bring the compose project up as a whole (when there is one) and adopt its containers; apply the
+        Kubernetes objects (kodev watch -k)."""
+        if self.kube is not None:
+            try:
+                self.kube.start(self._line, self.ui)
+            except RolloutError as exc:  # applied, not rolled out: the user fixes it and saves
+                self.ui.error(exc)
         if self.stack is None:
             return
         started = time.monotonic()

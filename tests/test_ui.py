@@ -64,6 +64,8 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
     ui.proxy_reloaded("web", 2, 0.1)  # a person sees the page reload: no line
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
+    ui.kube_applied("dev", "team", ["deployment/api", "configmap/c"], 0.41)
+    ui.kube_rolled_out(["deployment/api"], 3.2)
     ui.config_reloaded(tmp_path / "kodev.toml")
     ui.config_rejected(tmp_path / "kodev.toml", ConfigError("bad key. kodev keeps running"))
     assert err.getvalue().splitlines() == [
@@ -81,6 +83,8 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
         "warning: the Docker daemon at unix:///x.sock is not answering. kodev keeps watching and retries; when it "
         "is back, everything is rebuilt and restarted.",
         "the Docker daemon is back: rebuilding and restarting",
+        "  kubernetes applied 0.41s  2 objects to dev (namespace team)",
+        "  kubernetes rolled out 3.20s  deployment/api ready",
         f"{tmp_path / 'kodev.toml'} changed: applying it (services are recreated)",
         "error: bad key. kodev keeps running",
     ]
@@ -180,6 +184,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     ui.proxy_reloaded("web", 0, 0.0)
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
+    ui.kube_applied("dev", "team", ["deployment/api", "configmap/c"], 0.41)
+    ui.kube_rolled_out(["deployment/api"], 3.2)
     ui.config_reloaded(tmp_path / "kodev.toml")
     ui.config_rejected(tmp_path / "kodev.toml", ConfigError("bad"))
     ui.info("note this")
@@ -193,7 +199,7 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
         "started", "graph.loaded", "changes", "build.started", "build.finished", "image.published", "delivered",
         "command.result", "command.result", "build.superseded", "watching", "service.log", "service.log",
         "service.exited", "debugger.listening", "debugger.restarted", "proxy.listening", "proxy.held",
-        "proxy.reload", "proxy.reload", "daemon.lost", "daemon.back",
+        "proxy.reload", "proxy.reload", "daemon.lost", "daemon.back", "kube.applied", "kube.rolled_out",
         "config.reloaded", "config.rejected", "error", "message",
         "message", "error", "exit"]
     assert all(e["schema"] == SCHEMA for e in found)
@@ -211,6 +217,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     assert by["image.published"]["bytes_sent"] == 9_900_000 and by["image.published"]["slim"] is True
     assert found[-2] == {**found[-2], "kind": "KodevError", "message": "the end", "fatal": True}
     assert found[-1]["code"] == 1
+    assert by["kube.applied"] == {**by["kube.applied"], "context": "dev", "namespace": "team",
+                                  "objects": ["deployment/api", "configmap/c"], "seconds": 0.41}
     assert set(EVENTS) - {e["event"] for e in found} == {"build.progress", "build.failed"}
 
 

@@ -4,6 +4,8 @@
 //
 //	supervisor [-bin PATH] [-stdin] [-grace 2s] [-v] [-dlv DLV [-dlv-listen ADDR] [-dlv-wait]] -- ENTRYPOINT [ARGS...]
 //	supervisor -probe FILE -token TOKEN   (exit 0 if FILE holds TOKEN: can the daemon see kodev's files?)
+//	supervisor -install DIR               (copy itself to DIR/.supervisor: a pod's init container, for
+//	                                       kodev watch -k, puts it in the volume the app container runs it from)
 //
 // At every (re)start the app runs from PATH if it is a regular file, else from the binary started last,
 // else from ENTRYPOINT (the image's own binary). PATH only ever changes by rename, so a half-written file
@@ -37,6 +39,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -236,6 +239,19 @@ func copyFile(src, dst string) error {
 	return receive(in, dst, info.Size())
 }
 
+// installInto copies the running executable to dir/.supervisor (whole, by rename) and exits: 0 once it is there.
+func installInto(dir string) {
+	self, err := os.Executable()
+	if err == nil {
+		err = copyFile(self, filepath.Join(dir, ".supervisor"))
+	}
+	if err != nil {
+		logf("cannot install into %s: %v", dir, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 func probe(file, token string) {
 	data, err := os.ReadFile(file)
 	if err != nil || strings.TrimSpace(string(data)) != token {
@@ -254,9 +270,13 @@ func main() {
 	dlvWait := flag.Bool("dlv-wait", false, "with -dlv: the app waits for a debugger's continue at start")
 	probeFile := flag.String("probe", "", "probe mode: exit 0 if this file holds -token")
 	token := flag.String("token", "", "the probe's token")
+	install := flag.String("install", "", "install mode: copy this executable to DIR/.supervisor and exit")
 	flag.Parse()
 	if *probeFile != "" {
 		probe(*probeFile, *token)
+	}
+	if *install != "" {
+		installInto(*install)
 	}
 	if flag.NArg() == 0 {
 		logf("usage: supervisor [-bin PATH] [-stdin] [-grace DURATION] [-v] -- ENTRYPOINT [ARGS...]")
