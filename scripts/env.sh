@@ -133,6 +133,20 @@ PY
       say "apt-get could not install $2: $3 will say so"
   }
 
+  # The test cluster (tests/kube, issue 24): Debian's etcd, containerd, runc and CNI plugins, and Kubernetes'
+  # own binaries built from the k8s.io/kubernetes module with this Go (once; ~/.cache/kodev-cluster).
+  setup_cluster() {
+    setup_test_package etcd etcd-server "the Kubernetes tests"
+    setup_test_package containerd containerd "the Kubernetes tests"
+    setup_test_package runc runc "the Kubernetes tests"
+    setup_test_package /usr/lib/cni/loopback containernetworking-plugins "the Kubernetes tests"
+    if ! (cd "$KODEV_REPO" && python -c 'from tests.kube import parts; parts.binaries()' 2>/dev/null); then
+      say "building Kubernetes for the test cluster (once, several minutes; log: /tmp/kodev-cluster-build.log)"
+      (cd "$KODEV_REPO" && python -m tests.kube.cluster build >/tmp/kodev-cluster-build.log 2>&1) ||
+        say "the test cluster's build failed: the Kubernetes tests will say so ($(tail -n 3 /tmp/kodev-cluster-build.log))"
+    fi
+  }
+
   export GOTOOLCHAIN=local  # never download another toolchain
   setup_venv
   setup_go
@@ -140,6 +154,7 @@ PY
   if [ "${KODEV_TEST_PACKAGES:-}" = 1 ]; then  # scripts/test (and so CI) wants them; scripts/try does not
     setup_test_package chromium chromium "the dev-proxy browser tests"
     setup_test_package docker-registry docker-registry "the registry tests"
+    setup_cluster
   fi
   exit 0
 fi

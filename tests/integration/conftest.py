@@ -163,3 +163,7 @@ def private_mod(hello: Path, private_daemon: PrivateDaemon) -> Iterator[Module]:
             private_daemon.start()
         module.client = private_daemon.client
         clean_daemon(module)
+
+
+# The real cluster of issue 24 (tests/kube): a session fixture, registered here for every integration test.
+from tests.kube.fixture import kube_cluster  # noqa: E402,F401
