@@ -28,8 +28,9 @@ EXAMPLES = REPO / "examples"
 
 # Module- or session-scoped fixtures whose set-up costs more than sharing a worker does: a Podman service
 # (~20 s), a base image imported and saved, a supervised app built. (A private dockerd starts in a few seconds
-# and its tests run long: they are spread, each worker that gets one starts its own.)
-_SHARED_SETUPS = frozenset({"podman_host", "made_base", "rig"})
+# and its tests run long: they are spread, each worker that gets one starts its own.) The Kubernetes cluster
+# (tests/kube: ~10 s, and two cores cannot carry two) runs once, in the worker its tests go to.
+_SHARED_SETUPS = frozenset({"podman_host", "made_base", "rig", "kube_cluster"})
 # Files whose tests build images under kodev's default names (kodev.local/api, kodev.local/worker: examples/
 # compose without a kodev.toml), which one test may retag while another runs their containers: one worker.
 _SERIAL_GROUPS = {
