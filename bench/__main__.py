@@ -21,10 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=(
         "Benchmark kodev: edit-to-serving against the ko loop, skaffold dev, air, a shell loop and the go build "
         "floor, shared-package rebuilds, base size, footprint, scale, Compose, swaps, bursts and a real module with "
-        "dependencies (issues 5 and 20). Needs go and a Docker daemon (`. scripts/env.sh`)."))
+        "dependencies (issues 5 and 20), and rollouts on a real Kubernetes cluster (issue 24). Needs go and a Docker "
+        "daemon (`. scripts/env.sh`)."))
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, short idle, smaller scale "
                         "module, no rivals in scenario 2 (unless --rivals): about 7 minutes on 2 cores")
-    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-11)")
+    parser.add_argument("--only", default="", metavar="1,2,…", help="run only these scenarios (1-12)")
     parser.add_argument("--reps", type=int, default=None, help="counted repetitions per contender "
                         "(default: 7, scenario 2: 5; quick: 3, scenario 2: 2)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"markdown report (default: {RESULTS})")
@@ -37,12 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     from bench.composebench import compose_project  # these build on scenarios' contenders: registered here
     from bench.debugbench import debug_sessions
     from bench.depsbench import real_module
+    from bench.kubebench import cluster_rollouts
     from bench.proxybench import proxy_reloads
     from bench.scenarios import SCENARIOS as ON_HELLO
     from bench.swap import swap_in_place
 
     SCENARIOS = {**ON_HELLO, 6: compose_project, 7: swap_in_place, 8: bursts_and_kodata, 9: real_module,
-                 10: debug_sessions, 11: proxy_reloads}
+                 10: debug_sessions, 11: proxy_reloads, 12: cluster_rollouts}
 
     wanted = [int(n) for n in args.only.split(",") if n.strip()] if args.only else sorted(SCENARIOS)
     unknown = [n for n in wanted if n not in SCENARIOS]

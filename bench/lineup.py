@@ -64,13 +64,15 @@ class Rivals:
         return found
 
 
-def rivals(context: Context) -> Rivals:
-    """Install (or find) the rivals and crane, start the registry and push the base: once per run."""
-    cached = context.shared.get("rivals")
+def rivals(context: Context, only: tuple[tools.Tool, ...] = tools.RIVALS) -> Rivals:
+    """Install (or find) the rivals (`only` these: a scenario that needs ko alone does not build Skaffold) and
+    crane, start the registry and push the base: once per run."""
+    key = "rivals" if only == tools.RIVALS else "rivals:" + ",".join(tool.name for tool in only)
+    cached = context.shared.get("rivals", context.shared.get(key))  # the whole set serves any part of it
     if isinstance(cached, Rivals):
         return cached
     started = time.monotonic()
-    installed = tools.install_all([*tools.RIVALS, tools.CRANE], go=context.go)
+    installed = tools.install_all([*only, tools.CRANE], go=context.go)
     for result in installed.values():
         context.log(redact(result.describe()))
     registry, error = None, ""
@@ -85,14 +87,14 @@ def rivals(context: Context) -> Rivals:
     else:
         error = f"crane (which pushes the base) could not be installed: {crane.error}"
     found = Rivals(installed, registry, error)
-    context.shared["rivals"] = found
+    context.shared[key] = found
     context.log(f"rivals ready in {time.monotonic() - started:.1f}s")
     return found
 
 
 def versions(context: Context) -> list[tuple[str, str]]:
     """Rows for the report's header: each tool as installed (or its error), and the registry."""
-    found = context.shared.get("rivals")
+    found = next((v for k, v in context.shared.items() if k.startswith("rivals") and isinstance(v, Rivals)), None)
     if not isinstance(found, Rivals):
         return [("rivals (ko, Skaffold, air)", "not used by the scenarios run")]
     rows = [(name, one_line(result.describe()).removeprefix(f"{name} ")) for name, result in found.installed.items()]

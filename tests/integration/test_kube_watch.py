@@ -214,6 +214,14 @@ def test_watch_k_no_swap_rolls_out_only_the_edited_workload(
         assert "Hallo" in wait_for_page(f"http://127.0.0.1:{port}/", "Hallo", timeout=10)
         events.wait("service.log", since=since,
                     match=lambda e: e["service"] == "deployment/hello" and "Hallo" in e["line"])
+
+        since = events.mark()  # the manifest itself edited: read again, applied, rolled out
+        web_yaml = k8s / "web.yaml"
+        web_yaml.write_text(web_yaml.read_text().replace("metadata: {labels: {app: web}}",
+                                                         'metadata: {labels: {app: web, edited: "yes"}}'))
+        wait_until(lambda: _pods(kube, namespace, "web,edited=yes"), 120, "the edited manifest was not rolled out")
+        assert "Hallo" in wait_for_page(f"http://127.0.0.1:{port}/", "Hallo", timeout=30)
+        assert not events.all("error", since=since)
     _core(kube).delete_namespace(namespace)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 VERSION = "v1.34.4"
 _STAGING_VERSION = "v0.34.4"  # k8s.io/api and its siblings are tagged v0.x for Kubernetes v1.x
-BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl")
 PAUSE_IMAGE = "kodev.test/pause:1"
 PACKAGES = {"etcd": "etcd-server", "containerd": "containerd", "ctr": "containerd", "runc": "runc",
             "docker-registry": "docker-registry"}
@@ -89,7 +89,10 @@ def build(go: str = "go") -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     packages = [f"k8s.io/kubernetes/cmd/{name}" for name in BINARIES]
-    done = subprocess.run([go, "build", "-trimpath", "-ldflags=-s -w", "-o", f"{partial}/", *packages],
+    version = "k8s.io/component-base/version"  # what `kubectl version` and the node report, as upstream's build sets
+    ldflags = (f"-s -w -X {version}.gitVersion={VERSION} -X {version}.gitMajor=1 "
+               f"-X {version}.gitMinor={VERSION.split('.')[1]} -X {version}.gitTreeState=clean")
+    done = subprocess.run([go, "build", "-trimpath", f"-ldflags={ldflags}", "-o", f"{partial}/", *packages],
                           cwd=source, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise PartMissing(f"building Kubernetes {VERSION} failed:\n{done.stderr[-4000:]}")
