@@ -41,8 +41,10 @@ def compressed(layer: Layer) -> Blob:
         return Blob(digest_file.read_text().strip(), path.stat().st_size, path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     sha = hashlib.sha256()
+    # Level 1, as ko (go-containerregistry's default, gzip.BestSpeed): a 5.9 MB binary takes 0.10 s where level 6
+    # took 0.29 s, for 9 % more bytes — each rollout waits for this push, and the registry is usually close.
     with open(layer.path, "rb") as source, open(partial, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=_Hashing(raw, sha), mtime=0, compresslevel=6) as out:
+            filename="", mode="wb", fileobj=_Hashing(raw, sha), mtime=0, compresslevel=1) as out:
         shutil.copyfileobj(source, out, _CHUNK)
     digest = "sha256:" + sha.hexdigest()
     os.replace(partial, path)
