@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import statistics
 import subprocess
 import tarfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +26,9 @@ from bench.measure import (
     Process,
     cpu_seconds,
     free_port,
-    kodev_watch_timing,
     wait_for_text,
 )
+from bench.saveloop import SaveLoop
 
 SERVER_MAIN = "cmd/server/main.go"
 SERVER_LINE = "\t\tfmt.Fprint(w, body)\n"
@@ -211,9 +209,7 @@ class ShellLoop(HelloCopy):
             "ENV KO_DATA_PATH=/var/run/ko\n"
             'ENTRYPOINT ["/ko-app/server"]\n')
         context.containers.add(self.name)
-        self.done: queue.Queue[tuple[float, dict[str, float], BaseException | None]] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = SaveLoop(self.module, self.run_once, lambda _c, p: p.endswith(".go"), "shell loop")
 
     def run_once(self) -> dict[str, float]:
         """One pass of the loop; the seconds each step took."""
@@ -246,38 +242,15 @@ class ShellLoop(HelloCopy):
         self.run_once()
         wait_for_text(self.port, INITIAL_TEXT, timeout=60)
         served = time.monotonic() - started
-        self._thread = threading.Thread(target=self._watch, name="shell-loop", daemon=True)
-        self._thread.start()
-        time.sleep(0.3)  # let the watcher register its inotify watches
+        self.loop.start()
         return served
 
-    def _watch(self) -> None:
-        import watchfiles
-
-        debounce, step = kodev_watch_timing()
-        for _changes in watchfiles.watch(self.module, watch_filter=lambda _c, p: p.endswith(".go"),
-                                         debounce=debounce, step=step, stop_event=self._stop, raise_interrupt=False):
-            started = time.monotonic()
-            try:
-                self.done.put((started, self.run_once(), None))
-            except BaseException as exc:
-                self.done.put((started, {}, exc))
-
     def measure(self, token: str) -> tuple[float, dict[str, float]]:
-        while not self.done.empty():
-            self.done.get_nowait()
-        started = time.monotonic()
-        self.edit(token)
-        served = wait_for_text(self.port, token, timeout=120)
-        triggered, steps, error = self.done.get(timeout=120)
-        if error is not None:
-            raise BenchError(f"shell loop failed: {error}")
+        started, served, triggered, steps = self.loop.measure(lambda: self.edit(token), self.port, token)
         return served - started, {"watcher": triggered - started, **steps}
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=8)
+        self.loop.stop()
         subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False, timeout=120)
 
 

@@ -12,8 +12,6 @@ the new one binds it), a grace period of 2 s.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,10 @@ from bench.alternate import (
 )
 from bench.contenders import INITIAL_TEXT, HelloCopy, parse_result, wait_event
 from bench.context import Context
-from bench.measure import BenchError, Process, kodev_argv, kodev_watch_timing, median, wait_for_text
+from bench.measure import BenchError, Process, kodev_argv, median, wait_for_text
 from bench.results import ScenarioResult, Target, millis
 from bench.rivalmarks import KO_MARKS, stages
+from bench.saveloop import SaveLoop
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -144,9 +143,9 @@ class KoApplyLoop(_KubeCopy):
         (self.module / ".ko.yaml").write_text(ko_yaml())
         self.env.update({"KO_DOCKER_REPO": self.repo, "KO_DEFAULTBASEIMAGE": base, "KO_GO_PATH": context.go,
                          "PATH": f"{kubectl_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
-        self.done: queue.Queue[tuple[float, dict[str, float], BaseException | None]] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        from bench.rivals import watched_by_the_loop
+
+        self.loop = SaveLoop(self.module, self.run_once, watched_by_the_loop, "ko apply loop")
 
     def run_once(self) -> dict[str, float]:
         from bench.rivals import run_timed
@@ -165,41 +164,16 @@ class KoApplyLoop(_KubeCopy):
         started = time.monotonic()
         self.run_once()
         wait_for_text(self.port, INITIAL_TEXT, timeout=timeout)
-        self._thread = threading.Thread(target=self._watch, name="ko-apply-loop", daemon=True)
-        self._thread.start()
-        time.sleep(0.3)  # let the watcher register its inotify watches
+        self.loop.start()
         return time.monotonic() - started
 
-    def _watch(self) -> None:
-        import watchfiles
-
-        from bench.rivals import watched_by_the_loop
-
-        debounce, step = kodev_watch_timing()
-        for _changes in watchfiles.watch(self.module, watch_filter=watched_by_the_loop, debounce=debounce,
-                                         step=step, stop_event=self._stop, raise_interrupt=False):
-            started = time.monotonic()
-            try:
-                self.done.put((started, self.run_once(), None))
-            except BaseException as exc:
-                self.done.put((started, {}, exc))
-
     def measure(self, token: str) -> tuple[float, dict[str, float]]:
-        while not self.done.empty():
-            self.done.get_nowait()
-        started = time.monotonic()
-        self.edit(token)
-        served = wait_for_text(self.port, token, timeout=180)
-        triggered, steps, error = self.done.get(timeout=180)
-        if error is not None:
-            raise BenchError(f"ko loop failed: {error}")
+        started, served, triggered, steps = self.loop.measure(lambda: self.edit(token), self.port, token, 180)
         applied = triggered + steps.get("ko apply", 0.0)
         return served - started, {"watcher": triggered - started, **steps, "rollout → serving": served - applied}
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=8)
+        self.loop.stop()
 
 
 def _cluster(context: Context) -> tuple[Any, str]:

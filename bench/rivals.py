@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from bench.context import Context
 from bench.dockershim import DockerShim
 from bench.measure import BenchError, Process, kodev_watch_timing, wait_for_text
 from bench.rivalmarks import AIR_MARKS, KO_MARKS, SKAFFOLD_MARKS, SKAFFOLD_WATCHING, ko_reference, stages
+from bench.saveloop import SaveLoop
 
 LDFLAGS = WATCH_BUILD_FLAGS[1].removeprefix("-ldflags=").split()  # ["-buildid=", "-s", "-w"]
 SKAFFOLD_NETWORK = "skaffold-network-"
@@ -100,9 +99,7 @@ class KoLoop(HelloCopy):
         self.repo = f"ko.local/{context.repo}/{label}"
         self.env = {"KO_DOCKER_REPO": self.repo, "KO_DEFAULTBASEIMAGE": base, "KO_GO_PATH": context.go}
         context.containers.add(self.name)
-        self.done: queue.Queue[tuple[float, dict[str, float], BaseException | None]] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = SaveLoop(self.module, self.run_once, watched_by_the_loop, "ko loop")
 
     def run_once(self) -> dict[str, float]:
         started = time.monotonic()
@@ -127,38 +124,15 @@ class KoLoop(HelloCopy):
         started = time.monotonic()
         self.run_once()
         wait_for_text(self.port, INITIAL_TEXT, timeout=timeout)
-        self._thread = threading.Thread(target=self._watch, name="ko-loop", daemon=True)
-        self._thread.start()
-        time.sleep(0.3)  # let the watcher register its inotify watches
+        self.loop.start()
         return time.monotonic() - started
 
-    def _watch(self) -> None:
-        import watchfiles
-
-        debounce, step = kodev_watch_timing()
-        for _changes in watchfiles.watch(self.module, watch_filter=watched_by_the_loop,
-                                         debounce=debounce, step=step, stop_event=self._stop, raise_interrupt=False):
-            started = time.monotonic()
-            try:
-                self.done.put((started, self.run_once(), None))
-            except BaseException as exc:
-                self.done.put((started, {}, exc))
-
     def measure(self, token: str) -> tuple[float, dict[str, float]]:
-        while not self.done.empty():
-            self.done.get_nowait()
-        started = time.monotonic()
-        self.edit(token)
-        served = wait_for_text(self.port, token, timeout=120)
-        triggered, steps, error = self.done.get(timeout=120)
-        if error is not None:
-            raise BenchError(f"ko loop failed: {error}")
+        started, served, triggered, steps = self.loop.measure(lambda: self.edit(token), self.port, token)
         return served - started, {"watcher": triggered - started, **steps}
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=8)
+        self.loop.stop()
         subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False, timeout=120)
         remove_repository(self.repo)
 
