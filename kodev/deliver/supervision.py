@@ -4,7 +4,6 @@ sees this machine's files (then binaries go through a bind mount, else they are 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
@@ -17,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from kodev import cache
-from kodev.errors import GoError
 from kodev.gotool import GoTool
 from kodev.ownership import Owner
+from kodev.supervisor_build import SUPERVISOR as SUPERVISOR
+from kodev.supervisor_build import build_supervisor as build_supervisor
 
 log = logging.getLogger(__name__)
 
 RESTART_SIGNAL = "SIGRTMIN+3"  # restarts the app too (`docker kill --signal`); kodev uses the control channel
 MOUNT_POINT = "/kodev"  # mount mode: the supervisor and the swapped binary, a read-only bind mount
 COPY_DIR = "/ko-app/.kodev"  # copy mode: made at create time, owned by the container's user
-SUPERVISOR = ".supervisor"  # the supervisor's name in either directory (a Go command is never named so)
 
 
 @dataclass(frozen=True)
@@ -95,32 +94,6 @@ def place_binary(binary: Path, directory: Path, app: str) -> None:
         shutil.copyfile(binary, partial)
         partial.chmod(0o555)
     os.replace(partial, directory / app)
-
-
-SOURCE = Path(__file__).resolve().parent.parent / "supervisor" / "supervisor.go"
-
-
-def build_supervisor(go: GoTool) -> Path:
-    """The supervisor for the target platform (go.env), static; compiled once per Go version, platform and
-    source, into kodev's cache."""
-    source = SOURCE.read_bytes()
-    version = go.version(Path.cwd())
-    target = " ".join(f"{k}={go.env.get(k, '')}" for k in ("GOOS", "GOARCH", "GOARM", "GOAMD64", "GOARM64"))
-    key = hashlib.sha256(b"\0".join([version.encode(), target.encode(), source])).hexdigest()[:20]
-    built = cache.subdir("supervisor") / f"supervisor-{key}"
-    if built.is_file():
-        return built
-    with tempfile.TemporaryDirectory(prefix="supervisor-", dir=cache.subdir("tmp")) as scratch:
-        shutil.copyfile(SOURCE, Path(scratch) / "main.go")
-        (Path(scratch) / "go.mod").write_text("module kodev.dev/supervisor\n\ngo 1.21\n")
-        out = Path(scratch) / "supervisor"
-        done = go.run(["build", "-trimpath", "-ldflags=-s -w", "-o", str(out), "."], cwd=Path(scratch),
-                      extra_env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOWORK": "off"})
-        if done.returncode != 0:
-            raise GoError(f"cannot compile kodev's supervisor with {go.binary}: {done.stderr.strip()[:500]}. "
-                          "Use --no-swap to recreate containers instead.")
-        os.replace(out, built)  # atomic: a concurrent kodev finds a whole file or none
-    return built
 
 
 def remove_stale(root: Path) -> list[Path]:

@@ -16,12 +16,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kodev.deliver.supervision import SUPERVISOR
 from kodev.gotool import GoTool
 from kodev.kube.connect import Cluster
 from kodev.kube.objects import KO_SCHEME, pod_spec
 from kodev.platform import Platform
 from kodev.publish import Publisher
+from kodev.supervisor_build import SUPERVISOR
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,11 @@ def supervisor_image(go: GoTool, platform: Platform, publisher: Publisher) -> st
     """Push the supervisor's image (scratch, the binary at /ko-app/.supervisor) for the cluster's platform;
     its digest reference. Built once per Go version and platform (kodev's cache), pushed once per session:
     the registry skips the blobs it has."""
-    from kodev.deliver.supervision import build_supervisor
     from kodev.image.assemble import ImageSpec, assemble
     from kodev.image.base import scratch
     from kodev.image.kodata import kodata_layer
     from kodev.image.layers import binary_layer, cache_key
+    from kodev.supervisor_build import build_supervisor
 
     binary = build_supervisor(go)
     digest = cache_key("supervisor", binary.name)  # the cache names it by Go version, platform and source
