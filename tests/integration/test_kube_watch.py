@@ -171,6 +171,27 @@ def test_watch_k_swaps_a_new_binary_into_the_pods_and_rolls_out_a_kodata_change(
         assert len(new_web) == 1 and new_web != web_pods  # a new pod, from the new image: kodata and binary
         assert "kodata edited: Bonjour" in wait_for_page(f"http://127.0.0.1:{port}/", "kodata edited: Bonjour",
                                                          timeout=10)
+
+        since = events.mark()  # the pod the rollout made is swapped into as well
+        _edit_server_log(mod, "again")
+        result = events.wait("command.result", since=since, timeout=180,
+                             match=lambda e: e["command"].endswith("server") and e["outcome"] == "rebuilt")
+        assert [d["how"] for d in result["delivered"]] == ["swapped"]
+        assert _pods(kube, namespace, "web") == new_web
+
+        # A pod replaced behind kodev's back runs the image, not the swapped binary: the next change reaches it
+        # by a rollout (a swap would leave a pod running an older build than its siblings).
+        (replaced,) = new_web
+        _core(kube).delete_namespaced_pod(replaced, namespace)
+        wait_until(lambda: len(_pods(kube, namespace, "web")) == 1 and replaced not in _pods(kube, namespace, "web"),
+                   60, "the Deployment did not replace the deleted pod")
+        since = events.mark()
+        _edit_server_log(mod, "replaced")
+        result = events.wait("command.result", since=since, timeout=180,
+                             match=lambda e: e["command"].endswith("server") and e["outcome"] == "rebuilt")
+        assert [d["how"] for d in result["delivered"]] == ["rolled-out"]
+        events.wait("service.log", since=since,
+                    match=lambda e: e["service"] == "deployment/web" and "replaced again" in e["line"])
     # Ctrl-C (kodev_running asserts exit 0): left running, as `ko apply` leaves them
     assert _deployments(kube, namespace) == ["hello", "web"]
     assert "Bonjour" in wait_for_page(f"http://127.0.0.1:{port}/", "Bonjour", timeout=10)
