@@ -200,3 +200,18 @@ def test_a_container_with_its_own_command_keeps_it_after_the_supervisor(tmp_path
     wire(body, pod.body, {"x.com/a": "a"}, "r/s")
     container = body["spec"]["containers"][0]
     assert container["command"][-3:] == ["--", "/ko-app/a", "serve"] and container["args"] == ["-v"]
+
+
+def test_a_connection_error_is_said_in_a_few_words() -> None:
+    """urllib3 wraps the socket's error in a pool's repr; the user reads the socket's words."""
+    import urllib3
+
+    from kodev.kube.connect import reason
+
+    refused = urllib3.exceptions.NewConnectionError(
+        None, "Failed to establish a new connection: [Errno 111] Connection refused")  # type: ignore[arg-type]
+    wrapped = urllib3.exceptions.MaxRetryError(None, "/version/", refused)  # type: ignore[arg-type]
+    assert reason(wrapped) == "Connection refused"
+    tls = OSError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)")
+    assert reason(tls) == "certificate verify failed: self-signed certificate"
+    assert reason(ValueError("first\nlast words")) == "last words"

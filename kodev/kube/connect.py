@@ -104,6 +104,13 @@ def reason(exc: BaseException) -> str:
         except ValueError:
             message = None
         return f"HTTP {status} {message or getattr(exc, 'reason', '')}".strip()
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    import re
+
+    cause = getattr(exc, "reason", None)  # urllib3's MaxRetryError wraps the connection's own error
+    text = str(cause if isinstance(cause, BaseException) else exc).strip()
+    found = re.search(r"\[Errno -?\d+\] ([^'\")(]+)", text) or re.search(r"\[SSL: \w+\] ([^'\")(]+)", text)
+    if found:  # "connection refused", "certificate verify failed: …", not the pool's repr around it
+        return found.group(1).strip().rstrip(".")
+    lines = text.splitlines()
+    return lines[-1] if lines else type(exc).__name__
 
