@@ -254,11 +254,14 @@ def test_a_compile_error_leaves_the_pods_a_crash_is_said_and_down_deletes_only_w
     namespace = _namespace(kube, mod)
     theirs = {"metadata": {"name": "not-kodevs"}, "data": {"a": "1"}}
     _core(kube).create_namespaced_config_map(namespace, theirs)
-    args = ["watch", "--json", "--no-swap", "-k", str(k8s), "--push", f"{kube_cluster.registry}/dev", "-n",
-            namespace, "--down"]
+    # The manifests and the namespace from kodev.toml's [kubernetes] this time, not from the command line.
+    with (mod.path / "kodev.toml").open("a") as config:
+        config.write(f'\n[kubernetes]\nmanifests = ["k8s"]\nnamespace = "{namespace}"\n')
+    args = ["watch", "--json", "--no-swap", "-k", "--push", f"{kube_cluster.registry}/dev", "--down"]
     server = mod.path / "cmd/server/main.go"
     with kodev_running(mod, args) as (_proc, events):
-        events.wait("kube.rolled_out", timeout=180)
+        assert events.wait("kube.applied", timeout=180)["namespace"] == namespace
+        assert events.wait("kube.rolled_out", timeout=180)["objects"] == ["deployment/web"]
         wait_for_page(f"http://127.0.0.1:{port}/", "Hello", timeout=60)
         pods = _pods(kube, namespace, "web")
 
