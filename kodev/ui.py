@@ -329,7 +329,8 @@ class UI(LoopNews):
         self.note("the Docker daemon is back: rebuilding and restarting")
 
     def kube_applied(self, context: str, namespace: str, objects: Sequence[str], seconds: float) -> None:
-        self.stage("kubernetes", "applied", seconds, f"{len(objects)} objects to {context} (namespace {namespace})")
+        count = f"{len(objects)} object{'' if len(objects) == 1 else 's'}"
+        self.stage("kubernetes", "applied", seconds, f"{count} to {context} (namespace {namespace})")
 
     def kube_rolled_out(self, objects: Sequence[str], seconds: float) -> None:
         self.stage("kubernetes", "rolled out", seconds, ", ".join(objects) + " ready")
