@@ -37,8 +37,13 @@ def apply(cluster: Cluster, thing: KubeObject, body: dict[str, Any]) -> Applied:
         stored = cluster.dynamic.server_side_apply(resource, body=body, namespace=namespace,
                                                    field_manager=FIELD_MANAGER, force_conflicts=True)
     except Exception as exc:  # the API's refusal (ApiException: 422 invalid, 403...) or a connection error
-        raise KubeError(f"{thing.origin}: the cluster refused {thing.key}: {reason(exc)}. Fix the manifest and "
-                        "save again; what runs keeps running.") from None
+        said = reason(exc)
+        if getattr(exc, "status", None) == 404 and f'namespaces "{namespace}" not found' in said:
+            hint = (f"Create the namespace first (kubectl create namespace {namespace}), or name another one: "
+                    "-n/--namespace, `[kubernetes] namespace`, or the object's metadata.namespace.")
+        else:
+            hint = "Fix the manifest (kodev reads it again when it is saved); what runs keeps running."
+        raise KubeError(f"{thing.origin}: the cluster refused {thing.key}: {said}. {hint}") from None
     metadata = stored.metadata
     return Applied(thing.key, namespace, int(metadata.generation or 0), str(metadata.uid))
 

@@ -291,3 +291,21 @@ def test_a_compile_error_leaves_the_pods_a_crash_is_said_and_down_deletes_only_w
     names = [c.metadata.name for c in _core(kube).list_namespaced_config_map(namespace).items]
     assert "not-kodevs" in names  # never kodev's to delete
     _core(kube).delete_namespace(namespace)
+
+
+def test_a_namespace_that_does_not_exist_is_said_and_nothing_is_applied(
+        mod: Module, kube_cluster: ClusterInfo, kube: Any) -> None:
+    import json
+
+    from tests.integration.conftest import run_kodev
+
+    k8s = _manifests(mod, free_port())
+    missing = f"missing-{mod.uid}"
+    done = run_kodev(["watch", "--json", "-k", str(k8s), "--push", f"{kube_cluster.registry}/dev", "-n", missing],
+                     mod.path)  # KUBECONFIG: the `kube` fixture's
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    errors = [e for e in events if e["event"] == "error"]
+    assert done.returncode == 1 and errors and errors[-1]["fatal"], done.stdout + done.stderr
+    assert f"kubectl create namespace {missing}" in errors[-1]["message"], errors[-1]
+    assert not [e for e in events if e["event"] == "kube.applied"]
+    assert missing not in [n.metadata.name for n in _core(kube).list_namespace().items]  # never created

@@ -82,7 +82,7 @@ def build(go: str = "go") -> Path:
     source = cache_dir() / "src"
     source.mkdir(parents=True, exist_ok=True)
     (source / "go.mod").write_text(_go_mod())
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
     if env.get("GOPROXY") == "off":
         del env["GOPROXY"]  # the one step of the suite that downloads: upstream's modules
     partial = cache_dir() / "bin.partial"
