@@ -28,7 +28,7 @@ metadata:
   name: {name}
   labels: {{app: {name}}}
 spec:
-  replicas: 1
+  replicas: {replicas}
   # one node, the host's network, a fixed port: the old pod must let go of it before the new one binds
   strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 0, maxUnavailable: 1}}}}
   selector: {{matchLabels: {{app: {name}}}}}
@@ -44,18 +44,19 @@ spec:
 """
 
 
-def _manifests(module: Module, port: int) -> Path:
+def _manifests(module: Module, port: int, hello_replicas: int = 1) -> Path:
     """k8s/: the server as Deployment `web` on `port`, the hello command as Deployment `hello` (it prints its
-    greeting, then sleeps: a workload with no port)."""
+    greeting, then sleeps: a workload with no port, so it can have several pods on the one node)."""
     k8s = module.path / "k8s"
     write(k8s / "web.yaml", DEPLOYMENT.format(name="web", module=module.module_path, command="server",
-                                              args=f'"-addr=127.0.0.1:{port}"'))
+                                              args=f'"-addr=127.0.0.1:{port}"', replicas=1))
     hello = module.path / "cmd/hello/main.go"
     source = hello.read_text()
     if "time.Sleep" not in source:  # a pod that exits would be restarted forever: keep it up after printing
         source = source.replace("import (", 'import (\n\t"time"', 1)
         hello.write_text(source.replace("\tos.Exit(*exitCode)", "\ttime.Sleep(time.Hour)\n\tos.Exit(*exitCode)"))
-    write(k8s / "hello.yaml", DEPLOYMENT.format(name="hello", module=module.module_path, command="hello", args=""))
+    write(k8s / "hello.yaml", DEPLOYMENT.format(name="hello", module=module.module_path, command="hello", args="",
+                                                replicas=hello_replicas))
     return k8s
 
 
@@ -129,14 +130,14 @@ def test_watch_k_swaps_a_new_binary_into_the_pods_and_rolls_out_a_kodata_change(
     """The default: the pods run kodev's supervisor (added to the applied copy only), and a binary-only change
     goes into them over attach — the same pods, no rollout; a kodata change is a rollout to the new image."""
     port = free_port()
-    k8s = _manifests(mod, port)
+    k8s = _manifests(mod, port, hello_replicas=2)  # a swap reaches every pod of a workload
     before = {p.name: p.read_text() for p in k8s.iterdir()}
     namespace = _namespace(kube, mod)
     args = ["watch", "--json", "-k", str(k8s), "--push", f"{kube_cluster.registry}/dev", "-n", namespace]
     with kodev_running(mod, args) as (_proc, events):
         _started(events, kube_cluster, namespace, port)
         web_pods, hello_pods = _pods(kube, namespace, "web"), _pods(kube, namespace, "hello")
-        assert len(web_pods) == 1 and len(hello_pods) == 1
+        assert len(web_pods) == 1 and len(hello_pods) == 2
 
         since = events.mark()
         _edit_server_log(mod, "swapped")
@@ -158,7 +159,11 @@ def test_watch_k_swaps_a_new_binary_into_the_pods_and_rolls_out_a_kodata_change(
         assert sorted(e["service"] for e in _delivered(events, since, "swapped")) == [
             "deployment/hello", "deployment/web"]
         assert "Bonjour" in wait_for_page(f"http://127.0.0.1:{port}/", "Bonjour", timeout=10)
-        assert _pods(kube, namespace, "web") == web_pods
+        assert _pods(kube, namespace, "web") == web_pods and _pods(kube, namespace, "hello") == hello_pods
+        for pod in hello_pods:  # each of the two pods' one container ran the new build, in place
+            def greeted(name: str = pod) -> bool:
+                return "Bonjour" in _core(kube).read_namespaced_pod_log(name, namespace)
+            wait_until(greeted, 10, f"{pod} did not print the new greeting")
 
         since = events.mark()
         page = mod.path / "cmd/server/kodata/index.html"
