@@ -50,6 +50,7 @@ _LONG = (
     "tests/integration/test_bench_smoke.py::",
     "tests/integration/test_bases.py::test_large_base_is_sent_once",
     "tests/integration/test_debug_delve.py::",  # builds Delve: ~85 s of CPU where Go's build cache is cold
+    "tests/integration/test_kube_watch.py::",  # one worker, one cluster: ~2 min in all
 )
 
 
