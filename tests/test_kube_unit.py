@@ -11,7 +11,7 @@ import pytest
 from kodev import config as config_stage
 from kodev.errors import ConfigError
 from kodev.kube import objects
-from kodev.kube.rollout import pod_trouble, progress, selector
+from kodev.kube.rollout import of_template, pod_trouble, progress, selector
 from kodev.manifests import collect
 
 APP = """\
@@ -143,6 +143,29 @@ def test_a_pod_that_cannot_pull_or_keeps_crashing_is_said_at_once() -> None:
     assert pod_trouble([pod("ContainerCreating")]) is None
     assert pod_trouble([pod("ImagePullBackOff")]) == "pod api-1: container api is ImagePullBackOff (back-off 10s)"
     assert "CrashLoopBackOff" in (pod_trouble([pod("ContainerCreating"), pod("CrashLoopBackOff")]) or "")
+
+
+def test_only_the_pods_of_the_current_template_can_fail_a_rollout() -> None:
+    """A fix saved while the previous build crash-loops: the crashing pod runs the old image and is on its way
+    out; it says nothing about the rollout of the fix (the failure seen once in CI)."""
+    fixed, broken = "127.0.0.1:5000/web@sha256:" + "a" * 64, "127.0.0.1:5000/web@sha256:" + "b" * 64
+    deployment = {"kind": "Deployment", "spec": {"template": {"spec": {"containers": [
+        {"name": "web", "image": fixed}]}}}}
+
+    def pod(name: str, image: str, deleting: bool = False) -> dict[str, Any]:
+        metadata = {"name": name, **({"deletionTimestamp": "2026-12-03T09:49:54Z"} if deleting else {})}
+        return {"metadata": metadata, "spec": {"containers": [{"name": "web", "image": image}]}}
+
+    crashing, starting = pod("web-broken", broken), pod("web-fixed", fixed)
+    assert of_template([crashing, starting], deployment) == [starting]
+    assert of_template([pod("web-fixed-old", fixed, deleting=True)], deployment) == []
+    # A bare Pod given the fixed image: its old container still crash-loops until the kubelet restarts it.
+    bare = pod("web", fixed)
+    bare["status"] = {"containerStatuses": [{"name": "web", "image": broken, "state": {"waiting": {
+        "reason": "CrashLoopBackOff"}}}]}
+    assert pod_trouble([bare]) is None
+    bare["status"]["containerStatuses"][0]["image"] = fixed
+    assert pod_trouble([bare]) == "pod web: container web is CrashLoopBackOff"
 
 
 def test_the_pods_of_a_workload_are_found_by_its_selector() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kodev.kube.apply import Applied, get
 from kodev.kube.connect import Cluster, KubeError, reason
+from kodev.kube.objects import containers
 
 POLL_SECONDS = 0.1
 # Waiting reasons that do not go away by waiting (the kubelet retries, with back-off, what it cannot fix).
@@ -95,12 +96,31 @@ def _same_image(reported: object, wanted: object) -> bool:
     return reported.endswith("@" + wanted.rsplit("@", 1)[1])
 
 
+def of_template(pods: Sequence[Mapping[str, Any]], body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The pods that run the workload's current template (its images, container by container), alive: a pod of
+    the revision being replaced (say the crash-looping one a fix replaces) is not this rollout's trouble."""
+    wanted = {c.get("name"): c.get("image") for c in containers(body)}
+    found = []
+    for pod in pods:
+        has = {c.get("name"): c.get("image") for c in containers({"kind": "Pod", "spec": pod.get("spec") or {}})}
+        deleting = (pod.get("metadata") or {}).get("deletionTimestamp")
+        if not deleting and all(has.get(name) == image for name, image in wanted.items()):
+            found.append(pod)
+    return found
+
+
 def pod_trouble(pods: Sequence[Mapping[str, Any]]) -> str | None:
-    """Why a pod of the rollout cannot become ready by waiting, or None."""
+    """Why a pod of the rollout cannot become ready by waiting, or None. A container whose status still names
+    another image than its spec (a Pod whose image was just changed, its old container crash-looping until the
+    kubelet restarts it) is not yet the new build's."""
     for pod in pods:
         status = pod.get("status") or {}
+        images = {c.get("name"): c.get("image") for c in containers({"kind": "Pod", "spec": pod.get("spec") or {}})}
         for container in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
             waiting = (container.get("state") or {}).get("waiting") or {}
+            image, ran = images.get(container.get("name")), container.get("image")
+            if image and ran and ran != image and not _same_image(ran, image):
+                continue
             if waiting.get("reason") in _STUCK:
                 name = (pod.get("metadata") or {}).get("name", "?")
                 return (f"pod {name}: container {container.get('name')} is {waiting['reason']}"
@@ -137,7 +157,7 @@ def wait(cluster: Cluster, applied: Applied, timeout: float) -> None:
             state = progress(body, applied.generation)
             if state.done:
                 return
-            trouble = pod_trouble(pods(cluster, applied, body))
+            trouble = pod_trouble(of_template(pods(cluster, applied, body), body))
         except RolloutError:
             raise
         except Exception as exc:  # the API went away for a moment: tried again until the deadline
