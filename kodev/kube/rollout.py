@@ -80,12 +80,20 @@ def _pod_progress(pod: Mapping[str, Any]) -> Progress:
     statuses = {c["name"]: c for c in status.get("containerStatuses") or ()}
     for name, image in wanted.items():
         found = statuses.get(name)
-        if found is None or (found.get("image") != image and not _same_image(found.get("image"), image)):
+        if found is None or not _runs(found, image):
             return Progress(False, f"container {name} to run its new image")
         if not found.get("ready"):
             return Progress(False, f"container {name} to be ready")
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
     return Progress(ready, "the pod to be ready")
+
+
+def _runs(status: Mapping[str, Any], image: object) -> bool:
+    """Whether a container's status says it runs `image`. containerd reports `image` as the image's own ID
+    (`sha256:` of its config) and `imageID` as the digest reference it pulled; other runtimes the reference
+    itself: either will do."""
+    reported = status.get("image")
+    return reported == image or _same_image(reported, image) or _same_image(status.get("imageID"), image)
 
 
 def _same_image(reported: object, wanted: object) -> bool:
@@ -110,17 +118,11 @@ def of_template(pods: Sequence[Mapping[str, Any]], body: Mapping[str, Any]) -> l
 
 
 def pod_trouble(pods: Sequence[Mapping[str, Any]]) -> str | None:
-    """Why a pod of the rollout cannot become ready by waiting, or None. A container whose status still names
-    another image than its spec (a Pod whose image was just changed, its old container crash-looping until the
-    kubelet restarts it) is not yet the new build's."""
+    """Why a pod of the rollout cannot become ready by waiting, or None."""
     for pod in pods:
         status = pod.get("status") or {}
-        images = {c.get("name"): c.get("image") for c in containers({"kind": "Pod", "spec": pod.get("spec") or {}})}
         for container in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
             waiting = (container.get("state") or {}).get("waiting") or {}
-            image, ran = images.get(container.get("name")), container.get("image")
-            if image and ran and ran != image and not _same_image(ran, image):
-                continue
             if waiting.get("reason") in _STUCK:
                 name = (pod.get("metadata") or {}).get("name", "?")
                 return (f"pod {name}: container {container.get('name')} is {waiting['reason']}"

@@ -314,3 +314,40 @@ def test_a_namespace_that_does_not_exist_is_said_and_nothing_is_applied(
     assert f"kubectl create namespace {missing}" in errors[-1]["message"], errors[-1]
     assert not [e for e in events if e["event"] == "kube.applied"]
     assert missing not in [n.metadata.name for n in _core(kube).list_namespace().items]  # never created
+
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: solo
+  labels: {{app: solo}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: solo
+    image: ko://{module}/cmd/hello
+"""
+
+
+def test_a_bare_pod_is_rolled_out_by_its_image_in_place(mod: Module, kube_cluster: ClusterInfo, kube: Any) -> None:
+    """A Pod's image can be changed where it stands: the kubelet restarts its container with the new image, and
+    the rollout is done when the container status names it (containerd names it in `imageID`)."""
+    k8s = _manifests(mod, free_port())
+    (k8s / "web.yaml").unlink()
+    (k8s / "hello.yaml").unlink()
+    write(k8s / "solo.yaml", POD.format(module=mod.module_path))
+    namespace = _namespace(kube, mod)
+    args = ["watch", "--json", "--no-swap", "-k", str(k8s), "--push", f"{kube_cluster.registry}/dev", "-n", namespace]
+    with kodev_running(mod, args) as (_proc, events):
+        assert events.wait("kube.rolled_out", timeout=180)["objects"] == ["pod/solo"]
+        (uid,) = [value.split()[0] for value in _pods(kube, namespace, "solo").values()]
+        since = events.mark()
+        set_greeting(mod, "Hej")
+        result = events.wait("command.result", since=since, timeout=180,
+                             match=lambda e: e["command"].endswith("hello") and e["outcome"] == "rebuilt")
+        assert [(d["service"], d["how"]) for d in result["delivered"]] == [("pod/solo", "rolled-out")]
+        events.wait("service.log", since=since, match=lambda e: e["service"] == "pod/solo" and "Hej" in e["line"])
+        assert _pods(kube, namespace, "solo") == {"solo": f"{uid} restarts=1"}  # the same pod, its container anew
+    _core(kube).delete_namespace(namespace)
