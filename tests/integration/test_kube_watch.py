@@ -29,6 +29,7 @@ metadata:
   labels: {{app: {name}}}
 spec:
   replicas: {replicas}
+  minReadySeconds: {min_ready}
   # one node, the host's network, a fixed port: the old pod must let go of it before the new one binds
   strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 0, maxUnavailable: 1}}}}
   selector: {{matchLabels: {{app: {name}}}}}
@@ -44,19 +45,20 @@ spec:
 """
 
 
-def _manifests(module: Module, port: int, hello_replicas: int = 1) -> Path:
+def _manifests(module: Module, port: int, hello_replicas: int = 1, min_ready: int = 0) -> Path:
     """k8s/: the server as Deployment `web` on `port`, the hello command as Deployment `hello` (it prints its
     greeting, then sleeps: a workload with no port, so it can have several pods on the one node)."""
     k8s = module.path / "k8s"
     write(k8s / "web.yaml", DEPLOYMENT.format(name="web", module=module.module_path, command="server",
-                                              args=f'"-addr=127.0.0.1:{port}"', replicas=1))
+                                              args=f'"-addr=127.0.0.1:{port}"', replicas=1,
+                                              min_ready=min_ready))
     hello = module.path / "cmd/hello/main.go"
     source = hello.read_text()
     if "time.Sleep" not in source:  # a pod that exits would be restarted forever: keep it up after printing
         source = source.replace("import (", 'import (\n\t"time"', 1)
         hello.write_text(source.replace("\tos.Exit(*exitCode)", "\ttime.Sleep(time.Hour)\n\tos.Exit(*exitCode)"))
     write(k8s / "hello.yaml", DEPLOYMENT.format(name="hello", module=module.module_path, command="hello", args="",
-                                                replicas=hello_replicas))
+                                                replicas=hello_replicas, min_ready=min_ready))
     return k8s
 
 
@@ -254,7 +256,9 @@ def test_watch_k_no_swap_rolls_out_only_the_edited_workload(
 def test_a_compile_error_leaves_the_pods_a_crash_is_said_and_down_deletes_only_what_kodev_applied(
         mod: Module, kube_cluster: ClusterInfo, kube: Any) -> None:
     port = free_port()
-    k8s = _manifests(mod, port)
+    # A pod counts as available once it has run for minReadySeconds: without it a build that exits at once
+    # could be seen Ready for an instant and reported rolled out (as `kubectl rollout status` would).
+    k8s = _manifests(mod, port, min_ready=2)
     (k8s / "hello.yaml").unlink()
     namespace = _namespace(kube, mod)
     theirs = {"metadata": {"name": "not-kodevs"}, "data": {"a": "1"}}
