@@ -1,5 +1,6 @@
-"""The `kube_cluster` fixture: one real single-node cluster per test session (per xdist worker; the tests
-that use it are scheduled into one worker, see tests/conftest.py), started once and stopped at the end."""
+"""The `kube_cluster` fixture: one real single-node cluster for the tests of a module (they are scheduled into
+one worker and run one after another, see tests/conftest.py), started once and stopped after the last of them,
+so it does not idle on the two cores for the rest of the run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.kube.cluster import Cluster, ClusterInfo
 __all__ = ["ClusterInfo", "kube_cluster"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory, go_binary: str) -> Iterator[ClusterInfo]:
     try:
         parts.binaries()
