@@ -42,7 +42,7 @@ def apply(cluster: Cluster, thing: KubeObject, body: dict[str, Any]) -> Applied:
             hint = (f"Create the namespace first (kubectl create namespace {namespace}), or name another one: "
                     "-n/--namespace, `[kubernetes] namespace`, or the object's metadata.namespace.")
         else:
-            hint = "Fix the manifest (kodev reads it again when it is saved); what runs keeps running."
+            hint = "Fix the manifest; what runs keeps running."
         raise KubeError(f"{thing.origin}: the cluster refused {thing.key}: {said}. {hint}") from None
     metadata = stored.metadata
     return Applied(thing.key, namespace, int(metadata.generation or 0), str(metadata.uid))

@@ -8,6 +8,7 @@ client, which reads the same files the same way (exec and token plugins included
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +105,6 @@ def reason(exc: BaseException) -> str:
         except ValueError:
             message = None
         return f"HTTP {status} {message or getattr(exc, 'reason', '')}".strip()
-    import re
-
     cause = getattr(exc, "reason", None)  # urllib3's MaxRetryError wraps the connection's own error
     text = str(cause if isinstance(cause, BaseException) else exc).strip()
     found = re.search(r"\[Errno -?\d+\] ([^'\")(]+)", text) or re.search(r"\[SSL: \w+\] ([^'\")(]+)", text)
