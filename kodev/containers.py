@@ -4,7 +4,7 @@ which are kodev's)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,7 +69,8 @@ class ContainerRuntime(Protocol):
     def create_and_start(self, spec: ContainerSpec, image: str) -> str: ...
 
     def create(self, spec: ContainerSpec, image: str, entrypoint: list[str] | None = None,
-               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False) -> str: ...
+               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False,
+               capabilities: Sequence[str] = ()) -> str: ...
 
     def start(self, container_id: str, spec: ContainerSpec) -> None: ...
 
@@ -134,12 +135,14 @@ class Containers:
         return container_id
 
     def create(self, spec: ContainerSpec, image: str, entrypoint: list[str] | None = None,
-               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False) -> str:
+               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False,
+               capabilities: Sequence[str] = ()) -> str:
         """Create (not start) the container for `spec`; its name must be free (see claim_name).
 
         `entrypoint` replaces the image's (kodev's supervisor runs the image's own); `extra_volumes` are
         bind mounts kodev adds (the supervisor's directory); `control_channel` opens stdin for kodev to
-        attach to, closed again when kodev detaches (StdinOnce: the SDK sets it when not `detach`)."""
+        attach to, closed again when kodev detaches (StdinOnce: the SDK sets it when not `detach`);
+        `capabilities` are added to the container's (the supervisor's, see SwapKit.CAPABILITIES)."""
         import docker.errors
 
         labels = {**self.owner.labels(), SERVICE_LABEL: spec.service}
@@ -159,7 +162,7 @@ class Containers:
                 detach=not control_channel, stdin_open=control_channel,
                 volumes={**{m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
                             for m in spec.mounts}, **(extra_volumes or {})} or None,
-                entrypoint=entrypoint, **network,
+                entrypoint=entrypoint, cap_add=list(capabilities) or None, **network,
             )
         except docker.errors.APIError as exc:
             raise ContainerError(f"cannot create container {spec.name!r} from {image}: {exc.explanation or exc}"

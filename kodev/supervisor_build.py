@@ -1,4 +1,4 @@
-"""kodev's supervisor as a binary: its Go source (kodev/supervisor/supervisor.go), compiled for the target once
+"""kodev's supervisor as a binary: its Go source (kodev/supervisor/*.go), compiled for the target once
 per Go version, platform and source into kodev's cache, and the name it goes by in a container. Below both
 ways of swapping: containers (deliver/) and pods (kube/)."""
 
@@ -15,13 +15,14 @@ from kodev.errors import GoError
 from kodev.gotool import GoTool
 
 SUPERVISOR = ".supervisor"  # the supervisor's name where it is put (a Go command is never named so)
-SOURCE = Path(__file__).resolve().parent / "supervisor" / "supervisor.go"
+SOURCES = Path(__file__).resolve().parent / "supervisor"  # one Go package, standard library only
 
 
 def build_supervisor(go: GoTool) -> Path:
     """The supervisor for the target platform (go.env), static; compiled once per Go version, platform and
     source, into kodev's cache."""
-    source = SOURCE.read_bytes()
+    files = sorted(SOURCES.glob("*.go"))
+    source = b"\0".join(part for file in files for part in (file.name.encode(), file.read_bytes()))
     version = go.version(Path.cwd())
     target = " ".join(f"{k}={go.env.get(k, '')}" for k in ("GOOS", "GOARCH", "GOARM", "GOAMD64", "GOARM64"))
     key = hashlib.sha256(b"\0".join([version.encode(), target.encode(), source])).hexdigest()[:20]
@@ -29,7 +30,8 @@ def build_supervisor(go: GoTool) -> Path:
     if built.is_file():
         return built
     with tempfile.TemporaryDirectory(prefix="supervisor-", dir=cache.subdir("tmp")) as scratch:
-        shutil.copyfile(SOURCE, Path(scratch) / "main.go")
+        for file in files:
+            shutil.copyfile(file, Path(scratch) / file.name)
         (Path(scratch) / "go.mod").write_text("module kodev.dev/supervisor\n\ngo 1.21\n")
         out = Path(scratch) / "supervisor"
         done = go.run(["build", "-trimpath", "-ldflags=-s -w", "-o", str(out), "."], cwd=Path(scratch),

@@ -8,7 +8,7 @@ undo) is tested against the real daemon in tests/integration/test_replacement.py
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,8 @@ class FakeContainers:
         return self._new()
 
     def create(self, spec: ContainerSpec, image: str, entrypoint: list[str] | None = None,
-               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False) -> str:
+               extra_volumes: Mapping[str, dict[str, str]] | None = None, control_channel: bool = False,
+               capabilities: Sequence[str] = ()) -> str:
         self.calls.append(("create", image))
         return self._new()
 

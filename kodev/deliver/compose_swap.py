@@ -61,7 +61,7 @@ class ComposeSwap:
             (directory / app).unlink(missing_ok=True)  # a previous session's swap: the image is newer
             self.directories[service] = directory
             extras[service] = {
-                "entrypoint": kit.entrypoint(app), "stdin_open": True,
+                "entrypoint": kit.entrypoint(app), "stdin_open": True, "cap_add": list(kit.CAPABILITIES),
                 "volumes": [{"type": "bind", "source": str(directory), "target": MOUNT_POINT, "read_only": True}]}
         return extras
 

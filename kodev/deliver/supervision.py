@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kodev import cache
 from kodev.gotool import GoTool
@@ -36,6 +36,10 @@ class SwapKit:
     mode: str  # 'mount' or 'copy'
     root: Path  # mount mode: per-container directories live here (the user's alone: 0700)
     grace_seconds: float = 2.0
+    # The supervisor keeps the app's listening sockets open across restarts (supervisor/held.go) by taking a
+    # copy with pidfd_getfd, which Docker's default seccomp profile allows only with CAP_SYS_PTRACE. For an
+    # app that is not root the capability is only in the bounding set: it gains no privilege from it.
+    CAPABILITIES: ClassVar[tuple[str, ...]] = ("SYS_PTRACE",)
 
     @property
     def directory(self) -> str:

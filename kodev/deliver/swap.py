@@ -152,7 +152,8 @@ class SwapDelivery(RecreateDelivery):
                 self.directory.chmod(0o777)
             mounts[str(self.directory)] = {"bind": MOUNT_POINT, "mode": "rw" if self.writable_mount else "ro"}
         container_id = self.containers.create(self.spec, ref, entrypoint=self.entrypoint(kit),
-                                              extra_volumes=mounts, control_channel=True)
+                                              extra_volumes=mounts, control_channel=True,
+                                              capabilities=kit.CAPABILITIES)
         client = self.supervision.client  # the control channel is a socket of the daemon's
         if kit.mode == "copy":
             put_copy_dir(client, container_id, tools)

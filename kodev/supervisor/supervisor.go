@@ -2,7 +2,7 @@
 // it, reaps orphans, exits with the app's exit code, and restarts the app with a new binary when kodev asks
 // it to (through its control channel on stdin, or the restart signal SIGRTMIN+3); the app sees neither.
 //
-//	supervisor [-bin PATH] [-stdin] [-grace 2s] [-v] [-dlv DLV [-dlv-listen ADDR] [-dlv-wait]] -- ENTRYPOINT [ARGS...]
+//	supervisor [-bin PATH] [-stdin] [-grace 2s] [-hold 10s] [-v] [-dlv DLV [-dlv-listen ADDR] [-dlv-wait]] -- ENTRYPOINT [ARGS...]
 //	supervisor -probe FILE -token TOKEN   (exit 0 if FILE holds TOKEN: can the daemon see kodev's files?)
 //	supervisor -install DIR               (copy itself to DIR/.supervisor: a pod's init container, for
 //	                                       kodev watch -k, puts it in the volume the app container runs it from)
@@ -22,6 +22,8 @@
 // files: no `docker cp` (whose extraction costs ~30 ms whatever the size). EOF (kodev gone) closes the
 // channel and the app keeps running.
 //
+// The app's listening sockets stay open while it restarts, so a client is never refused (held.go).
+//
 // argv[0] stays ENTRYPOINT, so the app sees the same os.Args whichever file runs. Standard library only.
 //
 // With -dlv (kodev debug) the supervisor runs `DLV exec --headless --accept-multiclient --api-version=2
@@ -39,7 +41,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,12 +65,14 @@ type supervisor struct {
 	stdin    *os.File      // the app's stdin (kept referenced: a collected *os.File closes its fd)
 	grace    time.Duration // SIGTERM to SIGKILL during a restart
 	verbose  bool
-	last     string   // the binary started last
-	pid      int      // the app's pid, 0 while none runs
-	stopping bool     // a restart asked the app to stop
-	shutdown bool     // SIGTERM/SIGINT arrived while stopping: do not start again
-	dlv      string   // kodev debug: the app runs under this Delve, which kodev restarts (not the supervisor)
-	dlvArgs  []string // Delve's flags before the program: --headless, --listen=..., --continue
+	last     string           // the binary started last
+	pid      int              // the app's pid, 0 while none runs
+	stopping bool             // a restart asked the app to stop
+	shutdown bool             // SIGTERM/SIGINT arrived while stopping: do not start again
+	dlv      string           // kodev debug: the app runs under this Delve, which kodev restarts (not the supervisor)
+	dlvArgs  []string         // Delve's flags before the program: --headless, --listen=..., --continue
+	hold     *holder          // the app's listening sockets, kept across restarts (nil: not possible here)
+	release  <-chan time.Time // when sockets the last app listened on and the new one did not are closed
 }
 
 func (s *supervisor) binary() string {
@@ -106,11 +109,26 @@ func (s *supervisor) start() error {
 		argv = append(append(append([]string{s.dlv, "exec"}, s.dlvArgs...), path, "--"), s.argv[1:]...)
 		path = s.dlv
 	}
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
-		Env:   os.Environ(),
-		Files: []uintptr{s.stdin.Fd(), 1, 2},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	})
+	var pid int
+	var err error
+	if s.hold != nil && s.dlv == "" {
+		var listener int
+		var unheld string
+		pid, listener, unheld, err = startHeld(path, argv, s.stdin)
+		if listener >= 0 {
+			go s.hold.serve(listener)
+			s.release = time.After(s.hold.wait)
+		} else if err == nil {
+			logf("the app's ports are not held across restarts (%s): a client may be refused while it restarts", unheld)
+			s.hold = nil
+		}
+	} else {
+		pid, err = syscall.ForkExec(path, argv, &syscall.ProcAttr{
+			Env:   os.Environ(),
+			Files: []uintptr{s.stdin.Fd(), 1, 2},
+			Sys:   &syscall.SysProcAttr{Setpgid: true},
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("cannot start %s: %v", path, err)
 	}
@@ -156,6 +174,9 @@ func (s *supervisor) reap() {
 		}
 		s.stopping = false
 		_ = syscall.Kill(-pid, syscall.SIGKILL) // what the old app left running in its group
+		if s.hold != nil {
+			s.hold.appExited()
+		}
 		if err := s.start(); err != nil {
 			logf("%v", err)
 			os.Exit(127)
@@ -198,73 +219,15 @@ func control(in io.Reader, bin string, restarts chan<- struct{}) {
 	}
 }
 
-// receive writes the next size bytes beside bin and renames them onto it (so bin is always whole). On a
-// write error the rest is read anyway, to stay in step with the stream.
-func receive(in io.Reader, bin string, size int64) error {
-	partial := bin + ".partial"
-	file, err := os.OpenFile(partial, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		if _, skipErr := io.CopyN(io.Discard, in, size); skipErr != nil {
-			return skipErr
-		}
-		return err
-	}
-	written, err := io.CopyN(file, in, size)
-	if err != nil && !errors.Is(err, io.EOF) {
-		_, _ = io.CopyN(io.Discard, in, size-written)
-	}
-	if closeErr := file.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(partial, bin)
-	}
-	if err != nil {
-		_ = os.Remove(partial)
-	}
-	return err
-}
-
-// copyFile writes src beside dst and renames it there (dst is then whole or absent).
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	info, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	return receive(in, dst, info.Size())
-}
-
-// installInto copies the running executable to dir/.supervisor (whole, by rename) and exits: 0 once it is there.
-func installInto(dir string) {
-	self, err := os.Executable()
-	if err == nil {
-		err = copyFile(self, filepath.Join(dir, ".supervisor"))
-	}
-	if err != nil {
-		logf("cannot install into %s: %v", dir, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
-func probe(file, token string) {
-	data, err := os.ReadFile(file)
-	if err != nil || strings.TrimSpace(string(data)) != token {
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == launchFlag {
+		launch(os.Args[2:])
+	}
 	bin := flag.String("bin", "", "where new binaries appear (renamed into place)")
 	fromStdin := flag.Bool("stdin", false, "stdin is kodev's control channel (the app gets /dev/null)")
 	grace := flag.Duration("grace", 2*time.Second, "how long a restart waits after SIGTERM before SIGKILL")
 	verbose := flag.Bool("v", false, "log each start of the app")
+	hold := flag.Duration("hold", holdFor, "how long a port the last app listened on waits for the next app (0: not held)")
 	dlv := flag.String("dlv", "", "kodev debug: run the app under this Delve (headless, multi-client)")
 	dlvListen := flag.String("dlv-listen", "127.0.0.1:2345", "where Delve listens (with -dlv)")
 	dlvWait := flag.Bool("dlv-wait", false, "with -dlv: the app waits for a debugger's continue at start")
@@ -295,6 +258,13 @@ func main() {
 			"--listen=" + *dlvListen}
 		if !*dlvWait {
 			s.dlvArgs = append(s.dlvArgs, "--continue")
+		}
+	}
+	if *dlv == "" && *hold > 0 { // under Delve, Delve restarts the app: nothing to hold
+		if err := canCopyFDs(); err != nil {
+			logf("the app's ports are not held across restarts (%v): a client may be refused while it restarts", err)
+		} else {
+			s.hold = &holder{wait: *hold}
 		}
 	}
 	restarts := make(chan struct{}, 1)
@@ -340,6 +310,9 @@ func main() {
 					_ = syscall.Kill(s.pid, sig.(syscall.Signal))
 				}
 			}
+		case <-s.release:
+			s.release = nil
+			s.hold.releaseUnclaimed()
 		case <-kill:
 			kill = nil
 			if s.stopping && s.pid != 0 {

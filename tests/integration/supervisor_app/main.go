@@ -3,7 +3,8 @@
 // GET / answers "version=V pid=P greeting=$GREETING"; /exit?code=N exits with N; /spawn starts a child
 // that leaves an orphan behind (the orphan exits once it has been re-parented); /zombies lists the
 // processes in state Z. SIGTERM shuts down gracefully and exits with -term-code. Built with
-// -ldflags "-X main.version=V" (and "-X main.crash=N" for a binary that exits N at start).
+// -ldflags "-X main.version=V" (and "-X main.crash=N" for a binary that exits N at start, "-X main.listen=ADDR"
+// for one that listens elsewhere than -addr). -start-delay waits before listening: a restart's window.
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 var (
 	version = "dev"
 	crash   = ""
+	listen  = ""
 )
 
 func main() {
@@ -54,7 +56,12 @@ func main() {
 	}
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	termCode := flag.Int("term-code", 0, "exit code after a graceful SIGTERM shutdown")
+	startDelay := flag.Duration("start-delay", 0, "how long to wait before listening")
 	flag.Parse()
+	if listen != "" {
+		*addr = listen
+	}
+	time.Sleep(*startDelay)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
