@@ -107,6 +107,9 @@ class DebugDelivery(SwapDelivery):
         return kit.entrypoint(self.app, ["-dlv", f"{kit.directory}/{DLV}", "-dlv-listen", self.target.listen,
                                          "-dlv-wait"])
 
+    def capabilities(self, kit: SwapKit) -> tuple[str, ...]:
+        return ()  # Delve restarts the app, not the supervisor: no port is held, nothing is added
+
     def take_over(self, previous: Delivery) -> bool:
         if not super().take_over(previous):
             return False

@@ -153,7 +153,7 @@ class SwapDelivery(RecreateDelivery):
             mounts[str(self.directory)] = {"bind": MOUNT_POINT, "mode": "rw" if self.writable_mount else "ro"}
         container_id = self.containers.create(self.spec, ref, entrypoint=self.entrypoint(kit),
                                               extra_volumes=mounts, control_channel=True,
-                                              capabilities=kit.CAPABILITIES)
+                                              capabilities=self.capabilities(kit))
         client = self.supervision.client  # the control channel is a socket of the daemon's
         if kit.mode == "copy":
             put_copy_dir(client, container_id, tools)
@@ -171,6 +171,10 @@ class SwapDelivery(RecreateDelivery):
 
     def entrypoint(self, kit: SwapKit) -> list[str]:
         return kit.entrypoint(self.app)
+
+    def capabilities(self, kit: SwapKit) -> tuple[str, ...]:
+        """What the container gets besides its defaults: what the supervisor needs to hold the app's ports."""
+        return kit.CAPABILITIES
 
     def _close_channel(self) -> None:
         if self.channel is not None:

@@ -1,13 +1,16 @@
 // Listening sockets that outlive the app's restarts.
 //
-// While the app restarts nothing listens on its ports, and a client that connects then is refused. So the
-// app runs under a seccomp filter that passes each bind(2) to the supervisor (a user notification) before
-// it happens. The supervisor takes a copy of the socket (pidfd_getfd) and lets the bind go on. When the app
-// exits, the copy keeps the socket listening and the kernel queues the connections that arrive. When the
-// next app binds the same address, the supervisor puts the held socket in place of the fresh one
-// (SECCOMP_IOCTL_NOTIF_ADDFD) and answers the bind itself, so the new app accepts what queued.
-// A held socket no app claims within holdFor (-hold) is closed (the app moved to another port). Where the kernel
-// or the container's seccomp profile refuses a step, the app runs as before and the supervisor says why.
+// While the app restarts nothing listens on its ports, and a client that connects then is refused. So just
+// before a restart stops the app, the supervisor takes a copy (pidfd_getfd) of each TCP socket the app
+// listens on; the copy keeps the socket listening after the app has exited, and the kernel queues the
+// connections that arrive. The app runs under a seccomp filter that passes each bind(2) to the supervisor
+// first (a user notification): when the next app binds an address a held socket listens on, the
+// supervisor puts that socket in place of the fresh one (SECCOMP_IOCTL_NOTIF_ADDFD), answers the bind
+// itself, and lets go of its copy; the new app accepts what queued. A bind of the same port elsewhere (the
+// app now listens on 127.0.0.1, not on all addresses) makes the supervisor close the held one first, and
+// what no app binds within holdFor (-hold) is closed. Between restarts the supervisor holds nothing. Where
+// the kernel or the container's seccomp profile refuses a step, the app runs as before and the supervisor
+// says why.
 package main
 
 import (
@@ -69,11 +72,11 @@ type notifAddFDReq struct {
 	NewFDFlags uint32
 }
 
-// heldSocket is the supervisor's copy of a socket an app bound; claimed while an app of this run uses it.
+// heldSocket is the supervisor's copy of a socket the last app listened on.
 type heldSocket struct {
 	fd      int
-	address string // family, port and address as bind(2) got them
-	claimed bool
+	address string // family, port (big-endian) and address: addressKey
+	port    uint16
 }
 
 // holder owns the held sockets; the notification loops (one per app run) and the main loop share it.
@@ -88,6 +91,38 @@ func ioctl(fd int, request uintptr, arg unsafe.Pointer) error {
 		return errno
 	}
 	return nil
+}
+
+// take copies the TCP sockets process pid listens on (before it is stopped).
+func (h *holder) take(pid int) {
+	directory := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(directory)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := map[string]bool{}
+	for _, entry := range entries {
+		link, err := os.Readlink(directory + "/" + entry.Name())
+		if err != nil || !strings.HasPrefix(link, "socket:[") || seen[link] {
+			continue // not a socket, or one seen under another fd (dup)
+		}
+		seen[link] = true
+		fd, err := strconv.Atoi(entry.Name())
+		if err != nil {
+			continue
+		}
+		copied, err := copyFD(pid, fd)
+		if err != nil {
+			continue
+		}
+		if address, port, ok := listeningOn(copied); ok {
+			h.sockets = append(h.sockets, &heldSocket{fd: copied, address: address, port: port})
+		} else {
+			syscall.Close(copied)
+		}
+	}
 }
 
 // serve answers the bind notifications of one app run until no process of that run is left.
@@ -118,11 +153,12 @@ func (h *holder) serve(listener int) {
 	}
 }
 
-// answer hands a held socket to a bind of its address, or takes a copy of the socket and lets the bind run.
+// answer hands a held socket to a bind of its address; any other bind runs as the app asked.
 func (h *holder) answer(listener int, request *notif) notifResp {
 	carryOn := notifResp{ID: request.ID, Flags: respContinue}
+	done := notifResp{ID: request.ID} // bind returns 0
 	fd, pointer, length := int(request.Data.Args[0]), uintptr(request.Data.Args[1]), int(request.Data.Args[2])
-	address, ok := boundAddress(request.Pid, pointer, length)
+	address, port, ok := boundAddress(request.Pid, pointer, length)
 	if !ok {
 		return carryOn
 	}
@@ -130,105 +166,121 @@ func (h *holder) answer(listener int, request *notif) notifResp {
 	if err != nil {
 		return carryOn
 	}
-	copied, err := copyFD(pid, fd)
+	fresh, err := copyFD(pid, fd)
 	if err != nil {
 		return carryOn
 	}
-	if kind, _ := syscall.GetsockoptInt(copied, syscall.SOL_SOCKET, syscall.SO_TYPE); kind != syscall.SOCK_STREAM {
-		syscall.Close(copied)
-		return carryOn
-	}
-	if domain, _ := syscall.GetsockoptInt(copied, syscall.SOL_SOCKET, soDomain); domain != int(address[0]) {
-		syscall.Close(copied)
-		return carryOn
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	// The notification may be stale (the process gone, its pid reused) after the memory read.
-	id := request.ID
+	defer syscall.Close(fresh)
+	id := request.ID // what was read may be another process's if the binding one died: ask the kernel
 	if ioctl(listener, notifIDValid, unsafe.Pointer(&id)) != nil {
-		syscall.Close(copied)
 		return carryOn
 	}
-	for _, held := range h.sockets {
-		// A socket the app has closed (it listens again) is handed back as well as one from the last app.
-		if held.address != address || (held.claimed && holds(pid, held.fd)) {
-			continue
-		}
-		// The fresh socket's blocking mode is the new app's; its file descriptor flags (close-on-exec) too.
-		if flags, err := fcntl(copied, syscall.F_GETFL, 0); err == nil {
-			_, _ = fcntl(held.fd, syscall.F_SETFL, flags)
-		}
-		syscall.Close(copied)
-		add := notifAddFDReq{ID: request.ID, Flags: addFDSetFD, SrcFD: uint32(held.fd), NewFD: uint32(fd),
-			NewFDFlags: closeOnExec(pid, fd)}
-		if ioctl(listener, notifAddFD, unsafe.Pointer(&add)) != nil {
-			return carryOn // the bind then fails as it would have (the address is in use)
-		}
-		held.claimed = true
-		return notifResp{ID: request.ID}
+	if already, _, ok := listeningOn(fresh); ok && already == address {
+		return done // a bind restarted (a signal) after its socket was handed over: it is bound already
 	}
-	h.sockets = append(h.sockets, &heldSocket{fd: copied, address: address, claimed: true})
-	return carryOn
-}
-
-// appExited marks every socket free for the next app; those not listening (a bind that failed, a
-// connecting socket) are closed.
-func (h *holder) appExited() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	index := -1
+	for i, held := range h.sockets {
+		if held.address == address {
+			index = i
+			break
+		}
+	}
+	domain, _ := syscall.GetsockoptInt(fresh, syscall.SOL_SOCKET, soDomain)
+	kind, _ := syscall.GetsockoptInt(fresh, syscall.SOL_SOCKET, syscall.SO_TYPE)
+	if index < 0 || kind != syscall.SOCK_STREAM || domain != int(address[0]) {
+		h.closePort(port) // the app binds this port otherwise now: the held socket must not stand in its way
+		return carryOn
+	}
+	held := h.sockets[index]
+	// The fresh socket's blocking mode is the new app's; its fd's close-on-exec too.
+	if flags, err := fcntl(fresh, syscall.F_GETFL, 0); err == nil {
+		_, _ = fcntl(held.fd, syscall.F_SETFL, flags)
+	}
+	add := notifAddFDReq{ID: request.ID, Flags: addFDSetFD, SrcFD: uint32(held.fd), NewFD: uint32(fd),
+		NewFDFlags: closeOnExec(pid, fd)}
+	err = ioctl(listener, notifAddFD, unsafe.Pointer(&add))
+	h.closePort(port) // handed over (the app has it now), or it cannot be: then the app's own bind must work
+	if err != nil {
+		return carryOn
+	}
+	return done
+}
+
+// closePort closes the held sockets on port.
+func (h *holder) closePort(port uint16) {
 	kept := h.sockets[:0]
 	for _, held := range h.sockets {
-		if listening, err := syscall.GetsockoptInt(held.fd, syscall.SOL_SOCKET, soAcceptConn); err != nil || listening == 0 {
+		if held.port == port {
 			syscall.Close(held.fd)
-			continue
-		}
-		held.claimed = false
-		kept = append(kept, held)
-	}
-	h.sockets = kept
-}
-
-// releaseUnclaimed closes the sockets the running app did not bind again: their queued clients are reset.
-func (h *holder) releaseUnclaimed() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	kept := h.sockets[:0]
-	for _, held := range h.sockets {
-		if held.claimed {
-			kept = append(kept, held)
 		} else {
-			syscall.Close(held.fd)
+			kept = append(kept, held)
 		}
 	}
 	h.sockets = kept
 }
 
-// boundAddress reads bind(2)'s sockaddr from the process: its family, port and address for IPv4 and IPv6
-// with a port given (port 0 asks for any port: nothing to hold).
-func boundAddress(tid uint32, pointer uintptr, length int) (string, bool) {
+// releaseAll closes what is still held: its queued clients are reset.
+func (h *holder) releaseAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, held := range h.sockets {
+		syscall.Close(held.fd)
+	}
+	h.sockets = nil
+}
+
+// listeningOn is the address key of a listening TCP socket (ok false for any other socket).
+func listeningOn(fd int) (string, uint16, bool) {
+	if kind, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE); err != nil || kind != syscall.SOCK_STREAM {
+		return "", 0, false
+	}
+	if listening, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, soAcceptConn); err != nil || listening != 1 {
+		return "", 0, false
+	}
+	name, err := syscall.Getsockname(fd)
+	if err != nil {
+		return "", 0, false
+	}
+	switch name := name.(type) {
+	case *syscall.SockaddrInet4:
+		return addressKey(syscall.AF_INET, uint16(name.Port), name.Addr[:]), uint16(name.Port), true
+	case *syscall.SockaddrInet6:
+		return addressKey(syscall.AF_INET6, uint16(name.Port), name.Addr[:]), uint16(name.Port), true
+	}
+	return "", 0, false
+}
+
+func addressKey(family, port uint16, address []byte) string {
+	return string([]byte{byte(family), byte(port >> 8), byte(port)}) + string(address)
+}
+
+// boundAddress reads bind(2)'s sockaddr from the process: the address key and port for IPv4 and IPv6
+// with a port given (port 0 asks for any port: nothing to hand over).
+func boundAddress(tid uint32, pointer uintptr, length int) (string, uint16, bool) {
 	if length < 16 || length > 128 {
-		return "", false
+		return "", 0, false
 	}
 	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", tid))
 	if err != nil {
-		return "", false
+		return "", 0, false
 	}
 	defer mem.Close()
 	raw := make([]byte, length)
 	if _, err := mem.ReadAt(raw, int64(pointer)); err != nil {
-		return "", false
+		return "", 0, false
 	}
 	family, port := binary.LittleEndian.Uint16(raw[0:2]), binary.BigEndian.Uint16(raw[2:4])
 	switch {
 	case port == 0:
-		return "", false
+		return "", 0, false
 	case family == syscall.AF_INET:
-		return string([]byte{byte(family)}) + string(raw[2:8]), true
-	case family == syscall.AF_INET6 && length >= 28:
-		return string([]byte{byte(family)}) + string(raw[2:4]) + string(raw[8:28]), true
+		return addressKey(family, port, raw[4:8]), port, true
+	case family == syscall.AF_INET6 && length >= 24: // 24: the RFC 2133 size, without the scope id
+		return addressKey(family, port, raw[8:24]), port, true
 	}
-	return "", false
+	return "", 0, false
 }
 
 // threadGroup is the process a thread belongs to (notifications name the thread that called bind).
@@ -257,26 +309,6 @@ func copyFD(pid, fd int) (int, error) {
 		return -1, errno
 	}
 	return int(copied), nil
-}
-
-// holds tells whether the process has the socket open (a /proc/PID/fd link names its inode).
-func holds(pid, fd int) bool {
-	var stat syscall.Stat_t
-	if syscall.Fstat(fd, &stat) != nil {
-		return true
-	}
-	directory := fmt.Sprintf("/proc/%d/fd", pid)
-	entries, err := os.ReadDir(directory)
-	if err != nil {
-		return true
-	}
-	want := fmt.Sprintf("socket:[%d]", stat.Ino)
-	for _, entry := range entries {
-		if link, err := os.Readlink(directory + "/" + entry.Name()); err == nil && link == want {
-			return true
-		}
-	}
-	return false
 }
 
 // closeOnExec is O_CLOEXEC if the process's fd has it (its /proc fdinfo flags), else 0.

@@ -53,9 +53,15 @@ func installFilter() (int, error) {
 		return -1, err
 	}
 	program := syscall.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	// SECCOMP_FILTER_FLAG_NEW_LISTENER, and WAIT_KILLABLE_RECV (Linux 5.19): once the supervisor has read a
+	// bind, only a fatal signal interrupts it, so a socket handed over is never bound again by a restart.
+	flags := uintptr(8 | 32)
 	install := func() (uintptr, syscall.Errno) {
-		// SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER
-		fd, _, errno := syscall.RawSyscall(seccompSyscall(), 1, 8, uintptr(unsafe.Pointer(&program)))
+		fd, _, errno := syscall.RawSyscall(seccompSyscall(), 1, flags, uintptr(unsafe.Pointer(&program)))
+		if errno == syscall.EINVAL && flags != 8 {
+			flags = 8 // an older kernel: answer() also takes a restarted bind for what it is
+			fd, _, errno = syscall.RawSyscall(seccompSyscall(), 1, flags, uintptr(unsafe.Pointer(&program)))
+		}
 		return fd, errno
 	}
 	fd, errno := install()

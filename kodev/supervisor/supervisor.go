@@ -120,7 +120,8 @@ func (s *supervisor) start() error {
 			s.release = time.After(s.hold.wait)
 		} else if err == nil {
 			logf("the app's ports are not held across restarts (%s): a client may be refused while it restarts", unheld)
-			s.hold = nil
+			s.hold.releaseAll() // they would stand in the way of the app's own binds
+			s.hold, s.release = nil, nil
 		}
 	} else {
 		pid, err = syscall.ForkExec(path, argv, &syscall.ProcAttr{
@@ -145,6 +146,9 @@ func (s *supervisor) restart() <-chan time.Time {
 		return nil // already on its way: the new start reads the newest binary anyway
 	}
 	s.stopping = true
+	if s.hold != nil {
+		s.hold.take(s.pid) // before the app can close them
+	}
 	_ = syscall.Kill(s.pid, syscall.SIGTERM)
 	return time.After(s.grace)
 }
@@ -174,9 +178,6 @@ func (s *supervisor) reap() {
 		}
 		s.stopping = false
 		_ = syscall.Kill(-pid, syscall.SIGKILL) // what the old app left running in its group
-		if s.hold != nil {
-			s.hold.appExited()
-		}
 		if err := s.start(); err != nil {
 			logf("%v", err)
 			os.Exit(127)
@@ -312,7 +313,9 @@ func main() {
 			}
 		case <-s.release:
 			s.release = nil
-			s.hold.releaseUnclaimed()
+			if s.hold != nil {
+				s.hold.releaseAll()
+			}
 		case <-kill:
 			kill = nil
 			if s.stopping && s.pid != 0 {

@@ -317,6 +317,8 @@ def test_kodata_goes_in_place_and_a_config_change_recreates_under_a_new_delve(tm
     with kodev_running(module, ["debug", "--json"], {"KODEV_DLV": str(dlv)}) as (_proc, events):
         first = events.wait("debugger.listening", timeout=120)
         _listening(app_port)
+        (debugged,) = docker_client.containers.list(filters={"label": f"dev.kodev.service={module.name('dbg')}"})
+        assert debugged.attrs["HostConfig"]["CapAdd"] is None  # no held ports under Delve: nothing is added
         note_url = f"http://127.0.0.1:{app_port}/note"
         assert _body(note_url) == "one"
         mark = events.mark()

@@ -32,6 +32,8 @@ def test_a_kodata_edit_is_swapped_in_with_no_refused_connection(mod: Module, env
     with watching(mod, env) as s:
         s.wait("service.log", 0, lambda e: "server listening" in e["line"])  # the first start's, before the mark
         first = [c["Id"] for c in s.containers()]
+        # What the supervisor needs to hold the app's socket (pidfd_getfd, under Docker's seccomp profile).
+        assert mod.client.api.inspect_container(first[0])["HostConfig"]["CapAdd"] == ["SYS_PTRACE"]
         mark = s.mark()
         with Refusals(s.port) as client:
             page.write_text(page.read_text() + "\n<p>kodata in place</p>\n")

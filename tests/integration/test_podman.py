@@ -32,6 +32,7 @@ from tests.examples import copy_example
 from tests.integration.conftest import _missing, run_kodev
 from tests.integration.json_events import Event, Events, finished
 from tests.integration.process import KodevProcess, free_port, sigint_not_ignored, wait_for_page, wait_until
+from tests.integration.refusals import Refusals
 
 CONTAINERS_CONF = '''[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -203,10 +204,13 @@ def test_watch_serves_an_edit(podman_host: str, podman: Any, module: Path) -> No
         old = podman.containers.list(filters={"label": f"dev.kodev.service={service}"})[0].id
         greeting = module / GREETING
         mark = events.mark()
-        greeting.write_text(greeting.read_text().replace('"Hello, "', '"Howdy, "'))
-        started = time.monotonic()
-        wait_for_page(url, "Howdy, kodev!", timeout=90)
-        print(f"podman: edit to serving {time.monotonic() - started:.2f}s")  # reported with -s, not asserted
+        with Refusals(port) as client:
+            greeting.write_text(greeting.read_text().replace('"Hello, "', '"Howdy, "'))
+            started = time.monotonic()
+            wait_for_page(url, "Howdy, kodev!", timeout=90)
+            print(f"podman: edit to serving {time.monotonic() - started:.2f}s")  # reported with -s, not asserted
+            wait_until(lambda: client.answered("Howdy, kodev!"), 30)
+        assert client.refused == 0, proc.output()  # the supervisor held the app's socket (Podman's profile too)
         # kodev's default: the binary is swapped into the running container (Podman runs the supervisor too)
         result = events.wait("command.result", mark, lambda e: e["outcome"] == "rebuilt", timeout=90)
         assert result["command"] == "server" and [d["how"] for d in result["delivered"]] == ["swapped"], result
