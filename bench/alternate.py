@@ -117,6 +117,7 @@ def alternate(context: Context, entries: list[Entry], what: str, measure: Measur
             token = f"{entry.kind}-{context.uid}-{tokens}{index}"
             try:
                 with others_paused(entries, entry):
+                    settle()
                     value, parts = measure(entry.runner, token)
             except Exception as exc:
                 entry.fail(f"round {index + 1}", exc)
@@ -157,6 +158,36 @@ def others_paused(entries: list[Entry], turn: Entry) -> Iterator[None]:
         for pid in paused:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+# A turn starts on a quiet machine: what the previous turn left running (dockerd removing a container,
+# containerd's shim going, a load's tail) would otherwise fall on whoever comes next. With a fixed order of
+# turns that is always the same contender: kodev came after the shell loop's `docker rm -f` + `docker run`,
+# and its `go build` measured ~20 ms slower than the same command alone, which came after kodev.
+SETTLE_IDLE = 0.9  # quiet: this share of the CPU time idle ...
+SETTLE_WINDOW = 0.05  # ... over this many seconds
+SETTLE_LONGEST = 3.0  # a machine never that quiet is measured anyway, after this long
+
+
+def settle() -> float:
+    """Wait until the machine is quiet (or SETTLE_LONGEST has passed); the seconds waited."""
+    started = time.monotonic()
+    before = _cpu_times()
+    while time.monotonic() - started < SETTLE_LONGEST:
+        time.sleep(SETTLE_WINDOW)
+        after = _cpu_times()
+        total = sum(after) - sum(before)
+        idle = (after[3] + after[4]) - (before[3] + before[4])  # idle + iowait
+        if total > 0 and idle / total >= SETTLE_IDLE:
+            break
+        before = after
+    return time.monotonic() - started
+
+
+def _cpu_times() -> list[int]:
+    """The machine's CPU times (/proc/stat's first line: user nice system idle iowait irq softirq steal)."""
+    with open("/proc/stat") as stat:
+        return [int(field) for field in stat.readline().split()[1:9]]
 
 
 def _wait_stopped(pids: list[int], timeout: float = 2.0) -> None:

@@ -55,7 +55,8 @@ def edit_to_serving(context: Context) -> ScenarioResult:
         "from the file write until `127.0.0.1:PORT` serves the token (polled every 10 ms). Contenders take "
         "turns on their own copies (A B C … A B C …), each started and warm before the first round, and in "
         "each turn the others' watcher processes are stopped (SIGSTOP, continued after), so that no idle "
-        "watcher's polling takes the cores from the one measured: "
+        "watcher's polling takes the cores from the one measured, and each turn starts once the machine is "
+        "quiet: "
         "`kodev watch` (swap, the default), `kodev watch` with `KODEV_SWAP=0` (the container recreated), "
         "kodev's exact `go build` command run alone, the `go build` floor, the ko loop, `skaffold dev`, air "
         "and the shell loop. How each builds: ")

@@ -74,9 +74,10 @@ type notifAddFDReq struct {
 
 // heldSocket is the supervisor's copy of a socket the last app listened on.
 type heldSocket struct {
-	fd      int
-	address string // family, port (big-endian) and address: addressKey
-	port    uint16
+	fd       int
+	address  string // family, port (big-endian) and address: addressKey
+	port     uint16
+	deadline time.Time // closed then if no app has bound it; zero until the next app starts
 }
 
 // holder owns the held sockets; the notification loops (one per app run) and the main loop share it.
@@ -178,19 +179,20 @@ func (h *holder) answer(listener int, request *notif) notifResp {
 	if already, _, ok := listeningOn(fresh); ok && already == address {
 		return done // a bind restarted (a signal) after its socket was handed over: it is bound already
 	}
+	if kind, _ := syscall.GetsockoptInt(fresh, syscall.SOL_SOCKET, syscall.SO_TYPE); kind != syscall.SOCK_STREAM {
+		return carryOn // a UDP bind never meets a held socket
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	index := -1
 	for i, held := range h.sockets {
-		if held.address == address {
+		if held.address == address && sameOptions(held.fd, fresh) {
 			index = i
 			break
 		}
 	}
-	domain, _ := syscall.GetsockoptInt(fresh, syscall.SOL_SOCKET, soDomain)
-	kind, _ := syscall.GetsockoptInt(fresh, syscall.SOL_SOCKET, syscall.SO_TYPE)
-	if index < 0 || kind != syscall.SOCK_STREAM || domain != int(address[0]) {
-		h.closePort(port) // the app binds this port otherwise now: the held socket must not stand in its way
+	if index < 0 {
+		h.closeOverlapping(address, port) // the app binds this port otherwise now: nothing may stand in its way
 		return carryOn
 	}
 	held := h.sockets[index]
@@ -200,28 +202,89 @@ func (h *holder) answer(listener int, request *notif) notifResp {
 	}
 	add := notifAddFDReq{ID: request.ID, Flags: addFDSetFD, SrcFD: uint32(held.fd), NewFD: uint32(fd),
 		NewFDFlags: closeOnExec(pid, fd)}
-	err = ioctl(listener, notifAddFD, unsafe.Pointer(&add))
-	h.closePort(port) // handed over (the app has it now), or it cannot be: then the app's own bind must work
-	if err != nil {
+	switch err := ioctl(listener, notifAddFD, unsafe.Pointer(&add)); err {
+	case nil:
+		syscall.Close(held.fd) // the app has its own now
+		h.drop(index)
+		return done
+	case syscall.ENOENT:
+		return carryOn // the app died while binding: the socket waits for the next one
+	default:
+		h.closeOverlapping(address, port) // it cannot be handed over: the app's own bind must work
 		return carryOn
 	}
-	return done
 }
 
-// closePort closes the held sockets on port.
-func (h *holder) closePort(port uint16) {
-	kept := h.sockets[:0]
-	for _, held := range h.sockets {
-		if held.port == port {
-			syscall.Close(held.fd)
-		} else {
-			kept = append(kept, held)
+// sameOptions tells whether two sockets agree on what bind(2) heeds: SO_REUSEPORT, IPV6_V6ONLY.
+func sameOptions(held, fresh int) bool {
+	const soReusePort = 15 // amd64 and arm64
+	options := [][2]int{{syscall.SOL_SOCKET, soReusePort}, {syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY}}
+	for _, option := range options {
+		one, errOne := syscall.GetsockoptInt(held, option[0], option[1])
+		other, errOther := syscall.GetsockoptInt(fresh, option[0], option[1])
+		if (errOne == nil) != (errOther == nil) || one != other {
+			return false
 		}
 	}
-	h.sockets = kept
+	return true
 }
 
-// releaseAll closes what is still held: its queued clients are reset.
+// closeOverlapping closes the held sockets a bind of address would collide with: the same port, and the
+// same address or a wildcard on either side (either family, as a dual-stack socket covers both).
+func (h *holder) closeOverlapping(address string, port uint16) {
+	for index := len(h.sockets) - 1; index >= 0; index-- {
+		held := h.sockets[index]
+		if held.port == port && (held.address == address || wildcard(held.address) || wildcard(address)) {
+			syscall.Close(held.fd)
+			h.drop(index)
+		}
+	}
+}
+
+// drop forgets the held socket at index (closed by the caller, or handed over).
+func (h *holder) drop(index int) {
+	h.sockets = append(h.sockets[:index], h.sockets[index+1:]...)
+}
+
+// started gives the sockets taken since the last start their deadline; how long until the first passes.
+func (h *holder) started() (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	for _, held := range h.sockets {
+		if held.deadline.IsZero() {
+			held.deadline = now.Add(h.wait)
+		}
+	}
+	return h.next(now)
+}
+
+// expire closes the sockets past their deadline (their queued clients are reset); how long until the next.
+func (h *holder) expire() (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	for index := len(h.sockets) - 1; index >= 0; index-- {
+		if held := h.sockets[index]; !held.deadline.IsZero() && !now.Before(held.deadline) {
+			syscall.Close(held.fd)
+			h.drop(index)
+		}
+	}
+	return h.next(now)
+}
+
+// next is how long until the earliest deadline (sockets still waiting for an app to start have none).
+func (h *holder) next(now time.Time) (time.Duration, bool) {
+	var first time.Time
+	for _, held := range h.sockets {
+		if !held.deadline.IsZero() && (first.IsZero() || held.deadline.Before(first)) {
+			first = held.deadline
+		}
+	}
+	return first.Sub(now), !first.IsZero()
+}
+
+// releaseAll closes what is held: its queued clients are reset.
 func (h *holder) releaseAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -229,6 +292,10 @@ func (h *holder) releaseAll() {
 		syscall.Close(held.fd)
 	}
 	h.sockets = nil
+}
+
+func wildcard(address string) bool {
+	return strings.Trim(address[3:], "\x00") == ""
 }
 
 // listeningOn is the address key of a listening TCP socket (ok false for any other socket).

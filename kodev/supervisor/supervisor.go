@@ -72,7 +72,7 @@ type supervisor struct {
 	dlv      string           // kodev debug: the app runs under this Delve, which kodev restarts (not the supervisor)
 	dlvArgs  []string         // Delve's flags before the program: --headless, --listen=..., --continue
 	hold     *holder          // the app's listening sockets, kept across restarts (nil: not possible here)
-	release  <-chan time.Time // when sockets the last app listened on and the new one did not are closed
+	release  <-chan time.Time // when the first held socket no app has bound again is due to be closed
 }
 
 func (s *supervisor) binary() string {
@@ -117,7 +117,10 @@ func (s *supervisor) start() error {
 		pid, listener, unheld, err = startHeld(path, argv, s.stdin)
 		if listener >= 0 {
 			go s.hold.serve(listener)
-			s.release = time.After(s.hold.wait)
+			s.release = nil
+			if wait, ok := s.hold.started(); ok {
+				s.release = time.After(wait)
+			}
 		} else if err == nil {
 			logf("the app's ports are not held across restarts (%s): a client may be refused while it restarts", unheld)
 			s.hold.releaseAll() // they would stand in the way of the app's own binds
@@ -314,7 +317,9 @@ func main() {
 		case <-s.release:
 			s.release = nil
 			if s.hold != nil {
-				s.hold.releaseAll()
+				if wait, ok := s.hold.expire(); ok {
+					s.release = time.After(wait)
+				}
 			}
 		case <-kill:
 			kill = nil
