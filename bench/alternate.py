@@ -1,4 +1,5 @@
-"""Contenders side by side: entries that start, alternate (A B C … A B C …) and stop, and the tables they make.
+"""Contenders side by side: entries that start, alternate (each round every contender once, in a shuffled
+order) and stop, and the tables they make.
 
 An `Entry` is one contender of one scenario: how to make its runner (anything with `start()`,
 `measure(token)`, `stop()`, `edit(token)`, `port` and `module`, as bench/contenders.py's and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import time
@@ -110,7 +112,7 @@ def alternate(context: Context, entries: list[Entry], what: str, measure: Measur
     `offset` numbers the rounds after those of an earlier call (values are kept by round)."""
     for index, counted in ((offset + i, c) for i, c in rounds(context, warmup, reps)):
         said = []
-        for entry in entries:
+        for entry in turn_order(entries, f"{context.uid}-{what}-{index}"):
             if not entry.live:
                 continue
             assert entry.runner is not None
@@ -129,6 +131,16 @@ def alternate(context: Context, entries: list[Entry], what: str, measure: Measur
                 entry.parts[index] = parts
             time.sleep(pause)
         context.log(f"{what} round {index + 1}{'' if counted else ' (warm-up)'}: {', '.join(said) or 'nobody ran'}")
+
+
+def turn_order(entries: list[Entry], seed: str) -> list[Entry]:
+    """This round's order of turns: shuffled, seeded by the run and the round (reproducible from the log).
+    In a fixed order each contender always follows the same one, and what that one leaves running (dockerd
+    removing a container, a load's tail) always falls on it; settle() waits most of that out, and the
+    shuffle spreads what is left over every contender alike."""
+    order = list(entries)
+    random.Random(seed).shuffle(order)
+    return order
 
 
 def watcher_pid(entry: Entry) -> int | None:

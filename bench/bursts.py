@@ -2,7 +2,7 @@
 
 A burst is 30 saves of `cmd/server/main.go` in one second (an editor's auto-save, a formatter on save), each
 with a fresh token; it is timed from the burst's last write until the page serves the last token, and set
-against a single save timed the same way, alternately (A B A B …). A kodata-only edit appends a token to
+against a single save timed the same way, alternately (shuffled each round). A kodata-only edit appends a token to
 `cmd/server/kodata/index.html`; it is timed from the write to serving, with a client connecting every 2 ms
 meanwhile: the longest run of refused connections. Each contender does all three in its turn of a round.
 """

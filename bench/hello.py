@@ -53,7 +53,8 @@ def edit_to_serving(context: Context) -> ScenarioResult:
         1, "Edit to serving (examples/hello)",
         "A one-line change in `cmd/server/main.go` (the page gains an HTML comment with a fresh token), timed "
         "from the file write until `127.0.0.1:PORT` serves the token (polled every 10 ms). Contenders take "
-        "turns on their own copies (A B C … A B C …), each started and warm before the first round, and in "
+        "turns on their own copies (each once per round, in a shuffled order), each started and warm before "
+        "the first round, and in "
         "each turn the others' watcher processes are stopped (SIGSTOP, continued after), so that no idle "
         "watcher's polling takes the cores from the one measured, and each turn starts once the machine is "
         "quiet: "

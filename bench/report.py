@@ -94,7 +94,8 @@ def render(context: Context, results: list[ScenarioResult], elapsed: float, argv
         f"`python -m bench{' ' + ' '.join(argv) if argv else ''}` — **{mode} mode**: {settings.warmup} warm-up "
         f"round, then {settings.reps} counted repetitions per contender (scenario 2: "
         f"{settings.shared_warmup if settings.shared_warmup is not None else settings.warmup} warm-up + "
-        f"{settings.shared_reps or settings.reps} counted), run alternately (A B A B …), each turn started "
+        f"{settings.shared_reps or settings.reps} counted), run alternately (every contender once per round, "
+        "in an order shuffled each round), each turn started "
         "once the machine is quiet (≥ 90 % of its CPU idle over 50 ms, at most 3 s: what the turn before left "
         "running, such as dockerd removing a container, falls on nobody); "
         f"{elapsed / 60:.1f} min in all. Times are wall-clock seconds measured by the benchmark.",

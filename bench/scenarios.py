@@ -1,6 +1,6 @@
 """The scenarios of issue 5, registered by number: 3 (base size) here, 1 (edit to serving, with the rivals of
 issue 20) in hello.py, 2 in sharedpkg.py, 4 and 5 in footprint.py. Each returns a `ScenarioResult`;
-contenders run alternately (A B A B …).
+contenders run alternately (bench/alternate.py: every contender once per round, shuffled).
 """
 
 from __future__ import annotations

@@ -337,3 +337,15 @@ def test_reap_leaves_other_processes_alone(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_each_round_takes_every_contender_once_in_an_order_its_seed_fixes() -> None:
+    """A fixed order would have each contender always follow the same one (and what that one leaves running)."""
+    from bench.alternate import turn_order
+
+    entries = [Entry(name, name, None) for name in "abcdefgh"]
+    orders = [[e.name for e in turn_order(entries, f"run-scenario 1-{index}")] for index in range(8)]
+    assert all(sorted(order) == list("abcdefgh") for order in orders)
+    assert orders[3] == [e.name for e in turn_order(entries, "run-scenario 1-3")]  # the log's seed replays it
+    assert len({order[order.index("a") - 1] for order in orders if order[0] != "a"}) > 1  # a's predecessor varies
+    assert [e.name for e in entries] == list("abcdefgh")  # the caller's list is left as it was
