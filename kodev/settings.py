@@ -75,6 +75,7 @@ class WatchSettings:
     poll_interval_ms: int = 300
     debounce_ms: int = 25
     strip: bool = True  # link without DWARF and symbol table (-s -w) while watching: faster links
+    direct: bool = True  # a main-only edit compiled and linked without go build (kodev/directbuild.py)
     ignore: tuple[str, ...] = ()
 
 

@@ -199,3 +199,41 @@ def test_compile_error_keeps_old_container_then_fix_recovers(hello: Path, repo: 
         result = s.wait_rebuilt("server", mark)
         wait_for_page(s.url, "Fixed, kodev!", timeout=30)
         assert_delivered(docker_client, s, result, old, delivery)
+
+
+def test_main_only_edits_are_compiled_and_linked_directly_and_others_by_go_build(hello: Path, repo: str,
+                                                                                 docker_client: Any) -> None:
+    """The default path: once a go build has taught kodev the recipe (in the background, so the first edit
+    or two may still go through go build), every main-only edit is built directly (`build.finished` says
+    `direct`), and served; a library edit goes back to go build."""
+    main = hello / "cmd/server/main.go"
+    original = main.read_text()
+    with watching(hello, repo, docker_client) as s:
+        directs = []
+        for edit in range(6):
+            mark = s.events.mark()
+            main.write_text(original.replace('fmt.Fprintln(w, "ok")', f'fmt.Fprintln(w, "ok {edit}")'))
+            s.wait_rebuilt("server", mark)
+            wait_for_page(s.url + "healthz", f"ok {edit}", timeout=30)
+            finished = s.events.all("build.finished", since=mark)
+            assert len(finished) == 1, finished
+            directs.append(finished[0]["direct"])
+        assert directs[-3:] == [True, True, True], (directs, s.proc.output())
+        mark = s.events.mark()
+        set_greeting(hello, "Howdy")
+        s.wait_rebuilt("server", mark)
+        wait_for_page(s.url, "Howdy, kodev!", timeout=30)
+        assert [e["direct"] for e in s.events.all("build.finished", since=mark)] == [False], s.proc.output()
+
+
+def test_direct_false_keeps_every_build_a_go_build(hello: Path, repo: str, docker_client: Any) -> None:
+    main = hello / "cmd/server/main.go"
+    original = main.read_text()
+    with watching(hello, repo, docker_client, extra="\n[watch]\ndirect = false\n") as s:
+        mark = s.events.mark()
+        for edit in range(3):
+            main.write_text(original.replace('fmt.Fprintln(w, "ok")', f'fmt.Fprintln(w, "ok {edit}")'))
+            s.wait_rebuilt("server", mark, count=edit + 1)
+            wait_for_page(s.url + "healthz", f"ok {edit}", timeout=30)
+        finished = s.events.all("build.finished", since=mark)
+        assert [e["direct"] for e in finished] == [False] * 3, s.proc.output()
