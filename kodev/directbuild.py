@@ -29,6 +29,8 @@ from kodev.gorecipe import SHOW_COMPILE_FLAG, NoRecipe, Recipe, read_recipe
 from kodev.gotool import GoTool
 
 log = logging.getLogger(__name__)
+# Learning runs beside the loop's own work: at a lower priority, so that a round's build comes first.
+NICE: tuple[str, ...] = ("nice", "-n", "10") if shutil.which("nice") else ()
 Stamp = tuple[int, int, int]  # mtime (ns), size, inode
 
 
@@ -117,7 +119,7 @@ class DirectBuilds:
         for request, binary, (sources, stamps) in todo:
             try:
                 recipe = self._read(request)
-                built = self._run(recipe, _env(request))
+                built = self._run(recipe, _env(request), prefix=NICE)
                 if built is None or file_digest(built) != binary.digest:
                     raise NoRecipe("running it did not write the bytes go build wrote")
             except (NoRecipe, OSError) as exc:
@@ -138,7 +140,8 @@ class DirectBuilds:
         show = [args[0], "-n", f"-gcflags={request.command.import_path}={SHOW_COMPILE_FLAG}", *args[1:]]
         scripts = []
         for dry_run in (show, [args[0], "-n", *args[1:]]):
-            done = self.go.run(dry_run, cwd, _env(request))
+            done = self.go.run([*NICE[1:], self.go.binary, *dry_run] if NICE else dry_run, cwd, _env(request),
+                               program=NICE[0] if NICE else None)
             if done.returncode != 0:
                 raise NoRecipe(f"go build -n failed: {done.stderr.strip()[:200]}")
             scripts.append(done.stderr)
@@ -163,7 +166,8 @@ class DirectBuilds:
             started = time.monotonic()
             if on_package is not None:
                 on_package(request.command.import_path)
-            built = self._run(entry.recipe, _env(request), _vcs_check(entry.recipe, request.command.module_dir))
+            built = self._run(entry.recipe, _env(request), _vcs_check(entry.recipe, request.command.module_dir),
+                              superseded)
             if built is None:
                 return None
             target = out_dir / f"direct{index}" / request.command.app_name
@@ -173,15 +177,19 @@ class DirectBuilds:
             binaries.append(Binary(request.command, target, file_digest(target), time.monotonic() - started))
         return binaries
 
-    def _run(self, recipe: Recipe, env: dict[str, str], vcs: Future[bool] | None = None) -> Path | None:
-        """Compile and link by `recipe`; the binary, or None when a step failed or the build info is stale."""
+    def _run(self, recipe: Recipe, env: dict[str, str], vcs: Future[bool] | None = None,
+             superseded: Callable[[], bool] | None = None, prefix: tuple[str, ...] = ()) -> Path | None:
+        """Compile and link by `recipe`; the binary, or None when a step failed or the build info is stale.
+        Raises Superseded when `superseded` says so while a step runs."""
         if not recipe.applies():
             return None
         environ = {**os.environ, **self.go.env, **env}
         for step in (recipe.compile, recipe.link):
-            done = step.run(environ)
-            if done.returncode != 0:
-                log.debug("direct %s failed: %s", os.path.basename(step.argv[0]), done.stdout + done.stderr)
+            done = step.run(environ, superseded or (lambda: False), prefix)
+            if done is None:
+                raise Superseded
+            if done[0] != 0:
+                log.debug("direct %s failed: %s", os.path.basename(step.argv[0]), done[1])
                 return None
         if vcs is not None and not vcs.result():
             return None

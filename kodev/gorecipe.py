@@ -16,11 +16,13 @@ import ast
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kodev.gosource import BuildFacts, build_facts
 
+POLL_SECONDS = 0.02  # how often a running step asks whether it is given up
 # The compile flag that only changes the main package's cache key (see above).
 SHOW_COMPILE_FLAG = "-nolocalimports"
 _HEREDOC = re.compile(r"^cat >(\S+) << 'EOF'")
@@ -43,9 +45,21 @@ class Step:
     cwd: Path
     env: tuple[tuple[str, str], ...] = ()
 
-    def run(self, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv, cwd=self.cwd, env={**environ, **dict(self.env)}, capture_output=True,
-                              text=True, check=False)
+    def run(self, environ: dict[str, str], given_up: Callable[[], bool] = lambda: False,
+            prefix: tuple[str, ...] = ()) -> tuple[int, str] | None:
+        """The exit code and output; None when `given_up` said so while it ran (asked every 20 ms: then the
+        tool is killed). `prefix` goes before the tool (`nice -n 10`)."""
+        with subprocess.Popen((*prefix, *self.argv), cwd=self.cwd, env={**environ, **dict(self.env)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            while True:
+                try:
+                    output, _ = process.communicate(timeout=POLL_SECONDS)
+                    return process.returncode, output
+                except subprocess.TimeoutExpired:
+                    if given_up():
+                        process.kill()
+                        process.communicate()
+                        return None
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,12 @@ class GoTool:
     # `go env` answers, asked once: each `go` start costs ~40 ms of CPU, and the answers do not change.
     _asked: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
-    def run(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+    def run(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None,
+            program: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`go ARGS`; with `program`, `PROGRAM ARGS` in go's environment (a wrapper such as `nice`)."""
         env = {**os.environ, **self.env, **(extra_env or {})}
         try:
-            return subprocess.run([self.binary, *args], cwd=cwd, env=env, capture_output=True, text=True,
+            return subprocess.run([program or self.binary, *args], cwd=cwd, env=env, capture_output=True, text=True,
                                   check=False)
         except FileNotFoundError:
             raise self._vanished(cwd) from None

@@ -102,7 +102,7 @@ class DevLoop:
 
     def _direct(self, session: Session) -> DirectBuilds | None:
         """Main-only edits compiled and linked without go build, by what the graph says each command reads."""
-        if not session.config.watch.direct or self.debug is not None:
+        if not (session.config.watch.direct and session.settings.direct) or self.debug is not None:
             return None
         go, work = session.go, self.scratch / f"direct-{id(session)}"
         env_file, binary = go.env_file(session.cwd), Path(go.binary)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kodev.directbuild import DirectBuilds, command_sources
-from kodev.gobuild import Binary, BuildRequest, compile_commands
+from kodev.gobuild import Binary, BuildRequest, Superseded, compile_commands
 from kodev.gomod import load_graph, resolve_commands
 from kodev.gotool import GoTool, find_go
 from tests.examples import copy_example
@@ -169,3 +169,13 @@ def test_in_a_git_checkout_the_build_info_go_embeds_is_kept(loop: Loop) -> None:
     _git(loop.module, "commit", "-qam", "next")  # HEAD moved (and the tree is clean again)
     edit(loop.module, 'body+"2"', 'body+"3"')
     assert loop.direct_build() is None
+
+
+def test_newer_saves_give_a_running_direct_build_up(loop: Loop) -> None:
+    loop.go_build()
+    edit(loop.module, "fmt.Fprint(w, body)", 'fmt.Fprint(w, body+"!")')
+    answers = iter([False])  # not yet when it starts; then, asked while the compile runs: yes
+    with pytest.raises(Superseded):
+        loop.direct.build([loop.request], loop.out / "given-up", lambda: next(answers, True))
+    built = loop.direct_build()  # the recipe is still good for the next round
+    assert built is not None and built.digest == loop.reference()
