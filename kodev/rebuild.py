@@ -163,7 +163,10 @@ class Rebuild:
         try:
             binaries, go_seconds = self.builder.compile([c.plan for c in compiling], self.scratch,
                                                         strip=self.strip, superseded=superseded,
-                                                        debug=self.debug, direct=self.direct)
+                                                        debug=self.debug,
+                                                        # Learned and used where saves happen: not for the
+                                                        # first build or a reload's, when every command builds.
+                                                        direct=self.direct if superseded is not None else None)
         except CompileError as exc:
             self.ui.error(exc)
             self.ui.warn(f"build failed; {self.what_stays()}. Save a fix to try again.")
