@@ -238,8 +238,10 @@ def test_main_only_edits_are_compiled_and_linked_directly_and_others_by_go_build
     main = hello / "cmd/server/main.go"
     original = main.read_text()
     with watching(hello, repo, docker_client) as s:
-        directs = []
-        for edit in range(4):
+        directs: list[bool] = []
+        # A learning that a save overtakes is dropped (it could not check its bytes), and the wait below may
+        # come before a learning has started: so up to 8 saves, until two in a row are direct.
+        for edit in range(8):
             wait_until_no_toolchain_runs(s.proc.process.pid)  # the last go build's recipe is learned
             mark = s.events.mark()
             main.write_text(original.replace('fmt.Fprintln(w, "ok")', f'fmt.Fprintln(w, "ok {edit}")'))
@@ -248,7 +250,11 @@ def test_main_only_edits_are_compiled_and_linked_directly_and_others_by_go_build
             finished = s.events.all("build.finished", since=mark)
             assert len(finished) == 1, finished
             directs.append(finished[0]["direct"])
-        assert directs == [False, True, True, True], (directs, s.proc.output())
+            if directs[-2:] == [True, True]:
+                break
+        first = directs.index(True) if True in directs else len(directs)
+        assert directs[0] is False and first < len(directs) - 1, (directs, s.proc.output())
+        assert all(directs[first:]), f"once learned, every main-only edit is direct: {directs}"
         mark = s.events.mark()
         set_greeting(hello, "Howdy")
         s.wait_rebuilt("server", mark)
