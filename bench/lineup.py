@@ -20,8 +20,10 @@ from bench.context import Context
 from bench.measure import BenchError
 from bench.registry import REGISTRY_BINARY, LocalRegistry, local_registry
 
-KODEV_FLAGS = ("`go build -trimpath -v -ldflags='-buildid= -s -w' -o DIR/ IMPORTPATH` (watch mode's own), "
-               "CGO_ENABLED=0, watcher quiet period 25 ms.")
+KODEV_GO_FLAGS = ("`go build -trimpath -v -ldflags='-buildid= -s -w' -o DIR/ IMPORTPATH` (watch mode's own), "
+                  "CGO_ENABLED=0, watcher quiet period 25 ms.")
+KODEV_FLAGS = (KODEV_GO_FLAGS[:-1] + "; a main-only edit once a `go build` taught kodev the recipe: the `compile` "
+               "and `link` that `go build` runs for it, as its dry run prints them (same flags, same bytes).")
 KO_FLAGS = ("watchfiles with kodev's settings on `*.go` and `kodata/` → `ko build --bare` into the daemon "
             "(`KO_DOCKER_REPO=ko.local/…`, what `--local` does) → `docker rm -f` + `docker run --network host`; "
             "a `.ko.yaml` gives `ldflags: [-buildid=, -s, -w]` and CGO_ENABLED=0; ko adds `-trimpath` itself and "
@@ -121,11 +123,15 @@ def _registry_version() -> str:
 
 # --- entries --------------------------------------------------------------------------------------------
 
-def kodev(context: Context, label: str, source: Path | None = None, recreate: bool = False) -> Entry:
-    env = {"KODEV_SWAP": "0"} if recreate else {}
+def kodev(context: Context, label: str, source: Path | None = None, recreate: bool = False,
+          go_build: bool = False) -> Entry:
+    """kodev watch as users run it; `recreate` without swapping, `go_build` without direct builds."""
+    env = {**({"KODEV_SWAP": "0"} if recreate else {}), **({"KODEV_DIRECT": "0"} if go_build else {})}
     name = "kodev (recreate: KODEV_SWAP=0)" if recreate else "kodev (swap)"
-    return Entry(name, "kodev-recreate" if recreate else "kodev",
-                 lambda: TimedKodev(context, label, env=env, source=source), flags=KODEV_FLAGS)
+    name = "kodev (swap, go build: KODEV_DIRECT=0)" if go_build else name
+    return Entry(name, "kodev-gobuild" if go_build else "kodev-recreate" if recreate else "kodev",
+                 lambda: TimedKodev(context, label, env=env, source=source),
+                 flags=KODEV_FLAGS if not go_build and not recreate else KODEV_GO_FLAGS)
 
 
 def ko(context: Context, label: str, source: Path | None = None) -> Entry:

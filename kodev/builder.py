@@ -15,6 +15,7 @@ from typing import Protocol
 
 from kodev import cache
 from kodev.config import Config
+from kodev.directbuild import DirectBuilds
 from kodev.epoch import Epochs
 from kodev.gobuild import Binary, compile_commands, for_debugging
 from kodev.gomod import MainPackage
@@ -52,8 +53,8 @@ class ImageBuilder(Protocol):
     The binary layer is separate so that a swap can serve before it is made."""
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
-                superseded: Callable[[], bool] | None = None, debug: bool = False
-                ) -> tuple[list[Binary], float]: ...
+                superseded: Callable[[], bool] | None = None, debug: bool = False,
+                direct: DirectBuilds | None = None) -> tuple[list[Binary], float]: ...
 
     def heads(self, commands: Sequence[MainPackage]) -> dict[Path, GitHead | None]: ...
 
@@ -98,13 +99,16 @@ class Builder:
         return {c.module_dir: git_info(c.module_dir) for c in commands}
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
-                superseded: Callable[[], bool] | None = None, debug: bool = False) -> tuple[list[Binary], float]:
+                superseded: Callable[[], bool] | None = None, debug: bool = False,
+                direct: DirectBuilds | None = None) -> tuple[list[Binary], float]:
         """One `go build` for all plans (as few as their settings allow); the binaries and the time taken.
         Raises `Superseded` when `superseded` says newer saves came meanwhile (kodev/gobuild.py).
 
         `strip` (watch mode) links without DWARF and the symbol table: about a third faster for a small
         server; panics' stack traces keep their function names, debuggers lose symbols. `debug` (kodev
-        debug) builds for Delve instead: no optimizations, DWARF kept, host source paths."""
+        debug) builds for Delve instead: no optimizations, DWARF kept, host source paths. With `direct`, a
+        learned recipe compiles and links instead of go build where it may (kodev/directbuild.py), and each
+        go build teaches it."""
         started = time.monotonic()
         requests = [p.request for p in plans]
         if debug:
@@ -112,8 +116,16 @@ class Builder:
         elif strip:
             requests = [r if {"-s", "-w"} <= set(r.ldflags)
                         else dataclasses.replace(r, ldflags=(*r.ldflags, "-s", "-w")) for r in requests]
-        with self.ui.building([p.name for p in plans]) as on_package:  # progress, build events
-            binaries = compile_commands(self.go, requests, scratch, on_package, superseded)
+        with self.ui.building([p.name for p in plans]) as progress:  # progress, build events
+            found = direct.build(requests, scratch, superseded, progress) if direct is not None else None
+            if found is not None:
+                progress.direct = True
+                binaries = found
+            else:
+                before = direct.stamp(requests) if direct is not None else {}
+                binaries = compile_commands(self.go, requests, scratch, progress, superseded)
+                if direct is not None:
+                    direct.learn(binaries, requests, before)
         return binaries, time.monotonic() - started
 
     def base(self, plan: CommandPlan) -> base_images.BaseImage:

@@ -52,7 +52,8 @@ _SERVICE_KEYS = {"command": _STR, "args": _STRS, "env": _ENV, "env_file": _STR, 
                  "swap": _BOOL, "delve": _INT, "proxy": _STR, "upstream": _STR, "ready": _STR,
                  "proxy_timeout": _INT}
 _KUBERNETES_KEYS = {"manifests": _STRS, "context": _STR, "namespace": _STR, "rollout_timeout": _INT}
-_WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS, "strip": _BOOL}
+_WATCH_KEYS = {"poll": _BOOL, "poll_interval_ms": _INT, "debounce_ms": _INT, "ignore": _STRS, "strip": _BOOL,
+               "direct": _BOOL}
 
 
 class _Reader:
@@ -236,6 +237,7 @@ def parse(text: str, path: Path) -> Config:
         poll_interval_ms=watch_table.get("poll_interval_ms", 300),
         debounce_ms=watch_table.get("debounce_ms", 25),
         strip=watch_table.get("strip", True),
+        direct=watch_table.get("direct", True),
         ignore=tuple(watch_table.get("ignore", ())),
     )
     repo = top.get("repo", DEFAULT_REPO)

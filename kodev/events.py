@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Union
 from kodev.affected import Change, FileChange, is_noise
 from kodev.config import WatchSettings
 from kodev.gomod import ModuleGraph
+from kodev.gosource import imports_of
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ class ServiceExited:
 
 Message = Union[FilesChanged, WatchFailed, ServiceExited]  # noqa: UP007 - a runtime alias on Python 3.10
 
-_IMPORT_BLOCK = re.compile(r"^import\s*\((.*?)^\)", re.M | re.S)
-_IMPORT_SINGLE = re.compile(r'^import\s+(?:[\w.]+\s+)?"([^"]+)"', re.M)
-_IMPORT_SPEC = re.compile(r'^\s*(?:[\w.]+\s+)?"([^"]+)"', re.M)
-_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
 # Batches flow at least this often during continuous writes, so that a compile a burst makes stale is
 # superseded soon (kodev/coalesce.py). (watchfiles calls this cap `debounce`, and the quiet that ends a
@@ -60,19 +56,6 @@ _CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
 _MAX_BATCH_MS = 200
 # How often the watcher thread wakes when nothing happens: its first wake-up also says it is ready.
 _IDLE_WAKE_MS = 250
-
-
-def imports_of(path: Path) -> set[str]:
-    """The import paths a Go file names (a quick scan, enough to notice a new import)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    text = _COMMENTS.sub("", text)
-    found = set(_IMPORT_SINGLE.findall(text))
-    for block in _IMPORT_BLOCK.findall(text):
-        found.update(_IMPORT_SPEC.findall(block))
-    return found
 
 
 def normalize(raw: Iterable[tuple[str, str]], graph: ModuleGraph) -> Iterator[FileChange]:

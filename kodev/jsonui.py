@@ -41,7 +41,7 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "watching": {"roots": _LIST},
     "build.started": {"commands": _LIST, "estimate": _OPT_INT},
     "build.progress": {"commands": _LIST, "packages": (int,), "estimate": _OPT_INT},
-    "build.finished": {"commands": _LIST, "seconds": _NUM, "packages": (int,)},
+    "build.finished": {"commands": _LIST, "seconds": _NUM, "packages": (int,), "direct": (bool,)},
     "build.failed": {"commands": _LIST, "seconds": _NUM, "packages": (int,), "message": _STR, "output": _STR},
     "build.superseded": {"commands": _LIST},
     "image.published": {"command": _STR, "ref": _STR, "image_id": _STR, "bytes_sent": (int,), "slim": (bool,),
@@ -190,8 +190,9 @@ class JsonUI(UI):
             self._last_progress = now
             self.emit("build.progress", commands=list(commands), packages=packages, estimate=self.estimate)
 
-    def _build_finished(self, commands: Sequence[str], seconds: float, packages: int) -> None:
-        self.emit("build.finished", commands=list(commands), seconds=_seconds(seconds), packages=packages)
+    def _build_finished(self, commands: Sequence[str], seconds: float, packages: int, direct: bool) -> None:
+        self.emit("build.finished", commands=list(commands), seconds=_seconds(seconds), packages=packages,
+                  direct=direct)
 
     def _build_failed(self, commands: Sequence[str], seconds: float, packages: int, exc: CompileError) -> None:
         self.emit("build.failed", commands=list(commands), seconds=_seconds(seconds), packages=packages,

@@ -19,6 +19,7 @@ from docker.errors import DockerException
 
 from kodev.builder import ImageBuilder, Snapshot
 from kodev.deliver import Delivered, Delivery, Done, Pending, Release
+from kodev.directbuild import DirectBuilds
 from kodev.errors import CompileError, DaemonError, KodevError
 from kodev.gobuild import Binary, Superseded
 from kodev.health import DaemonLost
@@ -100,6 +101,7 @@ class Rebuild:
     on_delivered: Callable[[Delivered], None]
     strip: bool = False
     debug: bool = False  # kodev debug: binaries built for Delve (gobuild.for_debugging)
+    direct: DirectBuilds | None = None  # main-only edits compiled and linked without go build
     # Told of each compile's end: its error (the compiler's output), or success (the dev proxies' overlay).
     build_failed: Callable[[str], None] = lambda output: None
     build_ok: Callable[[], None] = lambda: None
@@ -161,7 +163,10 @@ class Rebuild:
         try:
             binaries, go_seconds = self.builder.compile([c.plan for c in compiling], self.scratch,
                                                         strip=self.strip, superseded=superseded,
-                                                        debug=self.debug)
+                                                        debug=self.debug,
+                                                        # Learned and used where saves happen: not for the
+                                                        # first build or a reload's, when every command builds.
+                                                        direct=self.direct if superseded is not None else None)
         except CompileError as exc:
             self.ui.error(exc)
             self.ui.warn(f"build failed; {self.what_stays()}. Save a fix to try again.")
@@ -268,6 +273,8 @@ class Rebuild:
 
     def close(self) -> None:
         self._git.shutdown(wait=False)
+        if self.direct is not None:
+            self.direct.close()
 
 
 def _head(heads: Future[dict[Path, GitHead | None]], command: WatchedCommand) -> GitHead | None:

@@ -4,6 +4,7 @@ Below the stages that produce it (deliver, rebuild) and beside the UI that rende
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,3 +47,15 @@ class CommandReport:
     image: float
     published: Published | None = None
     delivered: tuple[Delivered, ...] = ()
+
+
+class BuildProgress:
+    """What a compile tells the UI as it runs: call it with each package Go starts compiling; `direct` is set
+    when kodev ran the compile and link itself instead of go build (kodev/directbuild.py)."""
+
+    def __init__(self, on_package: Callable[[str], None]) -> None:
+        self._on_package = on_package
+        self.direct = False
+
+    def __call__(self, import_path: str) -> None:
+        self._on_package(import_path)

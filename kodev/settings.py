@@ -75,6 +75,7 @@ class WatchSettings:
     poll_interval_ms: int = 300
     debounce_ms: int = 25
     strip: bool = True  # link without DWARF and symbol table (-s -w) while watching: faster links
+    direct: bool = True  # a main-only edit compiled and linked without go build (kodev/directbuild.py)
     ignore: tuple[str, ...] = ()
 
 
@@ -140,6 +141,7 @@ class EnvSettings:
     debug: bool = False  # KODEV_DEBUG: debug messages, and tracebacks of unexpected errors (as --debug)
     swap: bool = True  # KODEV_SWAP: the default of --swap/--no-swap (0, false or no turn it off)
     swap_copy: bool = False  # KODEV_SWAP_COPY: copy swapped binaries in even where a bind mount works
+    direct: bool = True  # KODEV_DIRECT: 0 keeps every watch build a go build (as `[watch] direct = false`)
     epochs: Epochs = field(default_factory=Epochs)  # SOURCE_DATE_EPOCH, KO_DATA_DATE_EPOCH
     dlv: str | None = None  # KODEV_DLV: the static dlv kodev debug puts into containers (else it builds one)
 
@@ -148,4 +150,5 @@ class EnvSettings:
         return cls(cache=CacheSettings.from_env(env), debug=env.get("KODEV_DEBUG", "") not in ("", "0"),
                    swap=env.get("KODEV_SWAP", "1") not in ("0", "false", "no"),
                    swap_copy=env.get("KODEV_SWAP_COPY", "") not in ("", "0"), epochs=Epochs.read(env),
+                   direct=env.get("KODEV_DIRECT", "1") not in ("0", "false", "no"),
                    dlv=env.get("KODEV_DLV") or None)

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from kodev.errors import CompileError, KodevError
-from kodev.report import CommandReport
+from kodev.report import BuildProgress, CommandReport
 from kodev.status import StatusLine, wants_status
 from kodev.ui_news import LoopNews
 
@@ -236,8 +236,8 @@ class UI(LoopNews):
         self.note(f"watching {', '.join(str(r) for r in roots)} — save a file to rebuild; Ctrl-C to stop")
 
     @contextmanager
-    def building(self, commands: Sequence[str]) -> Iterator[Callable[[str], None]]:
-        """Around one `go build` of `commands`: yields the callback for each package Go starts compiling.
+    def building(self, commands: Sequence[str]) -> Iterator[BuildProgress]:
+        """Around one compile of `commands`: yields the `BuildProgress` the compile tells of each package.
 
         On a terminal the status line shows the commands, packages compiled so far (of every package in the
         graph, standard library included, when a loop loaded one: the most a cold build compiles) and the
@@ -251,15 +251,16 @@ class UI(LoopNews):
             compiled.append(import_path)  # a list append: safe without the lock, read by the status thread
             self._build_progress(commands, len(compiled))
 
+        progress = BuildProgress(on_package)
         try:
-            yield on_package
+            yield progress
         except CompileError as exc:
             self._build_failed(commands, time.monotonic() - started, len(compiled), exc)
             raise
         except BaseException:
             self._idle()
             raise
-        self._build_finished(commands, time.monotonic() - started, len(compiled))
+        self._build_finished(commands, time.monotonic() - started, len(compiled), progress.direct)
 
     def superseded(self, commands: Sequence[str]) -> None:
         """The build of `commands` was given up for newer saves; the next round builds them with those."""
@@ -285,7 +286,7 @@ class UI(LoopNews):
         if self._status is not None:
             self._progress[0] = packages  # drawn on the next tick: a line per package would cost more
 
-    def _build_finished(self, commands: Sequence[str], seconds: float, packages: int) -> None:
+    def _build_finished(self, commands: Sequence[str], seconds: float, packages: int, direct: bool) -> None:
         if self._status is None:
             return
         pending = self._pending

@@ -18,6 +18,7 @@ from kodev.containers import Containers
 from kodev.debug.delve import DebugSettings
 from kodev.deliver.compose import ComposeStack
 from kodev.deliver.supervision import Supervision
+from kodev.directbuild import DirectBuilds, command_sources
 from kodev.errors import KodevError
 from kodev.events import FileWatcher, Message, ServiceExited, WatchFailed, normalize
 from kodev.gomod import MainPackage
@@ -96,7 +97,16 @@ class DevLoop:
         return Rebuild(session.builder, session.pruner, session.daemon, self.ui, self.workloads.commands,
                        self.scratch, self.workloads.follow, strip=session.config.watch.strip, run_ref=session.run_ref,
                        superseded=self.coalescer.supersede, debug=self.debug is not None,
-                       build_failed=self.proxies.build_failed, build_ok=self.proxies.build_ok)
+                       build_failed=self.proxies.build_failed, build_ok=self.proxies.build_ok,
+                       direct=self._direct(session))
+
+    def _direct(self, session: Session) -> DirectBuilds | None:
+        """Main-only edits compiled and linked without go build, by what the graph says each command reads."""
+        if not (session.config.watch.direct and session.settings.direct) or self.debug is not None:
+            return None
+        go, work = session.go, self.scratch / f"direct-{id(session)}"
+        env_file, binary = go.env_file(session.cwd), Path(go.binary)
+        return DirectBuilds(go, work, lambda c: command_sources(self.graph.good, c, env_file, binary))
 
     # --- startup ---------------------------------------------------------------------------------
 

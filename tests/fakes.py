@@ -18,6 +18,7 @@ from kodev.builder import Builder, Snapshot
 from kodev.config import Config
 from kodev.daemon import Daemon
 from kodev.deliver import Delivered, Release
+from kodev.directbuild import DirectBuilds
 from kodev.errors import CompileError
 from kodev.gobuild import Binary, BuildRequest, Superseded
 from kodev.gomod import MainPackage
@@ -98,7 +99,8 @@ class FakeBuilder:
         self.on_layer: Callable[[CommandPlan], None] | None = None  # e.g. a file edited mid-round
 
     def compile(self, plans: Sequence[CommandPlan], scratch: Path, strip: bool = False,
-                superseded: Callable[[], bool] | None = None, debug: bool = False) -> tuple[list[Binary], float]:
+                superseded: Callable[[], bool] | None = None, debug: bool = False,
+                direct: DirectBuilds | None = None) -> tuple[list[Binary], float]:
         self.compiled.append([p.command.import_path for p in plans])
         if self.compile_error is not None:
             raise self.compile_error

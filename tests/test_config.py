@@ -61,6 +61,7 @@ env = ["QUEUE=jobs"]
 poll = true
 poll_interval_ms = 500
 debounce_ms = 120
+direct = false
 ignore = ["**/testdata/**", "*.tmp"]
 """
 
@@ -146,7 +147,7 @@ def test_full_file_services(cfg_path: Path) -> None:
 
 def test_full_file_watch(cfg_path: Path) -> None:
     config = parse(FULL, cfg_path)
-    assert config.watch == WatchSettings(poll=True, poll_interval_ms=500, debounce_ms=120,
+    assert config.watch == WatchSettings(poll=True, poll_interval_ms=500, debounce_ms=120, direct=False,
                                          ignore=("**/testdata/**", "*.tmp"))
 
 
@@ -162,6 +163,7 @@ def test_empty_file_gives_defaults(cfg_path: Path) -> None:
     assert config.watch.poll is False
     assert config.watch.poll_interval_ms == 300
     assert config.watch.debounce_ms == 25
+    assert config.watch.direct is True  # main-only edits compiled and linked without go build
 
 
 def test_example_file_parses() -> None:

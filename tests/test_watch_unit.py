@@ -9,8 +9,9 @@ import pytest
 from kodev import events
 from kodev.affected import FileChange
 from kodev.coalesce import Inbox
-from kodev.events import FilesChanged, ServiceExited, imports_of
+from kodev.events import FilesChanged, ServiceExited
 from kodev.gomod import GoPackage, ModuleGraph
+from kodev.gosource import imports_of
 
 
 def go_file(tmp_path: Path, text: str, name: str = "main.go") -> Path:
