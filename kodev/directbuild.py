@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # Learning runs beside the loop's own work: at a lower priority, so that a round's build comes first.
 NICE: tuple[str, ...] = ("nice", "-n", "10") if shutil.which("nice") else ()
 Stamp = tuple[int, int, int]  # mtime (ns), size, inode
+OVERTAKEN = "its files changed while it was learned: the next save's go build teaches it"
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,14 @@ class DirectBuilds:
     """The recipes of one loop's commands (a reload makes a new one), and when each may stand in for go
     build. Learning runs on its own thread; `build` and `stamp` run on the round's."""
 
-    def __init__(self, go: GoTool, work: Path, sources: Callable[[MainPackage], Sources | None]) -> None:
+    def __init__(self, go: GoTool, work: Path, sources: Callable[[MainPackage], Sources | None],
+                 learned: Callable[[MainPackage, bool, str], None] = lambda command, ready, reason: None) -> None:
         self.go = go
         self.work = work
         self.sources = sources
+        self.on_learned = learned  # told each learning's end: ready or not, and why not
         self._learned: dict[BuildRequest, Learned] = {}
+        self._latest: dict[BuildRequest, int] = {}  # the go build each request's newest learning comes from
         self._lock = threading.Lock()
         self._learning = ThreadPoolExecutor(1, thread_name_prefix="recipe")
         self._next = 0
@@ -108,25 +112,39 @@ class DirectBuilds:
               before: dict[BuildRequest, tuple[Sources, dict[Path, Stamp]]]) -> Future[None] | None:
         """After a go build: learn each command's recipe in the background (what `before` stamped)."""
         todo = [(r, b, before[r]) for r, b in zip(requests, binaries, strict=True) if r in before]
-        with self._lock:
-            for request, _, _ in todo:
-                self._learned.pop(request, None)  # the build it came from is past
         if not todo:
             return None
-        return self._learning.submit(self._learn_all, todo)
+        with self._lock:
+            self._next += 1
+            build = self._next
+            for request, _, _ in todo:
+                self._learned.pop(request, None)  # the build it came from is past
+                self._latest[request] = build
+        return self._learning.submit(self._learn_all, todo, build)
 
-    def _learn_all(self, todo: list[tuple[BuildRequest, Binary, tuple[Sources, dict[Path, Stamp]]]]) -> None:
+    def _learn_all(self, todo: list[tuple[BuildRequest, Binary, tuple[Sources, dict[Path, Stamp]]]],
+                   build: int) -> None:
         for request, binary, (sources, stamps) in todo:
+            if self._latest.get(request) != build:
+                continue  # a later go build of it is queued: that one is learned
             try:
                 recipe = self._read(request)
                 built = self._run(recipe, _env(request), prefix=NICE)
-                if built is None or file_digest(built) != binary.digest:
+                if built is None:
+                    raise NoRecipe("its compile or link failed when kodev ran it")
+                if file_digest(built) != binary.digest:
                     raise NoRecipe("running it did not write the bytes go build wrote")
             except (NoRecipe, OSError) as exc:
-                log.debug("no direct build for %s: %s", request.command.import_path, exc)
-                continue
-            with self._lock:
-                self._learned[request] = Learned(recipe, sources, stamps)
+                reason = (OVERTAKEN if sources.stamps() != stamps  # a save came: nothing wrong with the recipe
+                          else str(exc) or type(exc).__name__)
+            else:
+                reason = ""
+                with self._lock:
+                    if self._latest.get(request) != build:
+                        continue  # a later go build came meanwhile: its learning says
+                    self._learned[request] = Learned(recipe, sources, stamps)
+            log.debug("direct build of %s: %s", request.command.import_path, reason or "learned")
+            self.on_learned(request.command, not reason, reason)
 
     def _read(self, request: BuildRequest) -> Recipe:
         if any(flag.startswith(("-gcflags", "-toolexec", "-cover", "-pgo", "-n", "-a")) for flag in request.flags):

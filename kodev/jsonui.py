@@ -44,6 +44,7 @@ EVENTS: dict[str, dict[str, tuple[type, ...]]] = {
     "build.finished": {"commands": _LIST, "seconds": _NUM, "packages": (int,), "direct": (bool,)},
     "build.failed": {"commands": _LIST, "seconds": _NUM, "packages": (int,), "message": _STR, "output": _STR},
     "build.superseded": {"commands": _LIST},
+    "build.learned": {"command": _STR, "direct": (bool,), "reason": _STR},
     "image.published": {"command": _STR, "ref": _STR, "image_id": _STR, "bytes_sent": (int,), "slim": (bool,),
                         "seconds": _NUM, "pushed": _LIST},
     "delivered": {"command": _STR, "service": _STR, "how": _STR, "seconds": _NUM, "serving_seconds": _NUM},
@@ -246,6 +247,9 @@ class JsonUI(UI):
         if held:
             self.emit("proxy.held", service=service, count=held, longest_seconds=round(longest, 4))
         self.emit("proxy.reload", service=service)
+
+    def direct_learned(self, command: str, ready: bool, reason: str) -> None:
+        self.emit("build.learned", command=command, direct=ready, reason=reason)
 
     def daemon_lost(self, endpoint: str) -> None:
         self.emit("daemon.lost", endpoint=endpoint)

@@ -37,3 +37,7 @@ class LoopNews:
     def proxy_reloaded(self, service: str, held: int, longest: float) -> None:
         """The new code of `service` serves: `held` requests waited for it (the longest `longest` seconds),
         and the open pages were told to reload. Said only in events: a person sees the page reload."""
+
+    def direct_learned(self, command: str, ready: bool, reason: str) -> None:
+        """After a save's go build: whether `command`'s next main-only edit is compiled and linked without go
+        build (kodev/directbuild.py), and if not, why. Said only in events: a person sees `go build` faster."""

@@ -106,7 +106,11 @@ class DevLoop:
             return None
         go, work = session.go, self.scratch / f"direct-{id(session)}"
         env_file, binary = go.env_file(session.cwd), Path(go.binary)
-        return DirectBuilds(go, work, lambda c: command_sources(self.graph.good, c, env_file, binary))
+        return DirectBuilds(go, work, lambda c: command_sources(self.graph.good, c, env_file, binary),
+                            lambda c, ready, reason: self.ui.direct_learned(self._name(c), ready, reason))
+
+    def _name(self, command: MainPackage) -> str:
+        return next((c.plan.name for c in self.workloads.commands if c.plan.command == command), command.app_name)
 
     # --- startup ---------------------------------------------------------------------------------
 

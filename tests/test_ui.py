@@ -62,6 +62,7 @@ def test_semantic_calls_print_the_lines_people_and_tests_know(tmp_path: Path) ->
     ui.debugger_restarted("api", Restarted((), resumed=False))
     ui.proxy_listening("web", "127.0.0.1:8080", "127.0.0.1:9000")
     ui.proxy_reloaded("web", 2, 0.1)  # a person sees the page reload: no line
+    ui.direct_learned("server", True, "")  # a person sees go build faster: no line
     ui.daemon_lost("unix:///x.sock")
     ui.daemon_back()
     ui.kube_applied("dev", "team", ["deployment/api", "configmap/c"], 0.41)
@@ -173,6 +174,7 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     ui.report(rebuilt("server"))
     ui.report(CommandReport("hello", "unchanged", 0.3, 0.29, 0.0))
     ui.superseded(["server"])
+    ui.direct_learned("server", False, "its compile or link failed when kodev ran it")
     ui.watching([tmp_path])
     ui.service_line("api", "cyan", 5, "hi", "stderr")
     ui.raw("stdout", "plain", "api")
@@ -197,7 +199,7 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     found = events(out)
     assert [e["event"] for e in found] == [
         "started", "graph.loaded", "changes", "build.started", "build.finished", "image.published", "delivered",
-        "command.result", "command.result", "build.superseded", "watching", "service.log", "service.log",
+        "command.result", "command.result", "build.superseded", "build.learned", "watching", "service.log", "service.log",
         "service.exited", "debugger.listening", "debugger.restarted", "proxy.listening", "proxy.held",
         "proxy.reload", "proxy.reload", "daemon.lost", "daemon.back", "kube.applied", "kube.rolled_out",
         "config.reloaded", "config.rejected", "error", "message",
@@ -207,6 +209,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     assert by["changes"]["files"] == [{"path": "a.go", "change": "added"}, {"path": "b.go", "change": "modified"}]
     assert by["build.finished"]["packages"] == 1
     assert by["build.superseded"]["commands"] == ["server"]
+    assert by["build.learned"] == {**by["build.learned"], "command": "server", "direct": False,
+                                   "reason": "its compile or link failed when kodev ran it"}
     assert by["debugger.restarted"]["discarded"] == [{"location": "/src/main.go:12",
                                                       "reason": "could not find statement"}]
     assert by["debugger.restarted"]["resumed"] is True

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kodev.directbuild import DirectBuilds, command_sources
+from kodev.directbuild import OVERTAKEN, DirectBuilds, command_sources
 from kodev.gobuild import Binary, BuildRequest, Superseded, compile_commands
 from kodev.gomod import load_graph, resolve_commands
 from kodev.gotool import GoTool, find_go
@@ -32,6 +32,7 @@ class Loop:
     request: BuildRequest
     direct: DirectBuilds
     out: Path
+    learned: list[tuple[str, bool, str]]
     rounds: int = 0
 
     def go_build(self) -> Binary:
@@ -68,10 +69,12 @@ def loop(tmp_path: Path, go_binary: str) -> Iterator[Loop]:
     go = find_go(go_binary, {"GOFLAGS": "", "GOPROXY": "off"})
     command = resolve_commands(go, ["./cmd/server"], module)[0]
     graph = load_graph(go, [command], module)
+    learned: list[tuple[str, bool, str]] = []
     direct = DirectBuilds(go, tmp_path / "direct",
-                          lambda c: command_sources(graph, c, go.env_file(module), Path(go.binary)))
+                          lambda c: command_sources(graph, c, go.env_file(module), Path(go.binary)),
+                          lambda c, ready, reason: learned.append((c.app_name, ready, reason)))
     request = BuildRequest(command, ldflags=("-s", "-w"))
-    session = Loop(module, go, request, direct, tmp_path / "out")
+    session = Loop(module, go, request, direct, tmp_path / "out", learned)
     try:
         yield session
     finally:
@@ -178,4 +181,41 @@ def test_newer_saves_give_a_running_direct_build_up(loop: Loop) -> None:
     with pytest.raises(Superseded):
         loop.direct.build([loop.request], loop.out / "given-up", lambda: next(answers, True))
     built = loop.direct_build()  # the recipe is still good for the next round
+    assert built is not None and built.digest == loop.reference()
+
+
+def test_each_learning_says_whether_the_next_edit_is_direct(loop: Loop) -> None:
+    loop.go_build()
+    assert loop.learned == [("server", True, "")]
+
+
+def test_a_learning_overtaken_by_a_save_says_so_and_leaves_the_next_edit_to_go_build(loop: Loop) -> None:
+    """The save lands between go build and its learning: the recipe's bytes cannot match, for a reason kodev
+    knows (not a recipe gone wrong), and nothing unchecked is kept."""
+    before = loop.direct.stamp([loop.request])
+    binary = compile_commands(loop.go, [loop.request], loop.out / "go")[0]
+    edit(loop.module, 'fmt.Fprintln(w, "ok")', 'fmt.Fprintln(w, "saved meanwhile")')
+    learning = loop.direct.learn([binary], [loop.request], before)
+    assert learning is not None
+    learning.result(timeout=60)
+    assert loop.learned == [("server", False, OVERTAKEN)]
+    assert loop.direct_build() is None
+
+
+def test_of_two_go_builds_queued_only_the_newer_is_learned(loop: Loop) -> None:
+    before = loop.direct.stamp([loop.request])
+    first = compile_commands(loop.go, [loop.request], loop.out / "go1")[0]
+    older = loop.direct.learn([first], [loop.request], before)
+    edit(loop.module, 'fmt.Fprintln(w, "ok")', 'fmt.Fprintln(w, "second")')
+    before = loop.direct.stamp([loop.request])
+    second = compile_commands(loop.go, [loop.request], loop.out / "go2")[0]
+    newer = loop.direct.learn([second], [loop.request], before)
+    assert older is not None and newer is not None
+    older.result(timeout=60)
+    newer.result(timeout=60)
+    *overtaken, last = loop.learned
+    assert last == ("server", True, ""), loop.learned
+    assert overtaken in ([], [("server", False, OVERTAKEN)]), "the older one, overtaken, says so or nothing"
+    edit(loop.module, 'fmt.Fprintln(w, "second")', 'fmt.Fprintln(w, "third")')
+    built = loop.direct_build()
     assert built is not None and built.digest == loop.reference()

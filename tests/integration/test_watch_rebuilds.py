@@ -8,9 +8,7 @@ Where a scenario's outcome differs when containers are recreated instead (KODEV_
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -203,46 +201,18 @@ def test_compile_error_keeps_old_container_then_fix_recovers(hello: Path, repo: 
         assert_delivered(docker_client, s, result, old, delivery)
 
 
-def wait_until_no_toolchain_runs(pid: int, timeout: float = 120) -> None:
-    """Until no descendant of `pid` is go, compile, link or nice (kodev's learning runs them niced)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not set(_descendant_names(pid)) & {"go", "compile", "link", "nice"}:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"kodev still runs the toolchain after {timeout}s: {_descendant_names(pid)}")
-
-
-def _descendant_names(pid: int) -> list[str]:
-    names, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in children:
-                todo.append(int(child))
-                with contextlib.suppress(OSError):
-                    names.append(Path(f"/proc/{child}/comm").read_text().strip())
-    return names
-
-
 def test_main_only_edits_are_compiled_and_linked_directly_and_others_by_go_build(hello: Path, repo: str,
                                                                                  docker_client: Any) -> None:
-    """The default path: once a save's go build has taught kodev the recipe (in the background: the test
-    waits until kodev runs no go, compile or link; the first build, of every command, teaches nothing: it
-    would cost each command a learning kodev may never use), every main-only edit is built directly
-    (`build.finished` says `direct`), and served; a library edit goes back to go build."""
+    """The default path: a save's go build teaches kodev the recipe in the background (`build.learned`; the
+    first build, of every command, teaches nothing: it would cost each command a learning kodev may never
+    use), then every main-only edit is built directly (`build.finished` says `direct`) and served; a library
+    edit goes back to go build, and teaches again."""
     main = hello / "cmd/server/main.go"
     original = main.read_text()
     with watching(hello, repo, docker_client) as s:
+        assert s.events.all("build.learned") == [], "the first build teaches nothing"
         directs: list[bool] = []
-        # A learning that a save overtakes is dropped (it could not check its bytes), and the wait below may
-        # come before a learning has started: so up to 8 saves, until two in a row are direct.
-        for edit in range(8):
-            wait_until_no_toolchain_runs(s.proc.process.pid)  # the last go build's recipe is learned
+        for edit in range(3):
             mark = s.events.mark()
             main.write_text(original.replace('fmt.Fprintln(w, "ok")', f'fmt.Fprintln(w, "ok {edit}")'))
             s.wait_rebuilt("server", mark)
@@ -250,16 +220,17 @@ def test_main_only_edits_are_compiled_and_linked_directly_and_others_by_go_build
             finished = s.events.all("build.finished", since=mark)
             assert len(finished) == 1, finished
             directs.append(finished[0]["direct"])
-            if directs[-2:] == [True, True]:
-                break
-        first = directs.index(True) if True in directs else len(directs)
-        assert directs[0] is False and first < len(directs) - 1, (directs, s.proc.output())
-        assert all(directs[first:]), f"once learned, every main-only edit is direct: {directs}"
+            if edit == 0:
+                learned = s.events.wait("build.learned", since=mark, timeout=120)
+                assert learned == {**learned, "command": "server", "direct": True, "reason": ""}, learned
+        assert directs == [False, True, True], s.proc.output()
+        assert len(s.events.all("build.learned")) == 1, "a direct build teaches nothing: it is the recipe"
         mark = s.events.mark()
         set_greeting(hello, "Howdy")
         s.wait_rebuilt("server", mark)
         wait_for_page(s.url, "Howdy, kodev!", timeout=30)
         assert [e["direct"] for e in s.events.all("build.finished", since=mark)] == [False], s.proc.output()
+        s.events.wait("build.learned", since=mark, match=lambda e: e["direct"] is True, timeout=120)
 
 
 def test_direct_false_keeps_every_build_a_go_build(hello: Path, repo: str, docker_client: Any) -> None:
