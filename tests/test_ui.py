@@ -199,8 +199,8 @@ def test_every_semantic_call_is_one_schema_valid_event(tmp_path: Path) -> None:
     found = events(out)
     assert [e["event"] for e in found] == [
         "started", "graph.loaded", "changes", "build.started", "build.finished", "image.published", "delivered",
-        "command.result", "command.result", "build.superseded", "build.learned", "watching", "service.log", "service.log",
-        "service.exited", "debugger.listening", "debugger.restarted", "proxy.listening", "proxy.held",
+        "command.result", "command.result", "build.superseded", "build.learned", "watching", "service.log",
+        "service.log", "service.exited", "debugger.listening", "debugger.restarted", "proxy.listening", "proxy.held",
         "proxy.reload", "proxy.reload", "daemon.lost", "daemon.back", "kube.applied", "kube.rolled_out",
         "config.reloaded", "config.rejected", "error", "message",
         "message", "error", "exit"]
