@@ -3,7 +3,7 @@ user writes without it.
 
 Contenders alternate on their own copies of the example, each its own project on its own ports:
 - `kodev watch -f compose.yaml` (api and worker are `ko://` services; store is a `build:` service);
-- the loop a Compose user writes: a `.go` watcher (watchfiles, kodev's settings) -> `go build` of the api
+- the loop a Compose user writes: a `.go` watcher (kodev's batching and settings) -> `go build` of the api
   with kodev's flags -> `docker compose up -d --build --no-deps api`, where an override gives api a
   `FROM <kodev's static base> / COPY` Dockerfile — the same image layout, built by Compose.
 - the same `go build` watcher feeding `docker compose watch` (`action: rebuild` on the api's build
@@ -108,13 +108,9 @@ class ComposeLoop(Stack):
         time.sleep(0.3)  # let the watcher register its watches
 
     def _watch(self) -> None:
-        import watchfiles
+        from bench.measure import saved_batches
 
-        from bench.measure import kodev_watch_timing
-
-        debounce, step = kodev_watch_timing()
-        for _changes in watchfiles.watch(self.dir, watch_filter=lambda _c, p: p.endswith(".go"), debounce=debounce,
-                                         step=step, stop_event=self._stop, raise_interrupt=False):
+        for _changes in saved_batches(self.dir, lambda _c, p: p.endswith(".go"), self._stop):
             self._go_build("api", self.dir / "api-image")
             self.after_build()
 

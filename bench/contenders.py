@@ -190,9 +190,9 @@ class KodevServer(HelloCopy):
 class ShellLoop(HelloCopy):
     """The loop a user writes instead: on a .go change, go build + docker build + docker rm -f + docker run.
 
-    Triggered by watchfiles with kodev's own settings (`kodev_watch_timing`: step 50 ms), in a thread of the
-    benchmark, so the watcher's delay is counted for both. The Dockerfile is FROM a base holding exactly
-    kodev's `static` layer, COPYing the binary and the command's kodata (dereferenced) where kodev puts them.
+    Triggered by saves batched as kodev watch batches them (`saved_batches`), in a thread of the benchmark,
+    so the watcher's delay is counted for both. The Dockerfile is FROM a base holding exactly kodev's
+    `static` layer, COPYing the binary and the command's kodata (dereferenced) where kodev puts them.
     """
 
     def __init__(self, context: Context, label: str, base: str) -> None:

@@ -3,7 +3,7 @@
 Run in a module directory with a kodev.toml: builds every command given on the command line once, prints
 `ready`, then on any change to a `*.go` file rebuilds *all* of them with `Builder.build` (one `go build`
 of every command, then an image and a load per command, as `kodev build` does) and prints
-`built N SECONDS`. The watcher settings are kodev watch's own (watchfiles' step and debounce), so
+`built N SECONDS`. Saves are batched as kodev watch batches them (`saved_batches`), so
 only the decision of what to rebuild differs. Ctrl-C (SIGINT) stops it.
 """
 
@@ -14,9 +14,9 @@ import time
 
 
 def main(argv: list[str]) -> int:
-    import watchfiles
+    import threading
 
-    from bench.measure import kodev_watch_timing
+    from bench.measure import saved_batches
     from kodev.session import Session
 
     with Session.open(None, None, None) as session:
@@ -24,10 +24,7 @@ def main(argv: list[str]) -> int:
         session.builder.build(plans)
         print(f"ready {len(plans)}", flush=True)
         try:
-            debounce, _ = kodev_watch_timing()
-            for _changes in watchfiles.watch(session.config.root, watch_filter=lambda _c, p: p.endswith(".go"),
-                                             debounce=debounce, step=max(session.config.watch.debounce_ms, 1),
-                                             raise_interrupt=False):
+            for _changes in saved_batches(session.config.root, lambda _c, p: p.endswith(".go"), threading.Event()):
                 started = time.monotonic()
                 built = session.builder.build(plans)
                 print(f"built {len(built)} {time.monotonic() - started:.3f}", flush=True)

@@ -59,7 +59,7 @@ SWAP_WITHIN = 1.0  # issue 24: a binary-only edit served by the same pod within 
 KODEV_FLAGS = ("`kodev watch --json -k k8s/ --push REGISTRY/…` (server-side apply, field manager kodev); swap: the "
                "new binary sent to the pod's supervisor over attach, the image pushed after serving; --no-swap: "
                "the image pushed, then the Deployment's image set and its rollout waited for.")
-KO_FLAGS = ("watchfiles with kodev's settings on `*.go` and `kodata/` → `ko apply -f k8s/` (KO_DOCKER_REPO: the "
+KO_FLAGS = ("kodev's batching of saves on `*.go` and `kodata/` → `ko apply -f k8s/` (KO_DOCKER_REPO: the "
             "cluster's registry; ko builds, pushes and runs `kubectl apply`) → the Deployment rolls out on its own; "
             "the same `.ko.yaml` flags and base as scenario 1's ko loop; kubectl v1.34.4, built with the cluster.")
 

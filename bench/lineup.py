@@ -24,7 +24,7 @@ KODEV_GO_FLAGS = ("`go build -trimpath -v -ldflags='-buildid= -s -w' -o DIR/ IMP
                   "CGO_ENABLED=0, watcher quiet period 25 ms.")
 KODEV_FLAGS = (KODEV_GO_FLAGS[:-1] + "; a main-only edit once a `go build` taught kodev the recipe: the `compile` "
                "and `link` that `go build` runs for it, as its dry run prints them (same flags, same bytes).")
-KO_FLAGS = ("watchfiles with kodev's settings on `*.go` and `kodata/` → `ko build --bare` into the daemon "
+KO_FLAGS = ("kodev's batching of saves on `*.go` and `kodata/` → `ko build --bare` into the daemon "
             "(`KO_DOCKER_REPO=ko.local/…`, what `--local` does) → `docker rm -f` + `docker run --network host`; "
             "a `.ko.yaml` gives `ldflags: [-buildid=, -s, -w]` and CGO_ENABLED=0; ko adds `-trimpath` itself and "
             "takes no `-v` or `-o` (it builds into a temporary directory of its own); base from the local "
@@ -39,7 +39,7 @@ AIR_FLAGS = ("`go build -trimpath -ldflags='-buildid= -s -w' -o ./tmp/server ./c
              "container, kodata read from the source directory.")
 FLOOR_FLAGS = ("`go build -trimpath -ldflags='-buildid= -s -w' -o DIR/ ./cmd/server`, CGO_ENABLED=0, timed from the "
                "write (no watcher, no image).")
-SHELL_FLAGS = ("watchfiles with kodev's settings → `go build` with kodev's flags + `docker build` of a "
+SHELL_FLAGS = ("kodev's batching of saves → `go build` with kodev's flags + `docker build` of a "
                "`FROM base / COPY` Dockerfile (base: kodev's static layer) + `docker rm -f` + `docker run`.")
 
 

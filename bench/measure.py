@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,14 +247,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def kodev_watch_timing() -> tuple[int, int]:
-    """watchfiles' (debounce, step) in ms as kodev watch uses them, so another contender's watcher waits as long."""
-    import importlib
-
+def kodev_quiet_ms() -> int:
+    """The quiet period (ms) that ends a batch of saves in kodev watch, for a rival's own watcher setting."""
     from kodev.config import WatchSettings
 
-    try:
-        debounce = int(getattr(importlib.import_module("kodev.events"), "_MAX_BATCH_MS", 1600))
-    except ImportError:
-        debounce = 1600
-    return debounce, max(WatchSettings().debounce_ms, 1)
+    return max(WatchSettings().debounce_ms, 1)
+
+
+def saved_batches(root: Path, wanted: Callable[[object, str], bool], stop: threading.Event) -> Iterator[object]:
+    """Batches of saves under `root` exactly as kodev watch batches them (kodev/filebatches.py), for a
+    contender that has no watcher of its own: so that every watcher in a comparison waits alike."""
+    from kodev.filebatches import batches
+
+    return (batch for batch in batches([root], wanted, kodev_quiet_ms(), stop) if batch)

@@ -4,7 +4,7 @@ They mirror bench/contenders.py's contenders (a `HelloCopy` with `start()`, `mea
 from the write until the page serves the token, a breakdown)`, `stop()`), so scenarios can alternate them
 with kodev. Each builds with kodev watch's flags (`-trimpath -ldflags='-buildid= -s -w'`, CGO_ENABLED=0)
 and waits as kodev's watcher does (25 ms of quiet) where the tool lets it be told:
-- the ko loop: watchfiles with kodev's settings (in a thread here, as the shell loop) -> `ko build` into
+- the ko loop: kodev's own batching of saves (in a thread here, as the shell loop) -> `ko build` into
   the daemon (KO_DOCKER_REPO=ko.local/…, which is `--local`; `--bare` names the image after the run) ->
   `docker rm -f` + `docker run --network host`. Flags from a generated .ko.yaml (ko adds -trimpath).
 - `skaffold dev`: ko builder (`build.local.push: false`), docker deployer, `--watch-poll-interval` 25 ms
@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.contenders import INITIAL_TEXT, WATCH_BUILD_FLAGS, HelloCopy
 from bench.context import Context
 from bench.dockershim import DockerShim
-from bench.measure import BenchError, Process, kodev_watch_timing, wait_for_text
+from bench.measure import BenchError, Process, kodev_quiet_ms, wait_for_text
 from bench.rivalmarks import AIR_MARKS, KO_MARKS, SKAFFOLD_MARKS, SKAFFOLD_WATCHING, ko_reference, stages
 from bench.saveloop import SaveLoop
 
@@ -171,7 +171,7 @@ def skaffold_yaml(image: str, base: str, kodata: bool = False) -> str:
 
 
 def skaffold_argv(skaffold: Path, settings: Path, cache: Path, registry_host: str) -> list[str]:
-    _debounce, quiet = kodev_watch_timing()
+    quiet = kodev_quiet_ms()
     return [str(skaffold), "dev", "--config", str(settings), "--update-check=false", "--interactive=false",
             "--port-forward=off", "--watch-poll-interval", str(quiet), "--cache-file", str(cache),
             "--insecure-registry", registry_host, "--detect-minikube=false"]
@@ -260,8 +260,7 @@ class AirWatch(HelloCopy):
     def __init__(self, context: Context, label: str, air: Path, source: Path | None = None) -> None:
         super().__init__(context, label, source)
         self.air = air
-        _debounce, quiet = kodev_watch_timing()
-        (self.module / ".air.toml").write_text(air_toml(self.port, quiet))
+        (self.module / ".air.toml").write_text(air_toml(self.port, kodev_quiet_ms()))
         self.process: Process | None = None
 
     def start(self, timeout: float = 300) -> float:

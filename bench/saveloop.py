@@ -1,6 +1,6 @@
 """The watcher the benchmark runs for a contender that has none of its own (the shell loop, the ko loop, the ko
-apply loop): watchfiles with kodev's own settings (`kodev_watch_timing`), in a thread, one pass of the
-contender's `run_once` per batch of saves, so the watcher's delay is counted as kodev's is. Each pass (when
+apply loop): saves batched exactly as kodev watch batches them (`saved_batches`), in a thread, one pass of
+the contender's `run_once` per batch, so the watcher's delay is counted as kodev's is. Each pass (when
 it began, its steps, or the error it raised) is queued for the measurement that caused it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.measure import BenchError, kodev_watch_timing
+from bench.measure import BenchError, saved_batches
 
 Pass = tuple[float, dict[str, float], BaseException | None]
 
@@ -30,11 +30,7 @@ class SaveLoop:
         time.sleep(0.3)  # let the watcher register its inotify watches
 
     def _watch(self) -> None:
-        import watchfiles
-
-        debounce, step = kodev_watch_timing()
-        for _changes in watchfiles.watch(self.root, watch_filter=self.watched, debounce=debounce, step=step,
-                                         stop_event=self._stop, raise_interrupt=False):
+        for _changes in saved_batches(self.root, self.watched, self._stop):
             started = time.monotonic()
             try:
                 self.passes.put((started, self.run_once(), None))

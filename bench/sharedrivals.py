@@ -21,7 +21,7 @@ from bench.contenders import PAUSE
 from bench.context import Context
 from bench.dockershim import DockerShim
 from bench.generate import Shape, set_shared_tag
-from bench.measure import BenchError, Process, kodev_watch_timing
+from bench.measure import BenchError, Process, saved_batches
 from bench.rivalmarks import SKAFFOLD_WATCHING, strip_ansi
 from bench.rivals import (
     LDFLAGS,
@@ -103,11 +103,7 @@ class KoAll:
         return time.monotonic() - started
 
     def _watch(self) -> None:
-        import watchfiles
-
-        debounce, step = kodev_watch_timing()
-        for _changes in watchfiles.watch(self.module, watch_filter=lambda _c, p: p.endswith(".go"),
-                                         debounce=debounce, step=step, stop_event=self._stop, raise_interrupt=False):
+        for _changes in saved_batches(self.module, lambda _c, p: p.endswith(".go"), self._stop):
             try:
                 count = self.run_once()
                 self.done.put((time.monotonic(), count, None))

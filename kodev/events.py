@@ -1,7 +1,8 @@
 """File events for the loop: a watcher thread that batches them, and their normalization into `FileChange`s.
 
-watchfiles groups a burst of events (until `debounce_ms` of quiet, at most 200 ms); the loop merges every
-batch that waited while it was building, and waits for the end of a burst that began during a build.
+A batch ends after `debounce_ms` of quiet, at most 200 ms after it began (kodev/filebatches.py); the loop
+merges every batch that waited while it was building, and waits for the end of a burst that began during a
+build.
 Normalizing looks at each path's final state, so an atomic save (write a temp file, rename it over) or a
 delete-then-create is one 'modified'.
 """
@@ -19,6 +20,7 @@ from typing import Any, Union
 
 from kodev.affected import Change, FileChange, is_noise
 from kodev.config import WatchSettings
+from kodev.filebatches import batches
 from kodev.gomod import ModuleGraph
 from kodev.gosource import imports_of
 
@@ -48,15 +50,6 @@ class ServiceExited:
 
 
 Message = Union[FilesChanged, WatchFailed, ServiceExited]  # noqa: UP007 - a runtime alias on Python 3.10
-
-_CHANGE_NAMES: dict[int, Change] = {1: "added", 2: "modified", 3: "deleted"}
-# Batches flow at least this often during continuous writes, so that a compile a burst makes stale is
-# superseded soon (kodev/coalesce.py). (watchfiles calls this cap `debounce`, and the quiet that ends a
-# batch — kodev's `debounce_ms` setting — `step`.)
-_MAX_BATCH_MS = 200
-# How often the watcher thread wakes when nothing happens: its first wake-up also says it is ready.
-_IDLE_WAKE_MS = 250
-
 
 def normalize(raw: Iterable[tuple[str, str]], graph: ModuleGraph) -> Iterator[FileChange]:
     """One change per path, from its final state; a modified .go file says whether it gained an import."""
@@ -130,21 +123,15 @@ class FileWatcher:
         return not any(fnmatch(rel, pattern) for pattern in self.settings.ignore)
 
     def _run(self, roots: tuple[Path, ...], stop: threading.Event, ready: threading.Event) -> None:
-        import watchfiles
-
-        quiet_ms = max(self.settings.debounce_ms, 1)
+        settings = self.settings
         try:
-            # watchfiles sets its watches up before it first returns, and with yield_on_timeout it returns
-            # (an empty set) after the first idle interval at the latest: from then on no save is missed.
-            for changes in watchfiles.watch(
-                *roots, watch_filter=self.wanted, debounce=_MAX_BATCH_MS, step=quiet_ms, stop_event=stop,
-                rust_timeout=_IDLE_WAKE_MS, yield_on_timeout=True,
-                force_polling=True if self.settings.poll else None,
-                poll_delay_ms=self.settings.poll_interval_ms, raise_interrupt=False,
-            ):
+            # watchfiles sets its watches up before it first returns, and it returns (an empty batch) after
+            # the first idle interval at the latest: from then on no save is missed.
+            for batch in batches(roots, self.wanted, settings.debounce_ms, stop, settings.poll,
+                                 settings.poll_interval_ms):
                 ready.set()
-                if changes:
-                    self.messages.put(FilesChanged(frozenset((_CHANGE_NAMES[int(c)], p) for c, p in changes)))
+                if batch:
+                    self.messages.put(FilesChanged(batch))
         except Exception as exc:  # a root vanished, inotify limits: say so, keep the containers
             log.debug("file watcher failed", exc_info=True)
             self.messages.put(WatchFailed(exc))
