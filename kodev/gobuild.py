@@ -7,8 +7,10 @@ import dataclasses
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -123,7 +125,15 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
         started = time.monotonic()
         cwd = group[0].command.module_dir
         args = build_args(group, group_dir, verbose=on_package is not None)
-        output, returncode = _run(go, args, cwd, _env(group[0].env), on_package, superseded)
+        # go's work directory goes in one of kodev's: a go build kodev kills (newer saves, Ctrl-C) cannot
+        # remove its own, and a day of bursts would leave hundreds of go-build* directories behind.
+        work = Path(tempfile.mkdtemp(prefix="gotmp-", dir=go.env.get("GOTMPDIR") or os.environ.get("GOTMPDIR")
+                                     or out_dir))
+        try:
+            output, returncode = _run(go, args, cwd, {**_env(group[0].env), "GOTMPDIR": str(work)}, on_package,
+                                      superseded)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         seconds = time.monotonic() - started
         if returncode != 0:
             names = ", ".join(r.command.import_path for r in group)
