@@ -97,6 +97,7 @@ class DirectBuilds:
         self._latest: dict[BuildRequest, int] = {}  # the go build each request's newest learning comes from
         self._lock = threading.Lock()
         self._learning = ThreadPoolExecutor(1, thread_name_prefix="recipe")
+        self._closed = threading.Event()  # a reload or the end: a learning under way gives up
         self._next = 0
 
     def stamp(self, requests: Sequence[BuildRequest]) -> dict[BuildRequest, tuple[Sources, dict[Path, Stamp]]]:
@@ -125,15 +126,17 @@ class DirectBuilds:
     def _learn_all(self, todo: list[tuple[BuildRequest, Binary, tuple[Sources, dict[Path, Stamp]]]],
                    build: int) -> None:
         for request, binary, (sources, stamps) in todo:
-            if self._latest.get(request) != build:
-                continue  # a later go build of it is queued: that one is learned
+            if self._latest.get(request) != build or self._closed.is_set():
+                continue  # a later go build of it is queued (that one is learned), or the loop is done
             try:
                 recipe = self._read(request)
-                built = self._run(recipe, _env(request), prefix=NICE)
+                built = self._run(recipe, _env(request), superseded=self._closed.is_set, prefix=NICE)
                 if built is None:
                     raise NoRecipe("its compile or link failed when kodev ran it")
                 if file_digest(built) != binary.digest:
                     raise NoRecipe("running it did not write the bytes go build wrote")
+            except Superseded:
+                continue  # closed meanwhile
             except (NoRecipe, OSError) as exc:
                 reason = (OVERTAKEN if sources.stamps() != stamps  # a save came: nothing wrong with the recipe
                           else str(exc) or type(exc).__name__)
@@ -144,7 +147,8 @@ class DirectBuilds:
                         continue  # a later go build came meanwhile: its learning says
                     self._learned[request] = Learned(recipe, sources, stamps)
             log.debug("direct build of %s: %s", request.command.import_path, reason or "learned")
-            self.on_learned(request.command, not reason, reason)
+            if not self._closed.is_set():
+                self.on_learned(request.command, not reason, reason)
 
     def _read(self, request: BuildRequest) -> Recipe:
         if any(flag.startswith(("-gcflags", "-toolexec", "-cover", "-pgo", "-n", "-a")) for flag in request.flags):
@@ -214,7 +218,9 @@ class DirectBuilds:
         return recipe.output
 
     def close(self) -> None:
-        self._learning.shutdown(wait=True, cancel_futures=True)
+        """Not waiting for a learning under way: it ends at its next step (a reload must not wait for it)."""
+        self._closed.set()
+        self._learning.shutdown(wait=False, cancel_futures=True)
 
 
 def _env(request: BuildRequest) -> dict[str, str]:

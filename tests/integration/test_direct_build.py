@@ -219,3 +219,16 @@ def test_of_two_go_builds_queued_only_the_newer_is_learned(loop: Loop) -> None:
     edit(loop.module, 'fmt.Fprintln(w, "second")', 'fmt.Fprintln(w, "third")')
     built = loop.direct_build()
     assert built is not None and built.digest == loop.reference()
+
+
+def test_closing_gives_a_learning_under_way_up_and_says_nothing(loop: Loop) -> None:
+    """A kodev.toml reload closes the loop's direct builds: it must not wait for a niced learning."""
+    before = loop.direct.stamp([loop.request])
+    binary = compile_commands(loop.go, [loop.request], loop.out / "go")[0]
+    learning = loop.direct.learn([binary], [loop.request], before)
+    loop.direct.close()
+    assert learning is not None
+    learning.result(timeout=60)
+    assert loop.learned == []
+    edit(loop.module, 'fmt.Fprintln(w, "ok")', 'fmt.Fprintln(w, "after")')
+    assert loop.direct_build() is None
