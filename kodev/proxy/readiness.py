@@ -1,11 +1,11 @@
 """When the new process serves: the dev proxy's two probes, over plain asyncio streams.
 
 `Sentinel`: opened on `hold`, while the old process still runs. It sends one complete request
-(`OPTIONS *`, which Go's server answers itself, without the app's handlers) and is then left idle: an idle
-keep-alive connection is what a graceful shutdown (Go's `Server.Shutdown`) closes at once, where a
-connection that never sent a request would count as busy and hold the old process up to its kill. The old
-process is gone when the sentinel reads end-of-file. Behind a published Docker port, docker-proxy accepts
-and then closes as the app goes: the same end-of-file.
+(`OPTIONS *`, which Go's server answers itself, without the app's handlers), waits for the answer (the old
+process took it), and is then left idle: an idle keep-alive connection is what a graceful shutdown (Go's
+`Server.Shutdown`) closes at once, where a connection that never sent a request would count as busy and
+hold the old process up to its kill. The old process is gone when the sentinel reads end-of-file. Behind a
+published Docker port, docker-proxy accepts and then closes as the app goes: the same end-of-file.
 
 `serves`: the new process answers HTTP — any status line will do — or, with a `ready` path, that path
 answers 2xx. A bare TCP accept is not enough: docker-proxy accepts while nothing listens behind it.
@@ -39,6 +39,16 @@ class Sentinel:
         except (OSError, asyncio.TimeoutError):
             return None
         writer.write(_options(host, port, close=False))
+        # Only an answer says the old process took the connection: one still in the listening socket's queue
+        # when it goes is accepted by the new process (the supervisor keeps the socket across restarts),
+        # which keeps it open, and `gone` would wait out the whole hold.
+        try:
+            answered = (await asyncio.wait_for(reader.readline(), _PROBE_SECONDS)).startswith(b"HTTP/")
+        except (OSError, asyncio.TimeoutError):
+            answered = False
+        if not answered:
+            writer.close()
+            return None
         return cls(reader, writer)
 
     async def gone(self, deadline: float) -> None:

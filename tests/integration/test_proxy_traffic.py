@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,7 @@ def test_a_hammering_client_sees_no_refusal_and_no_5xx_across_20_swaps_and_3_rec
             n += 1
             post = n % 2 == 0
             body = f"body-{index}-{n}".encode()
+            sent = time.monotonic()
             try:
                 status, _, answer = _get(app.proxy_port, "/echo" if post else "/text", "POST" if post else "GET",
                                          body if post else None)
@@ -168,8 +171,10 @@ def test_a_hammering_client_sees_no_refusal_and_no_5xx_across_20_swaps_and_3_rec
                 continue
             text = answer.decode()
             version = text.split(":", 1)[0]
-            if status >= 500:
-                problems.append(f"{status}: {text[:200]}")
+            if status >= 500:  # the proxy's own page: what it says, and how long the request waited
+                detail = re.search(r"<p>(.*?)</p>", text)
+                problems.append(f"{status} after {time.monotonic() - sent:.1f}s: "
+                                f"{detail.group(1) if detail else text[:200]}")
             elif post and text != f"{version}:POST:{body.decode()}":
                 problems.append(f"a POST lost its body: {text[:200]}")
             elif version not in versions:
