@@ -192,11 +192,12 @@ class DirectBuilds:
                               superseded)
             if built is None:
                 return None
+            seconds = time.monotonic() - started
             target = out_dir / f"direct{index}" / request.command.app_name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)  # a new file: a swapped-in hard link never changes under an app
             os.replace(built, target)
-            binaries.append(Binary(request.command, target, file_digest(target), time.monotonic() - started))
+            binaries.append(Binary(request.command, target, file_digest(target), seconds))
         return binaries
 
     def _run(self, recipe: Recipe, env: dict[str, str], vcs: Future[bool] | None = None,

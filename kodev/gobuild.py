@@ -151,6 +151,12 @@ def compile_commands(go: GoTool, requests: Sequence[BuildRequest], out_dir: Path
     return sorted(binaries, key=lambda binary: order[binary.command])
 
 
+def go_time(binaries: Sequence[Binary]) -> float:
+    """What `go` itself took for `binaries` (each group's go build once, or a direct build's compile and
+    link): the `go_seconds` kodev reports, without its own digest of each binary."""
+    return sum({binary.path.parent: binary.seconds for binary in binaries}.values())
+
+
 def _run(go: GoTool, args: list[str], cwd: Path, env: dict[str, str], on_package: Callable[[str], None] | None,
          superseded: Callable[[], bool] | None) -> tuple[str, int]:
     """Go's output as it comes: package lines (with -v) to `on_package`, the rest kept verbatim; the exit code."""

@@ -21,7 +21,7 @@ from kodev.builder import ImageBuilder, Snapshot
 from kodev.deliver import Delivered, Delivery, Done, Pending, Release
 from kodev.directbuild import DirectBuilds
 from kodev.errors import CompileError, DaemonError, KodevError
-from kodev.gobuild import Binary, Superseded
+from kodev.gobuild import Binary, Superseded, go_time
 from kodev.health import DaemonLost
 from kodev.image.assemble import Image
 from kodev.image.kodata import KODATA_DIR, KodataIndex, kodata_patch
@@ -135,6 +135,7 @@ class Rebuild:
         compiling = [by_path[p] for p in sorted(compile_these) if p in by_path]
         try:
             compiled, go_seconds = self._compile(compiling, self.superseded if supersedable else None)
+            go_only = go_time(list(compiled.values()))  # reported: the go command's own, without the digests
         except Superseded:
             self._carried = (compile_these, reimage_these)
             self.ui.superseded([c.plan.name for c in compiling])
@@ -146,7 +147,8 @@ class Rebuild:
         for command in ordered:
             done = compiled.get(command.import_path)
             try:
-                self._release(command, done, go_seconds if done else None, _head(git, command))
+                self._release(command, done, go_seconds if done else None, _head(git, command),
+                              go_only if done else None)
             except (KodevError, OSError, DockerException) as exc:  # the SDK's: mostly OSErrors (requests)
                 if not self.daemon.reachable():
                     raise DaemonLost from None
@@ -183,8 +185,8 @@ class Rebuild:
             return "the last good images stay in the daemon"
         return "nothing has been built yet"
 
-    def _release(self, command: WatchedCommand, compiled: Binary | None, go_seconds: float | None,
-                 git: GitHead | None) -> None:
+    def _release(self, command: WatchedCommand, compiled: Binary | None, compile_seconds: float | None,
+                 git: GitHead | None, go_seconds: float | None = None) -> None:
         """Image one command, publish it (if it changed) and bring it to its workloads; report the round.
 
         A binary-only change is begun first (a swap serves before the binary layer is even made: ~100 ms
@@ -192,7 +194,7 @@ class Rebuild:
         anything is delivered: an edit that lands after that is the next round's (its event is queued)."""
         plan = command.plan
         started = time.monotonic()
-        clock_start = started - (go_seconds or 0)
+        clock_start = started - (compile_seconds or 0)  # the whole compile stage, digests included
         snapshot = self.builder.snapshot(plan, git)
         command.read(snapshot)
         in_place = self._in_place(command, compiled, snapshot)
