@@ -233,6 +233,13 @@ class Containers:
             return False
         return True
 
+    def existing(self, container_ids: Sequence[str]) -> set[str]:
+        """Which of `container_ids` exist (running or not): one request for all, as an idle loop asks."""
+        if not container_ids:
+            return set()
+        listed = [c["Id"] for c in self.client.api.containers(all=True, filters={"id": list(container_ids)})]
+        return {wanted for wanted in container_ids if any(found.startswith(wanted) for found in listed)}
+
     def exit_code(self, container_id: str) -> int | None:
         ended = self.ended(container_id)
         return ended.code if ended is not None else None

@@ -146,8 +146,9 @@ class Workloads:
 
     def vanished(self) -> list[str]:
         """Services whose container is gone (removed behind kodev's back, or the daemon restarted)."""
-        return [d.service or "" for d in self.deliveries if (d.container() and not self.containers.exists(
-            d.container() or ""))]
+        followed = [(d.service or "", d.container()) for d in self.deliveries]
+        there = self.containers.existing([c for _, c in followed if c])
+        return [service for service, container in followed if container and container not in there]
 
     def adopt_compose(self, running: dict[str, str]) -> None:
         """Compose (re)made the project's containers: kodev's services adopt theirs; new ones are followed."""

@@ -244,3 +244,18 @@ def test_direct_false_keeps_every_build_a_go_build(hello: Path, repo: str, docke
             wait_for_page(s.url + "healthz", f"ok {edit}", timeout=30)
         finished = s.events.all("build.finished", since=mark)
         assert [e["direct"] for e in finished] == [False] * 3, s.proc.output()
+
+
+def test_a_container_removed_behind_kodevs_back_is_noticed_idle_and_started_again(hello: Path, repo: str,
+                                                                                  docker_client: Any) -> None:
+    """The idle health check asks the daemon which followed containers still exist (one request for all):
+    a `docker rm -f` is seen without a save, said, and the service runs again in a new container."""
+    with watching(hello, repo, docker_client) as s:
+        old = docker_client.containers.get(s.server).id
+        mark = s.events.mark()
+        docker_client.containers.get(old).remove(force=True)
+        warning = s.events.wait("message", since=mark, match=lambda e: e["level"] == "warning", timeout=60)
+        assert s.server in warning["text"] and "is gone" in warning["text"], warning
+        s.events.wait("delivered", since=mark, match=lambda e: e["service"] == s.server, timeout=120)
+        wait_for_page(s.url, "Hello, kodev!", timeout=60)
+        assert docker_client.containers.get(s.server).id != old
