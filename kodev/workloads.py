@@ -7,6 +7,7 @@ and stopping everything at the end. It says what happened (`ExitVerdict`); the l
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -34,6 +35,8 @@ from kodev.ui import SERVICE_COLORS, UI
 # release starts it), 'missed' (it stopped before the binary swapped into it could run: start it again now),
 # 'vanished' (its container is gone: recreate), 'daemon-lost' (the daemon went with it).
 ExitVerdict = Literal["ignored", "exited", "missed", "vanished", "daemon-lost"]
+
+log = logging.getLogger(__name__)
 
 
 class Workloads:
@@ -146,8 +149,15 @@ class Workloads:
 
     def vanished(self) -> list[str]:
         """Services whose container is gone (removed behind kodev's back, or the daemon restarted)."""
+        import docker.errors
+
         followed = [(d.service or "", d.container()) for d in self.deliveries]
-        there = self.containers.existing([c for _, c in followed if c])
+        try:
+            there = self.containers.existing([c for _, c in followed if c])
+        except (OSError, docker.errors.APIError) as exc:
+            # A daemon shutting down still answers pings for a moment: the next check says whether it is gone.
+            log.debug("listing containers failed: %s", exc)
+            return []
         return [service for service, container in followed if container and container not in there]
 
     def adopt_compose(self, running: dict[str, str]) -> None:

@@ -37,8 +37,8 @@ def test_a_sentinel_the_old_process_answered_ends_when_it_closes() -> None:
         connection.recv(4096)
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         time.sleep(0.2)  # serving on, then a graceful shutdown closes the idle connection
-        connection.close()
         closed.set()
+        connection.close()
 
     threading.Thread(target=old_process, daemon=True).start()
 

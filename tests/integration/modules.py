@@ -129,7 +129,7 @@ def kodev_running(module: Module, args: list[str], env: dict[str, str] | None = 
     finally:
         code = proc.stop()
         clean_daemon(module)
-    assert code == 0, proc.output()
+    assert code == 0, f"kodev exited with {code}\n{proc.output()}"
 
 
 def server_service(name: str, port: int, stop_timeout: int = 3, command: str = "./cmd/server",
