@@ -219,9 +219,10 @@ class DirectBuilds:
         return recipe.output
 
     def close(self) -> None:
-        """Not waiting for a learning under way: it ends at its next step (a reload must not wait for it)."""
+        """A learning under way gives up at its next step (a dry run ends, a compile or link is killed), and
+        is waited for: its files are in the loop's scratch directory, which goes when the loop ends."""
         self._closed.set()
-        self._learning.shutdown(wait=False, cancel_futures=True)
+        self._learning.shutdown(wait=True, cancel_futures=True)
 
 
 def _env(request: BuildRequest) -> dict[str, str]:

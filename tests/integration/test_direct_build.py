@@ -222,7 +222,8 @@ def test_of_two_go_builds_queued_only_the_newer_is_learned(loop: Loop) -> None:
 
 
 def test_closing_gives_a_learning_under_way_up_and_says_nothing(loop: Loop) -> None:
-    """A kodev.toml reload closes the loop's direct builds: it must not wait for a niced learning."""
+    """A kodev.toml reload closes the loop's direct builds: a niced learning under way stops at its next
+    step rather than running to its end."""
     before = loop.direct.stamp([loop.request])
     binary = compile_commands(loop.go, [loop.request], loop.out / "go")[0]
     learning = loop.direct.learn([binary], [loop.request], before)
