@@ -79,7 +79,9 @@ class DevLoop:
         """Build, start, watch; on Ctrl-C or SIGTERM stop and remove this session's containers.
 
         Exits 0, or 1 when the containers could not be cleaned up (the next kodev removes them)."""
-        with interrupts_as_keyboard(), tempfile.TemporaryDirectory(prefix="watch-", dir=cache.subdir("tmp")) as tmp:
+        # (ignore_cleanup_errors: a file still being written there must not turn a clean stop into exit 1)
+        with interrupts_as_keyboard(), tempfile.TemporaryDirectory(prefix="watch-", dir=cache.subdir("tmp"),
+                                                                   ignore_cleanup_errors=True) as tmp:
             self.scratch = Path(tmp)
             self.rounds = self._rounds(self.session)
             try:
